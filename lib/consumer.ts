@@ -1,0 +1,281 @@
+/**
+ * The consumer: reads tickets from Kafka and stores them exactly once in PostgreSQL. The database
+ * holds the consumed offsets; Kafka's own group offsets are not used.
+ * @module
+ */
+import type { Connection } from "./config.ts";
+import { AppError, messageOf } from "./errors.ts";
+import { createKafka, describeKafkaError, type EachBatchPayload, withDeadline } from "./kafka.ts";
+import { log, progress, progressDone } from "./log.ts";
+import { createPool, type Database } from "./postgres.ts";
+import { qualify } from "./schema.ts";
+import { type Batch, type DeadLetter, type IncomingRow, sinkStatements, storedOffsets, writeBatch } from "./sink.ts";
+import { MAX_TICKET_BYTES, parseTicket } from "./tickets.ts";
+
+/** Options of {@linkcode runConsumer}. */
+export interface ConsumerOptions {
+  connection: Connection;
+  topic: string;
+  table: string;
+  /** @default {"public"} */
+  schema?: string;
+  /** @default {"tickets-sink-<schema>-<table>"} */
+  groupId?: string;
+  /** Largest number of messages written in one transaction. @default {5000} */
+  batchSize?: number;
+  /** Stop (successfully) after this many seconds without a new message. @default {undefined: run until stopped} */
+  idleTimeoutSeconds?: number;
+  /** Stop after this many messages. */
+  maxMessages?: number;
+  /** Largest message accepted as a ticket, in bytes. @default {65536} */
+  maxMessageBytes?: number;
+  /** Bytes fetched per partition per request. @default {4194304} */
+  maxBytesPerPartition?: number;
+  /** How long the broker may hold a fetch waiting for data, in ms. @default {100} */
+  maxWaitTimeMs?: number;
+  /** Seconds to keep retrying a failing database before giving up. @default {300} */
+  dbRetrySeconds?: number;
+  /** Aborts the run (SIGINT, SIGTERM): the batch in flight is finished and committed first. */
+  signal?: AbortSignal;
+}
+
+/** Counts of a consumer run. */
+export interface ConsumerSummary {
+  received: number;
+  stored: number;
+  duplicates: number;
+  conflicts: number;
+  deadLetters: number;
+  /** Batches dropped because another group member had moved the stored offset. */
+  fenced: number;
+  seconds: number;
+}
+
+/** Default consumer group of a table. */
+export function defaultGroupId(schema: string, table: string): string {
+  return `tickets-sink-${schema}-${table}`;
+}
+
+interface PartitionState {
+  /** Next offset stored in the database. */
+  next: bigint;
+  /** Seeks made to `next` that still got a batch starting after it. */
+  seeks: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs the consumer until idle, max messages, or the abort signal. */
+export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSummary> {
+  const schema = options.schema ?? "public";
+  const q = qualify({ schema, table: options.table });
+  const sql = sinkStatements(q);
+  const groupId = options.groupId ?? defaultGroupId(schema, options.table);
+  const batchSize = options.batchSize ?? 5000;
+  const maxBytes = options.maxMessageBytes ?? MAX_TICKET_BYTES;
+  const retryMs = (options.dbRetrySeconds ?? 300) * 1000;
+  const settings = options.connection.kafka;
+  const summary: ConsumerSummary = {
+    received: 0,
+    stored: 0,
+    duplicates: 0,
+    conflicts: 0,
+    deadLetters: 0,
+    fenced: 0,
+    seconds: 0,
+  };
+  const started = performance.now();
+
+  const db: Database = await createPool({
+    uri: options.connection.postgresUri,
+    certPath: settings.certPath,
+    connectTimeoutMs: options.connection.connectTimeoutMs,
+    max: 2,
+    applicationName: `tickets-consumer ${groupId}`,
+  });
+  const kafka = createKafka(settings, { clientId: `tickets-consumer-${groupId}` });
+  const admin = kafka.admin();
+  const consumer = kafka.consumer({
+    groupId,
+    sessionTimeout: 30_000,
+    heartbeatInterval: 3_000,
+    maxBytesPerPartition: options.maxBytesPerPartition ?? 4 * 1024 * 1024,
+    maxBytes: 16 * 1024 * 1024,
+    maxWaitTimeInMs: options.maxWaitTimeMs ?? 100,
+    allowAutoTopicCreation: false,
+    retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000 },
+  });
+
+  const positions = new Map<number, PartitionState>();
+  let finish: (error?: unknown) => void = () => {};
+  const finished = new Promise<void>((resolve, reject) => {
+    finish = (error?: unknown) => (error ? reject(error) : resolve());
+  });
+  let lastActivity = performance.now();
+
+  async function loadPosition(partition: number): Promise<PartitionState> {
+    const stored = await storedOffsets(db.pool, q, groupId, options.topic);
+    let next = stored.get(partition);
+    if (next === undefined) {
+      const offsets = await admin.fetchTopicOffsets(options.topic);
+      const low = offsets.find((o) => o.partition === partition)?.low ?? "0";
+      next = BigInt(low);
+    }
+    const state = { next, seeks: 0 };
+    positions.set(partition, state);
+    return state;
+  }
+
+  async function writeWithRetry(batch: Batch, heartbeat: () => Promise<void>) {
+    const deadline = performance.now() + retryMs;
+    for (let attempt = 1;; attempt++) {
+      let client;
+      try {
+        client = await db.pool.connect();
+        try {
+          return await writeBatch(client, sql, batch);
+        } finally {
+          client.release();
+        }
+      } catch (error) {
+        const code = (error as { code?: string }).code ?? "";
+        // Errors of the data or the schema will not heal by waiting.
+        if (/^(22|23|42)/.test(code)) {
+          throw new AppError("DB", `cannot store batch in ${q.tickets}: ${messageOf(error)}; did you run db_setup.ts?`, { cause: error });
+        }
+        if (performance.now() > deadline) {
+          throw new AppError("DB_UNREACHABLE", `PostgreSQL still failing after ${Math.round(retryMs / 1000)} s: ${messageOf(error)}`, { cause: error });
+        }
+        const wait = Math.min(8_000, 250 * 2 ** Math.min(attempt, 5));
+        log("warn", `database write failed (attempt ${attempt}): ${messageOf(error)}; retrying in ${wait} ms`);
+        await sleep(wait);
+        await heartbeat().catch(() => {});
+      }
+    }
+  }
+
+  async function handleBatch(payload: EachBatchPayload) {
+    const { batch, heartbeat, isRunning, isStale } = payload;
+    if (batch.messages.length === 0) return;
+    const partition = batch.partition;
+    const state = positions.get(partition) ?? await loadPosition(partition);
+    const first = BigInt(batch.messages[0]!.offset);
+    if (first !== state.next) {
+      // Behind: already stored. Ahead: a gap, unless the log really has one (seen 3 times).
+      if (first < state.next || state.seeks < 3) {
+        if (first > state.next) state.seeks++;
+        consumer.seek({ topic: batch.topic, partition, offset: state.next.toString() });
+        return;
+      }
+      log("warn", `partition ${partition}: offsets ${state.next}..${first - 1n} are absent from the log; continuing at ${first}`);
+      state.next = first;
+    }
+    for (let start = 0; start < batch.messages.length; start += batchSize) {
+      if (!isRunning() || isStale()) return;
+      const slice = batch.messages.slice(start, start + batchSize);
+      const rows: IncomingRow[] = [];
+      const deadLetters: DeadLetter[] = [];
+      for (const m of slice) {
+        const parsed = parseTicket(m.value, maxBytes);
+        if (parsed.ok) {
+          rows.push({ ticket: parsed.ticket, offset: m.offset, value: m.value!, publishedAt: new Date(Number(m.timestamp)) });
+        } else {
+          deadLetters.push({ offset: m.offset, key: m.key ?? null, value: m.value ?? null, reason: parsed.reason, detail: parsed.detail });
+        }
+      }
+      const nextOffset = BigInt(slice[slice.length - 1]!.offset) + 1n;
+      const result = await writeWithRetry({
+        groupId,
+        table: options.table,
+        topic: batch.topic,
+        partition,
+        expectedOffset: state.next,
+        nextOffset,
+        rows,
+        deadLetters,
+      }, heartbeat);
+      if (!result.committed) {
+        summary.fenced++;
+        positions.delete(partition);
+        log("warn", `partition ${partition}: stored offset moved by another consumer; re-reading from the database`);
+        return;
+      }
+      state.next = nextOffset;
+      summary.received += slice.length;
+      summary.stored += result.stored;
+      summary.duplicates += result.duplicates;
+      summary.conflicts += result.conflicts;
+      summary.deadLetters += result.deadLetters;
+      lastActivity = performance.now();
+      payload.resolveOffset(slice[slice.length - 1]!.offset);
+      await heartbeat();
+      const secs = (performance.now() - started) / 1000;
+      progress(`consumed ${summary.received}, stored ${summary.stored}, ${Math.round(summary.received / secs)}/s`);
+      if (options.maxMessages !== undefined && summary.received >= options.maxMessages) {
+        finish();
+        return;
+      }
+    }
+  }
+
+  try {
+    await withDeadline(admin.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
+    const topics = await admin.listTopics();
+    if (!topics.includes(options.topic)) {
+      throw new AppError("KAFKA", `topic "${options.topic}" does not exist; run producer.ts first or create it`);
+    }
+    await withDeadline(consumer.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
+    await consumer.subscribe({ topics: [options.topic], fromBeginning: true });
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      positions.clear();
+      lastActivity = performance.now();
+    });
+    consumer.on(consumer.events.CRASH, (event) => {
+      if (!event.payload.restart) finish(event.payload.error);
+    });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: async (payload) => {
+        try {
+          await handleBatch(payload);
+        } catch (error) {
+          finish(error);
+          throw error;
+        }
+      },
+    });
+    const onAbort = () => finish();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    if (options.signal?.aborted) finish();
+    let idleTimer: ReturnType<typeof setInterval> | undefined;
+    if (options.idleTimeoutSeconds !== undefined) {
+      const idleMs = options.idleTimeoutSeconds * 1000;
+      idleTimer = setInterval(() => {
+        if (performance.now() - lastActivity > idleMs) finish();
+      }, 100);
+    }
+    try {
+      await finished;
+    } finally {
+      clearInterval(idleTimer);
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+  } catch (error) {
+    throw error instanceof AppError ? error : describeKafkaError(error, settings);
+  } finally {
+    progressDone();
+    await consumer.disconnect().catch(() => {});
+    await admin.disconnect().catch(() => {});
+    await db.pool.end().catch(() => {});
+    summary.seconds = (performance.now() - started) / 1000;
+  }
+  return summary;
+}
+
+/** One line describing a consumer run. */
+export function formatConsumerSummary(s: ConsumerSummary): string {
+  const rate = s.seconds > 0 ? Math.round(s.received / s.seconds) : 0;
+  return `consumed ${s.received} messages in ${s.seconds.toFixed(1)} s (${rate}/s): stored ${s.stored}, duplicates ${s.duplicates}, conflicts ${s.conflicts}, dead letters ${s.deadLetters}`;
+}

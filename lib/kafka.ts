@@ -1,0 +1,125 @@
+/**
+ * Kafka client factory (PLAINTEXT, SSL with the cert folder, SASL_SSL with SCRAM), topic creation,
+ * and the translation of KafkaJS errors into one-line messages that name the fix.
+ * @module
+ */
+import { Kafka, type KafkaConfig, logLevel as KafkaLogLevel, type SASLOptions } from "kafkajs";
+import type { KafkaSettings } from "./config.ts";
+import { AppError, messageOf } from "./errors.ts";
+import { log } from "./log.ts";
+import { loadCertFolder } from "./tls.ts";
+
+export type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from "kafkajs";
+
+/** Options of {@linkcode createKafka}. */
+export interface KafkaClientOptions {
+  /** Client id shown in broker logs. @default {"movie-tickets"} */
+  clientId?: string;
+  /** Retries of a failed request before giving up. @default {5} */
+  retries?: number;
+}
+
+/** Builds a KafkaJS client for the settings; checks the cert folder first (SSL, SASL_SSL). */
+export function createKafka(settings: KafkaSettings, options: KafkaClientOptions = {}): Kafka {
+  const config: KafkaConfig = {
+    clientId: options.clientId ?? "movie-tickets",
+    brokers: settings.brokers,
+    connectionTimeout: settings.connectTimeoutMs,
+    authenticationTimeout: settings.connectTimeoutMs,
+    requestTimeout: Math.max(30_000, settings.connectTimeoutMs),
+    retry: { retries: options.retries ?? 5, initialRetryTime: 300, maxRetryTime: 5_000 },
+    logLevel: KafkaLogLevel.NOTHING,
+    logCreator: () => ({ namespace, label, log: entry }) => {
+      log("debug", `kafkajs ${label} [${namespace}] ${entry.message}`);
+    },
+  };
+  if (Deno.env.get("KAFKAJS_DEBUG")) config.logLevel = KafkaLogLevel.INFO;
+  if (settings.securityProtocol === "SSL") {
+    if (!settings.certPath) throw new AppError("USAGE", "SSL needs --cert-path DIR");
+    const tls = loadCertFolder(settings.certPath, { clientCert: true });
+    config.ssl = { ca: [tls.ca], cert: tls.cert, key: tls.key, rejectUnauthorized: true };
+  } else if (settings.securityProtocol === "SASL_SSL") {
+    const tls = settings.certPath ? loadCertFolder(settings.certPath, { clientCert: false }) : undefined;
+    config.ssl = tls ? { ca: [tls.ca], rejectUnauthorized: true } : true;
+    if (!settings.sasl) throw new AppError("USAGE", "SASL_SSL needs a user name and password");
+    config.sasl = {
+      mechanism: "scram-sha-256",
+      username: settings.sasl.username,
+      password: settings.sasl.password,
+    } as SASLOptions;
+  }
+  return new Kafka(config);
+}
+
+/** Turns a KafkaJS error into an AppError with a one-line message naming the likely fix. */
+export function describeKafkaError(error: unknown, settings: KafkaSettings): AppError {
+  if (error instanceof AppError) return error;
+  const where = settings.brokers.join(",");
+  const msg = messageOf(error);
+  const chain = [msg, messageOf((error as { originalError?: unknown }).originalError ?? "")].join(" ");
+  const make = (code: ConstructorParameters<typeof AppError>[0], text: string) =>
+    new AppError(code, text, { cause: error });
+  if (/ECONNREFUSED/.test(chain)) {
+    return make("KAFKA_UNREACHABLE", `cannot reach Kafka at ${where}: connection refused; check the host and port (Aiven shows them on the service overview)`);
+  }
+  if (/ENOTFOUND|EAI_AGAIN|getaddrinfo|failed to lookup/i.test(chain)) {
+    return make("KAFKA_UNREACHABLE", `unknown Kafka host in ${where}; check --kafka-hostname`);
+  }
+  if (/certificate|self[- ]signed|CERT_|altnames|unable to verify/i.test(chain) && !/certificate required/i.test(chain)) {
+    return make("KAFKA_TLS", `Kafka broker certificate not trusted (${msg}); use the ca.pem of the same service in --cert-path`);
+  }
+  if (/certificate required|handshake failure|bad certificate|unknown ca|alert/i.test(chain)) {
+    return make("KAFKA_TLS", `Kafka at ${where} refused the client certificate (${msg}); use service.cert and service.key of this service`);
+  }
+  if (/SASL|authentication/i.test(chain)) {
+    return make("KAFKA_AUTH", `Kafka at ${where} rejected the SASL user name or password; check them, and that the listener is SASL_SSL`);
+  }
+  if (/timeout|timed out/i.test(chain)) {
+    return make("TIMEOUT", `no answer from Kafka at ${where} within the connect timeout; check host, port, firewall and --security-protocol`);
+  }
+  if (/Closed connection|closed|ECONNRESET|socket hang up|EPIPE/i.test(chain)) {
+    return make("KAFKA_UNREACHABLE", `Kafka at ${where} closed the connection (${msg}); check --security-protocol (${settings.securityProtocol}) and the port`);
+  }
+  return make("KAFKA", `Kafka error at ${where}: ${msg}`);
+}
+
+/** Runs `work`, failing with a TIMEOUT error when it takes longer than `ms`. */
+export async function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new AppError("TIMEOUT", `${what}: no answer within ${Math.round(ms / 1000)} s`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Creates `topic` with `partitions` partitions when it does not exist. Returns true if it was
+ * created. The replication factor is the broker's default.
+ */
+export async function ensureTopic(kafka: Kafka, topic: string, partitions: number): Promise<boolean> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = await admin.listTopics();
+    if (existing.includes(topic)) return false;
+    const created = await admin.createTopics({
+      topics: [{ topic, numPartitions: partitions }],
+      waitForLeaders: true,
+    });
+    return created;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Kafka's rule for topic names. */
+export function isValidTopicName(name: string): boolean {
+  return /^[A-Za-z0-9._-]{1,249}$/.test(name) && name !== "." && name !== "..";
+}

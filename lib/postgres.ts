@@ -1,0 +1,154 @@
+/**
+ * PostgreSQL pool factory (TLS verified against the service CA, libpq sslmode semantics) and the
+ * translation of driver errors into one-line messages that name the fix.
+ * @module
+ */
+import pg from "pg";
+import { join } from "node:path";
+import type { ConnectionOptions } from "node:tls";
+import { AppError, messageOf } from "./errors.ts";
+import { log } from "./log.ts";
+import { describeTarget, parsePostgresUri, type PostgresTarget } from "./postgres_uri.ts";
+import { CERT_FILES } from "./tls.ts";
+
+export type { PoolClient } from "pg";
+
+/** Options of {@linkcode createPool}. */
+export interface PoolOptions {
+  /** PostgreSQL URI; its `sslmode` and `sslrootcert` are honoured. */
+  uri: string;
+  /** Cert folder whose `ca.pem` verifies the server (Aiven projects share one CA). */
+  certPath?: string;
+  /** Milliseconds to wait for a connection. @default {10000} */
+  connectTimeoutMs?: number;
+  /** Largest number of connections. @default {4} */
+  max?: number;
+  /** Shown in pg_stat_activity. @default {"movie-tickets"} */
+  applicationName?: string;
+}
+
+/** A connection pool plus the target it points at (without password). */
+export interface Database {
+  pool: pg.Pool;
+  target: PostgresTarget;
+  /** `user@host:port/db`, safe to print. */
+  label: string;
+}
+
+function readCa(target: PostgresTarget, certPath: string | undefined): string | undefined {
+  const path = target.sslrootcert && target.sslrootcert !== "system"
+    ? target.sslrootcert
+    : certPath
+    ? join(certPath, CERT_FILES.ca)
+    : undefined;
+  if (!path) return undefined;
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    if (target.sslrootcert) {
+      throw new AppError("MISSING_CERT", `sslrootcert file ${path} cannot be read`);
+    }
+    return undefined; // no ca.pem in the cert folder: fall back to the system's CAs
+  }
+}
+
+/**
+ * TLS options for a target. Whatever the mode, an encrypted connection always verifies the
+ * server's chain (never `rejectUnauthorized: false`): against the CA when one is given, else the
+ * system's CAs. `require` and `verify-ca` skip the host-name check when a CA is given (as libpq
+ * does); `verify-full` always checks it.
+ */
+export function tlsOptions(target: PostgresTarget, certPath?: string): ConnectionOptions | false {
+  if (target.sslmode === "disable") return false;
+  const ca = readCa(target, certPath);
+  if (target.sslmode === "verify-ca" && !ca && target.sslrootcert !== "system") {
+    throw new AppError("MISSING_CERT", "sslmode=verify-ca needs a CA: pass --cert-path with ca.pem or sslrootcert=FILE");
+  }
+  const options: ConnectionOptions = { rejectUnauthorized: true, servername: undefined };
+  if (ca) options.ca = ca;
+  if (target.sslmode !== "verify-full" && ca) options.checkServerIdentity = () => undefined;
+  return options;
+}
+
+/** Turns a driver or socket error into an AppError with a one-line message naming the fix. */
+export function describePgError(error: unknown, target: PostgresTarget): AppError {
+  if (error instanceof AppError) return error;
+  const e = error as { code?: string; message?: string };
+  const where = `${target.host}:${target.port}`;
+  const msg = messageOf(error);
+  const code = e.code ?? "";
+  if (code === "ECONNREFUSED") {
+    return new AppError("DB_UNREACHABLE", `cannot reach PostgreSQL at ${where}: connection refused; is the server running and the port right?`, { cause: error });
+  }
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || /getaddrinfo|failed to lookup/i.test(msg)) {
+    return new AppError("DB_UNREACHABLE", `unknown PostgreSQL host "${target.host}"; check the host in the PostgreSQL URI`, { cause: error });
+  }
+  if (code === "28P01") {
+    return new AppError("DB_AUTH", `PostgreSQL rejected the password of user "${target.user}"; check the password in the PostgreSQL URI`, { cause: error });
+  }
+  if (code === "28000") {
+    return new AppError("DB_AUTH", `PostgreSQL refused the connection of user "${target.user}" (${msg}); check sslmode and the user`, { cause: error });
+  }
+  if (code === "3D000") {
+    return new AppError("DB", `database "${target.database}" does not exist on ${where}; check the database in the PostgreSQL URI`, { cause: error });
+  }
+  if (/certificate|self[- ]signed|CERT_|altnames|verify/i.test(code + " " + msg)) {
+    return new AppError("DB_TLS", `PostgreSQL server certificate not trusted (${msg}); pass the service CA (ca.pem in --cert-path, or sslrootcert=FILE in the URI)`, { cause: error });
+  }
+  if (/does not support SSL/i.test(msg)) {
+    return new AppError("DB_TLS", `PostgreSQL at ${where} does not accept SSL; use sslmode=disable only on a trusted network`, { cause: error });
+  }
+  if (/timeout/i.test(msg)) {
+    return new AppError("TIMEOUT", `no answer from PostgreSQL at ${where} within the connect timeout; check host, port and firewall`, { cause: error });
+  }
+  return new AppError("DB", `PostgreSQL error at ${describeTarget(target)}: ${msg}`, { cause: error });
+}
+
+function poolConfig(target: PostgresTarget, ssl: ConnectionOptions | false, options: PoolOptions): pg.PoolConfig {
+  return {
+    host: target.host,
+    port: target.port,
+    user: target.user,
+    password: target.password,
+    database: target.database,
+    ssl,
+    max: options.max ?? 4,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+    application_name: options.applicationName ?? "movie-tickets",
+    keepAlive: true,
+  };
+}
+
+/**
+ * Creates a pool and proves it works with one query, so a bad URI, password or certificate fails
+ * here with a clear message. `allow`/`prefer` fall back to plain text only when the server has no SSL.
+ */
+export async function createPool(options: PoolOptions): Promise<Database> {
+  let target: PostgresTarget;
+  try {
+    target = parsePostgresUri(options.uri);
+  } catch (error) {
+    throw new AppError("BAD_INPUT", `PostgreSQL URI ${messageOf(error)}`);
+  }
+  let ssl = tlsOptions(target, options.certPath);
+  let pool = new pg.Pool(poolConfig(target, ssl, options));
+  try {
+    await pool.query("select 1");
+  } catch (error) {
+    await pool.end().catch(() => {});
+    const fallback = (target.sslmode === "prefer" || target.sslmode === "allow") &&
+      /does not support SSL/i.test(messageOf(error));
+    if (!fallback) throw describePgError(error, target);
+    ssl = false;
+    pool = new pg.Pool(poolConfig(target, ssl, options));
+    try {
+      await pool.query("select 1");
+    } catch (error2) {
+      await pool.end().catch(() => {});
+      throw describePgError(error2, target);
+    }
+  }
+  // An idle connection killed by the server (restart, pg_terminate_backend) must not crash us.
+  pool.on("error", (error) => log("warn", `PostgreSQL connection lost: ${messageOf(error)}`));
+  return { pool, target, label: describeTarget(target) };
+}

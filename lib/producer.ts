@@ -1,0 +1,151 @@
+/**
+ * The producer: generates tickets and publishes them to Kafka in application-side batches (KafkaJS
+ * has no linger), several batches in flight, keyed by ticket_id, waiting for acknowledgement.
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import { CompressionTypes } from "kafkajs";
+import type { KafkaSettings } from "./config.ts";
+import { AppError, messageOf } from "./errors.ts";
+import { createKafka, describeKafkaError, ensureTopic, withDeadline } from "./kafka.ts";
+import { log, progress, progressDone } from "./log.ts";
+import { type Ticket, TicketGenerator } from "./tickets.ts";
+
+/** Compression codecs KafkaJS ships with. */
+export const COMPRESSIONS = ["none", "gzip"] as const;
+/** Acknowledgement levels: all in-sync replicas, the leader, none. */
+export const ACKS = ["all", "1", "0"] as const;
+
+/** Options of {@linkcode runProducer}. */
+export interface ProducerOptions {
+  kafka: KafkaSettings;
+  topic: string;
+  /** Tickets to publish; ignored with `continuous`. @default {10} */
+  num?: number;
+  /** Publish until the signal aborts. @default {false} */
+  continuous?: boolean;
+  /** Same seed, same tickets. */
+  seed?: number;
+  /** Tickets per second; undefined for as fast as possible. */
+  rate?: number;
+  /** Partitions of the topic when it has to be created. @default {3} */
+  partitions?: number;
+  /** Tickets per produce request. @default {1000} */
+  batchSize?: number;
+  /** Produce requests awaiting acknowledgement at once. @default {4} */
+  inFlight?: number;
+  /** @default {"none"} */
+  compression?: typeof COMPRESSIONS[number];
+  /** @default {"all"} */
+  acks?: typeof ACKS[number];
+  /** Called with each ticket as it is queued (tests keep them to compare). */
+  onTicket?: (ticket: Ticket) => void;
+  /** Replaces the generator, e.g. to publish given messages. */
+  source?: () => { key: string | null; value: Uint8Array | string | null } | undefined;
+  signal?: AbortSignal;
+}
+
+/** Counts of a producer run. */
+export interface ProducerSummary {
+  sent: number;
+  /** Tickets that could not be published after retries. */
+  unsent: number;
+  seconds: number;
+  topicCreated: boolean;
+}
+
+const ACK_VALUES = { all: -1, "1": 1, "0": 0 } as const;
+
+/** Publishes tickets; throws UNSENT (after reporting) when any could not be published. */
+export async function runProducer(options: ProducerOptions): Promise<ProducerSummary> {
+  const total = options.continuous ? Infinity : options.num ?? 10;
+  const batchSize = options.batchSize ?? 1000;
+  const inFlight = Math.max(1, options.inFlight ?? 4);
+  const generator = new TicketGenerator({ seed: options.seed });
+  const kafka = createKafka(options.kafka, { clientId: "tickets-producer" });
+  const producer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: inFlight });
+  const summary: ProducerSummary = { sent: 0, unsent: 0, seconds: 0, topicCreated: false };
+  const started = performance.now();
+  let firstError: unknown;
+  let queued = 0;
+  const pending = new Set<Promise<void>>();
+
+  const next = (): { key: string | null; value: Buffer | string | null } | undefined => {
+    if (options.source) {
+      const m = options.source();
+      return m && { key: m.key, value: m.value instanceof Uint8Array ? Buffer.from(m.value) : m.value };
+    }
+    const ticket = generator.next();
+    options.onTicket?.(ticket);
+    return { key: ticket.ticket_id, value: JSON.stringify(ticket) };
+  };
+
+  try {
+    summary.topicCreated = await withDeadline(
+      ensureTopic(kafka, options.topic, options.partitions ?? 3),
+      options.kafka.connectTimeoutMs + 5_000,
+      "connecting to Kafka",
+    );
+    await withDeadline(producer.connect(), options.kafka.connectTimeoutMs + 2_000, "connecting to Kafka");
+    let exhausted = false;
+    while (queued < total && !exhausted && !options.signal?.aborted && firstError === undefined) {
+      let size = Math.min(batchSize, total - queued);
+      if (options.rate !== undefined) {
+        // pace: never run ahead of rate * elapsed
+        const allowed = Math.floor(((performance.now() - started) / 1000) * options.rate) - queued;
+        if (allowed <= 0) {
+          await new Promise((r) => setTimeout(r, Math.max(1, Math.min(50, 1000 / options.rate!))));
+          continue;
+        }
+        size = Math.min(size, allowed);
+      }
+      const messages = [];
+      for (let i = 0; i < size; i++) {
+        const m = next();
+        if (!m) {
+          exhausted = true;
+          break;
+        }
+        messages.push(m);
+      }
+      if (messages.length === 0) break;
+      queued += messages.length;
+      const send = producer.send({
+        topic: options.topic,
+        messages,
+        acks: ACK_VALUES[options.acks ?? "all"],
+        compression: options.compression === "gzip" ? CompressionTypes.GZIP : CompressionTypes.None,
+      }).then(() => {
+        summary.sent += messages.length;
+        const secs = (performance.now() - started) / 1000;
+        progress(`sent ${summary.sent}${Number.isFinite(total) ? `/${total}` : ""}, ${Math.round(summary.sent / secs)}/s`);
+      }, (error) => {
+        summary.unsent += messages.length;
+        firstError ??= error;
+      });
+      const tracked: Promise<void> = send.finally(() => pending.delete(tracked));
+      pending.add(tracked);
+      if (pending.size >= inFlight) await Promise.race(pending);
+    }
+    await Promise.all(pending);
+  } catch (error) {
+    throw error instanceof AppError ? error : describeKafkaError(error, options.kafka);
+  } finally {
+    progressDone();
+    await producer.disconnect().catch(() => {});
+    summary.seconds = (performance.now() - started) / 1000;
+  }
+  if (firstError !== undefined) {
+    if (Number.isFinite(total)) summary.unsent += total - queued;
+    const cause = describeKafkaError(firstError, options.kafka);
+    log("error", formatProducerSummary(summary));
+    throw new AppError("UNSENT", `${summary.unsent} tickets were not sent (${messageOf(cause)})`, { cause: firstError });
+  }
+  return summary;
+}
+
+/** One line describing a producer run. */
+export function formatProducerSummary(s: ProducerSummary): string {
+  const rate = s.seconds > 0 ? Math.round(s.sent / s.seconds) : 0;
+  return `sent ${s.sent} tickets in ${s.seconds.toFixed(2)} s (${rate} tickets/s)${s.unsent ? `, ${s.unsent} NOT sent` : ""}`;
+}

@@ -1,0 +1,118 @@
+/**
+ * Database objects of the pipeline: identifier checks and quoting, and the DDL of the ticket
+ * table, the consumer-offsets table and the dead-letter table (all in one schema).
+ * @module
+ */
+import { AppError } from "./errors.ts";
+
+/** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 63 bytes. */
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** Checks a table or schema name against the strict pattern; throws USAGE when it does not fit. */
+export function checkIdentifier(kind: string, name: string): string {
+  if (!IDENTIFIER.test(name)) {
+    throw new AppError(
+      "USAGE",
+      `${kind} "${name.slice(0, 80)}" is not allowed: use 1-63 lower-case letters, digits or _, starting with a letter or _`,
+    );
+  }
+  return name;
+}
+
+/** Double-quotes an identifier (after checking it). */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** Where the pipeline's tables live. */
+export interface TableNames {
+  schema: string;
+  table: string;
+}
+
+/** Fully qualified, quoted names of the pipeline's tables. */
+export interface QualifiedNames {
+  tickets: string;
+  offsets: string;
+  deadLetters: string;
+  conflicts: string;
+}
+
+/** Name of the offsets table shared by every pipeline in a schema. */
+export const OFFSETS_TABLE = "pipeline_offsets";
+/** Name of the dead-letter table shared by every pipeline in a schema. */
+export const DEAD_LETTERS_TABLE = "pipeline_dead_letters";
+/** Name of the table of ticket ids seen again with different content. */
+export const CONFLICTS_TABLE = "pipeline_conflicts";
+
+/** Checks the names and returns the quoted, schema-qualified table names. */
+export function qualify(names: TableNames): QualifiedNames {
+  const schema = quoteIdent(checkIdentifier("schema name", names.schema));
+  const table = quoteIdent(checkIdentifier("table name", names.table));
+  return {
+    tickets: `${schema}.${table}`,
+    offsets: `${schema}.${quoteIdent(OFFSETS_TABLE)}`,
+    deadLetters: `${schema}.${quoteIdent(DEAD_LETTERS_TABLE)}`,
+    conflicts: `${schema}.${quoteIdent(CONFLICTS_TABLE)}`,
+  };
+}
+
+/** The DDL statements (idempotent) that create the schema and all pipeline tables. */
+export function schemaStatements(names: TableNames): string[] {
+  const q = qualify(names);
+  const schema = quoteIdent(names.schema);
+  return [
+    `CREATE SCHEMA IF NOT EXISTS ${schema}`,
+    `CREATE TABLE IF NOT EXISTS ${q.tickets} (
+      ticket_id       text PRIMARY KEY,
+      theater         text NOT NULL,
+      movie           text NOT NULL,
+      name            text NOT NULL,
+      email           text NOT NULL,
+      phone_number    text NOT NULL,
+      seats           text NOT NULL,
+      showtime        timestamptz NOT NULL,
+      price_amount    numeric(12,2) NOT NULL,
+      price_currency  char(3) NOT NULL,
+      purchased_at    timestamptz NOT NULL,
+      kafka_topic     text NOT NULL,
+      kafka_partition integer NOT NULL,
+      kafka_offset    bigint NOT NULL,
+      published_at    timestamptz,
+      stored_at       timestamptz NOT NULL DEFAULT clock_timestamp()
+    )`,
+    `CREATE TABLE IF NOT EXISTS ${q.offsets} (
+      group_id    text NOT NULL,
+      topic       text NOT NULL,
+      partition   integer NOT NULL,
+      next_offset bigint NOT NULL,
+      updated_at  timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (group_id, topic, partition)
+    )`,
+    `CREATE TABLE IF NOT EXISTS ${q.deadLetters} (
+      id          bigserial PRIMARY KEY,
+      group_id    text NOT NULL,
+      target_table text NOT NULL,
+      topic       text NOT NULL,
+      partition   integer NOT NULL,
+      "offset"    bigint NOT NULL,
+      message_key bytea,
+      message_value bytea,
+      reason      text NOT NULL,
+      detail      text NOT NULL,
+      received_at timestamptz NOT NULL DEFAULT now(),
+      UNIQUE (group_id, topic, partition, "offset")
+    )`,
+    `CREATE TABLE IF NOT EXISTS ${q.conflicts} (
+      id          bigserial PRIMARY KEY,
+      target_table text NOT NULL,
+      ticket_id   text NOT NULL,
+      topic       text NOT NULL,
+      partition   integer NOT NULL,
+      "offset"    bigint NOT NULL,
+      message_value bytea NOT NULL,
+      recorded_at timestamptz NOT NULL DEFAULT now(),
+      UNIQUE (target_table, topic, partition, "offset")
+    )`,
+  ];
+}

@@ -1,0 +1,228 @@
+/**
+ * The PostgreSQL write path: one transaction per batch holding the ticket rows (multi-row
+ * `unnest`), the dead letters, the conflicts and the consumer offset, fenced by compare-and-set.
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import type { PoolClient } from "./postgres.ts";
+import type { QualifiedNames } from "./schema.ts";
+import type { Ticket } from "./tickets.ts";
+
+/** A parsed ticket and where it came from. */
+export interface IncomingRow {
+  ticket: Ticket;
+  offset: string;
+  /** The raw message value, kept to record a conflict. */
+  value: Uint8Array;
+  /** Kafka message timestamp (publish time). */
+  publishedAt?: Date;
+}
+
+/** A message that is not a ticket. */
+export interface DeadLetter {
+  offset: string;
+  key: Uint8Array | null;
+  value: Uint8Array | null;
+  reason: string;
+  detail: string;
+}
+
+/** One partition's batch, with the offsets it moves between. */
+export interface Batch {
+  groupId: string;
+  /** Unquoted ticket table name, recorded with dead letters and conflicts. */
+  table: string;
+  topic: string;
+  partition: number;
+  /** Next offset stored before this batch (compare-and-set guard). */
+  expectedOffset: bigint;
+  /** Next offset to store: last offset of the batch + 1. */
+  nextOffset: bigint;
+  rows: IncomingRow[];
+  deadLetters: DeadLetter[];
+}
+
+/** What a batch did. */
+export interface BatchResult {
+  /** False when another consumer moved the stored offset: nothing was written. */
+  committed: boolean;
+  stored: number;
+  /** Same ticket_id and same content as a stored row. */
+  duplicates: number;
+  /** Same ticket_id with different content: first stored wins, the newcomer is recorded. */
+  conflicts: number;
+  deadLetters: number;
+}
+
+const toBuffer = (bytes: Uint8Array | null) =>
+  bytes === null ? null : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+/** Builds the SQL of the batch writes once per table. */
+export function sinkStatements(q: QualifiedNames) {
+  return {
+    claimOffset: `INSERT INTO ${q.offsets} AS o (group_id, topic, partition, next_offset)
+      VALUES ($1, $2, $3, $4)
+      ON CONFLICT (group_id, topic, partition)
+      DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
+      WHERE o.next_offset = $5`,
+    insertTickets: `INSERT INTO ${q.tickets} (ticket_id, theater, movie, name, email, phone_number,
+        seats, showtime, price_amount, price_currency, purchased_at, kafka_topic, kafka_partition,
+        kafka_offset, published_at)
+      SELECT u.id, u.theater, u.movie, u.name, u.email, u.phone, u.seats, u.showtime, u.amount,
+        u.currency, u.purchased, $12, $13, u.off, u.published
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::timestamptz[], $9::numeric[], $10::text[], $11::timestamptz[],
+        $14::bigint[], $15::timestamptz[])
+        AS u(id, theater, movie, name, email, phone, seats, showtime, amount, currency, purchased, off, published)
+      ON CONFLICT (ticket_id) DO NOTHING
+      RETURNING kafka_offset`,
+    selectExisting: `SELECT ticket_id, theater, movie, name, email, phone_number, seats,
+        showtime, price_amount::float8 AS price_amount, price_currency, purchased_at
+      FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
+    insertConflicts: `INSERT INTO ${q.conflicts} (target_table, ticket_id, topic, partition, "offset", message_value)
+      SELECT $1, u.id, $2, $3, u.off, u.val FROM unnest($4::text[], $5::bigint[], $6::bytea[]) AS u(id, off, val)
+      ON CONFLICT DO NOTHING`,
+    insertDeadLetters: `INSERT INTO ${q.deadLetters} (group_id, target_table, topic, partition,
+        "offset", message_key, message_value, reason, detail)
+      SELECT $1, $2, $3, $4, u.off, u.k, u.v, u.reason, u.detail
+      FROM unnest($5::bigint[], $6::bytea[], $7::bytea[], $8::text[], $9::text[])
+        AS u(off, k, v, reason, detail)
+      ON CONFLICT DO NOTHING`,
+  };
+}
+
+/** SQL of a table's batch writes. */
+export type SinkStatements = ReturnType<typeof sinkStatements>;
+
+interface ExistingRow {
+  ticket_id: string;
+  theater: string;
+  movie: string;
+  name: string;
+  email: string;
+  phone_number: string;
+  seats: string;
+  showtime: Date;
+  price_amount: number;
+  price_currency: string;
+  purchased_at: Date;
+}
+
+/** True when a stored row holds the same ticket. */
+export function sameTicket(row: ExistingRow, t: Ticket): boolean {
+  return row.theater === t.theater && row.movie === t.movie && row.name === t.name &&
+    row.email === t.email && row.phone_number === t.phone_number &&
+    row.seats === t.seats.join(",") && row.showtime.getTime() === Date.parse(t.showtime) &&
+    Math.abs(row.price_amount - t.price.amount) < 0.005 && row.price_currency === t.price.currency &&
+    row.purchased_at.getTime() === Date.parse(t.purchased_at);
+}
+
+/**
+ * Writes one batch in one transaction: claims the offset range (fails, writing nothing, if the
+ * stored offset is not `expectedOffset`), inserts tickets skipping known ids, records conflicts
+ * and dead letters, then commits.
+ */
+export async function writeBatch(client: PoolClient, sql: SinkStatements, batch: Batch): Promise<BatchResult> {
+  const result: BatchResult = { committed: false, stored: 0, duplicates: 0, conflicts: 0, deadLetters: 0 };
+  await client.query("BEGIN");
+  try {
+    const claim = await client.query(sql.claimOffset, [
+      batch.groupId,
+      batch.topic,
+      batch.partition,
+      batch.nextOffset.toString(),
+      batch.expectedOffset.toString(),
+    ]);
+    if (claim.rowCount !== 1) {
+      await client.query("ROLLBACK");
+      return result;
+    }
+    if (batch.rows.length > 0) {
+      const n = batch.rows.length;
+      const cols: unknown[][] = Array.from({ length: 13 }, () => new Array(n));
+      for (let i = 0; i < n; i++) {
+        const { ticket: t, offset, publishedAt } = batch.rows[i]!;
+        cols[0]![i] = t.ticket_id;
+        cols[1]![i] = t.theater;
+        cols[2]![i] = t.movie;
+        cols[3]![i] = t.name;
+        cols[4]![i] = t.email;
+        cols[5]![i] = t.phone_number;
+        cols[6]![i] = t.seats.join(",");
+        cols[7]![i] = t.showtime;
+        cols[8]![i] = t.price.amount;
+        cols[9]![i] = t.price.currency;
+        cols[10]![i] = t.purchased_at;
+        cols[11]![i] = offset;
+        cols[12]![i] = publishedAt ? publishedAt.toISOString() : null;
+      }
+      const inserted = await client.query<{ kafka_offset: string }>(sql.insertTickets, [
+        ...cols.slice(0, 11),
+        batch.topic,
+        batch.partition,
+        cols[11],
+        cols[12],
+      ]);
+      result.stored = inserted.rowCount ?? 0;
+      if (result.stored < n) {
+        const done = new Set(inserted.rows.map((r) => String(r.kafka_offset)));
+        const skipped = batch.rows.filter((r) => !done.has(r.offset));
+        const existing = await client.query<ExistingRow>(sql.selectExisting, [
+          [...new Set(skipped.map((r) => r.ticket.ticket_id))],
+        ]);
+        const byId = new Map(existing.rows.map((r) => [r.ticket_id, r]));
+        const conflicts = skipped.filter((r) => {
+          const row = byId.get(r.ticket.ticket_id);
+          return !row || !sameTicket(row, r.ticket);
+        });
+        result.conflicts = conflicts.length;
+        result.duplicates = skipped.length - conflicts.length;
+        if (conflicts.length > 0) {
+          await client.query(sql.insertConflicts, [
+            batch.table,
+            batch.topic,
+            batch.partition,
+            conflicts.map((r) => r.ticket.ticket_id),
+            conflicts.map((r) => r.offset),
+            conflicts.map((r) => toBuffer(r.value)),
+          ]);
+        }
+      }
+    }
+    if (batch.deadLetters.length > 0) {
+      const d = batch.deadLetters;
+      await client.query(sql.insertDeadLetters, [
+        batch.groupId,
+        batch.table,
+        batch.topic,
+        batch.partition,
+        d.map((x) => x.offset),
+        d.map((x) => toBuffer(x.key)),
+        d.map((x) => toBuffer(x.value)),
+        d.map((x) => x.reason),
+        d.map((x) => x.detail),
+      ]);
+      result.deadLetters = d.length;
+    }
+    await client.query("COMMIT");
+    result.committed = true;
+    return result;
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw error;
+  }
+}
+
+/** Next offset stored for each partition of a topic, for one consumer group. */
+export async function storedOffsets(
+  client: { query: PoolClient["query"] },
+  q: QualifiedNames,
+  groupId: string,
+  topic: string,
+): Promise<Map<number, bigint>> {
+  const res = await client.query<{ partition: number; next_offset: string }>(
+    `SELECT partition, next_offset FROM ${q.offsets} WHERE group_id = $1 AND topic = $2`,
+    [groupId, topic],
+  );
+  return new Map(res.rows.map((r) => [r.partition, BigInt(r.next_offset)]));
+}
