@@ -3,6 +3,7 @@
  * and the translation of KafkaJS errors into one-line messages that name the fix.
  * @module
  */
+import process from "node:process";
 import { Kafka, type KafkaConfig, logLevel as KafkaLogLevel, type SASLOptions } from "kafkajs";
 import type { KafkaSettings } from "./config.ts";
 import { AppError, messageOf } from "./errors.ts";
@@ -10,6 +11,14 @@ import { log } from "./log.ts";
 import { loadCertFolder } from "./tls.ts";
 
 export type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from "kafkajs";
+
+// KafkaJS arms timers with negative delays (harmless: they fire at once); Deno warns on each.
+const emitWarning = process.emitWarning;
+process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+  const type = typeof rest[0] === "string" ? rest[0] : (rest[0] as { type?: string })?.type;
+  if ((type ?? (warning as Error)?.name) === "TimeoutNegativeWarning") return;
+  return (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest);
+}) as typeof process.emitWarning;
 
 /** Options of {@linkcode createKafka}. */
 export interface KafkaClientOptions {

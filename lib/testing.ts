@@ -1,0 +1,121 @@
+/**
+ * Test helpers: the local stack's settings, creds files in temp folders, unique names, SQL, and
+ * running the scripts as processes. Used by `*_test.ts` and `e2e/`.
+ * @module
+ */
+import { join } from "node:path";
+import { type Connection, resolveConnection } from "./config.ts";
+import { type Creds, writeCreds } from "./creds.ts";
+import { createKafka } from "./kafka.ts";
+import { createPool } from "./postgres.ts";
+
+/** What `deno task stack up` writes to `.stack/stack.json`. */
+export interface StackInfo {
+  kafka: { plaintext: string; ssl: string; saslSsl?: string; saslUsername?: string; saslPassword?: string };
+  certPath: string;
+  postgresUri: string;
+  postgresAdminUri?: string;
+}
+
+/** The repository's root folder. */
+export const ROOT = new URL("../", import.meta.url).pathname;
+
+/** Reads `.stack/stack.json`; throws a clear error when the stack is not up. */
+export function stackInfo(): StackInfo {
+  try {
+    return JSON.parse(Deno.readTextFileSync(join(ROOT, ".stack/stack.json")));
+  } catch {
+    throw new Error("the local stack is not up: run `deno task stack up` (or `deno task test`, which starts it)");
+  }
+}
+
+/** A short random suffix for test topics, tables and groups. */
+export function uniqueSuffix(): string {
+  return crypto.randomUUID().replaceAll("-", "").slice(0, 10);
+}
+
+/** Creds for the stack's SSL listener (client certificates). */
+export function stackCreds(protocol: "SSL" | "PLAINTEXT" = "SSL"): Creds {
+  const info = stackInfo();
+  const [host, port] = (protocol === "SSL" ? info.kafka.ssl : info.kafka.plaintext).split(":");
+  return {
+    kafka: { hostname: host!, port: Number(port), securityProtocol: protocol, certPath: info.certPath },
+    postgres: { uri: info.postgresUri },
+  };
+}
+
+/** Writes stack creds (mode 600) into a fresh temp folder; returns the file's path. */
+export async function writeStackCreds(creds: Creds = stackCreds()): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "tickets-test-" });
+  const path = join(dir, "creds.json");
+  await writeCreds(path, creds);
+  return path;
+}
+
+/** Resolved connection to the stack over SSL. */
+export async function stackConnection(): Promise<Connection> {
+  return resolveConnection({ creds: await writeStackCreds() }, { kafka: true, postgres: true }, { get: () => undefined });
+}
+
+/** Runs one SQL statement against the stack's database. */
+export async function sql<T = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> {
+  const info = stackInfo();
+  const db = await createPool({ uri: info.postgresUri, certPath: info.certPath, max: 1 });
+  try {
+    return (await db.pool.query(text, params)).rows as T[];
+  } finally {
+    await db.pool.end();
+  }
+}
+
+/** Deletes topics (ignores ones that do not exist). */
+export async function deleteTopics(connection: Connection, topics: string[]): Promise<void> {
+  const admin = createKafka(connection.kafka, { retries: 1 }).admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const doomed = topics.filter((t) => existing.has(t));
+    if (doomed.length) await admin.deleteTopics({ topics: doomed });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Result of a script run as a process. */
+export interface ScriptResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a top-level script (e.g. `producer.ts`) with `deno run -A`, returning exit code and output. */
+export async function runScript(script: string, args: string[], env: Record<string, string> = {}): Promise<ScriptResult> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(ROOT, script), ...args],
+    cwd: ROOT,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+}
+
+/** Starts a top-level script as a child process (for signal tests). */
+export function spawnScript(script: string, args: string[]): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(ROOT, script), ...args],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** Runs a shell command (openssl, ...) and returns its stdout; throws on failure. */
+export async function sh(command: string, cwd?: string): Promise<string> {
+  const out = await new Deno.Command("bash", { args: ["-c", command], cwd, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) throw new Error(`${command} failed: ${new TextDecoder().decode(out.stderr)}`);
+  return new TextDecoder().decode(out.stdout);
+}
