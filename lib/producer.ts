@@ -20,7 +20,7 @@ export const ACKS = ["all", "1", "0"] as const;
 export interface ProducerOptions {
   kafka: KafkaSettings;
   topic: string;
-  /** Tickets to publish; ignored with `continuous`. @default {10} */
+  /** Tickets to publish; ignored with `continuous`. @default {10; all of `source` when given} */
   num?: number;
   /** Publish until the signal aborts. @default {false} */
   continuous?: boolean;
@@ -58,7 +58,9 @@ const ACK_VALUES = { all: -1, "1": 1, "0": 0 } as const;
 
 /** Publishes tickets; throws UNSENT (after reporting) when any could not be published. */
 export async function runProducer(options: ProducerOptions): Promise<ProducerSummary> {
-  const total = options.continuous ? Infinity : options.num ?? 10;
+  const total = options.continuous || (options.source && options.num === undefined)
+    ? Infinity
+    : options.num ?? 10;
   const batchSize = options.batchSize ?? 1000;
   const inFlight = Math.max(1, options.inFlight ?? 4);
   const generator = new TicketGenerator({ seed: options.seed });
