@@ -9,7 +9,15 @@ import { runProducer } from "../lib/producer.ts";
 import { qualify } from "../lib/schema.ts";
 import { sameTicket } from "../lib/sink.ts";
 import { type Ticket, TicketGenerator } from "../lib/tickets.ts";
-import { deleteTopics, runScript, spawnScript, sql, stackConnection, uniqueSuffix, writeStackCreds } from "../lib/testing.ts";
+import {
+  deleteTopics,
+  runScript,
+  spawnScript,
+  sql,
+  stackConnection,
+  uniqueSuffix,
+  writeStackCreds,
+} from "../lib/testing.ts";
 
 interface Row {
   ticket_id: string;
@@ -28,13 +36,17 @@ interface Row {
 async function tableRows(table: string): Promise<Row[]> {
   return await sql<Row>(
     `SELECT ticket_id, theater, movie, name, email, phone_number, seats, showtime,
-       price_amount::float8 AS price_amount, price_currency, purchased_at FROM ${qualify({ schema: "public", table }).tickets}`,
+       price_amount::float8 AS price_amount, price_currency, purchased_at FROM ${
+      qualify({ schema: "public", table }).tickets
+    }`,
   );
 }
 
 async function counts(table: string): Promise<{ n: number; distinct: number }> {
   const [row] = await sql<{ n: string; d: string }>(
-    `SELECT count(*) AS n, count(DISTINCT ticket_id) AS d FROM ${qualify({ schema: "public", table }).tickets}`,
+    `SELECT count(*) AS n, count(DISTINCT ticket_id) AS d FROM ${
+      qualify({ schema: "public", table }).tickets
+    }`,
   );
   return { n: Number(row!.n), distinct: Number(row!.d) };
 }
@@ -54,7 +66,12 @@ Deno.test("pipeline stores 1,000 tickets exactly as produced, and a second consu
   await setupDatabase(connection, { schema: "public", table });
   const produced: Ticket[] = [];
   try {
-    const sent = await runProducer({ kafka: connection.kafka, topic, num: 1000, onTicket: (t) => produced.push(t) });
+    const sent = await runProducer({
+      kafka: connection.kafka,
+      topic,
+      num: 1000,
+      onTicket: (t) => produced.push(t),
+    });
     assert.equal(sent.sent, 1000);
     const first = await runConsumer({ connection, topic, table, idleTimeoutSeconds: 3 });
     assert.equal(first.stored, 1000);
@@ -87,7 +104,16 @@ Deno.test("consumer killed with SIGKILL mid-stream and restarted stores 100,000 
   await setupDatabase(connection, { schema: "public", table });
   try {
     await runProducer({ kafka: connection.kafka, topic, num: total, seed });
-    const args = ["--creds", creds, "--topic-name", topic, "--table-name", table, "--batch-size", "500"];
+    const args = [
+      "--creds",
+      creds,
+      "--topic-name",
+      topic,
+      "--table-name",
+      table,
+      "--batch-size",
+      "500",
+    ];
     const child = spawnScript("consumer.ts", args);
     // wait until some, not all, rows are stored, then kill without warning
     for (let i = 0; i < 600; i++) {
@@ -110,7 +136,9 @@ Deno.test("consumer killed with SIGKILL mid-stream and restarted stores 100,000 
     const generator = new TicketGenerator({ seed });
     const expected = Array.from({ length: total }, () => generator.next().ticket_id);
     const [missing] = await sql<{ n: string }>(
-      `SELECT count(*) AS n FROM unnest($1::text[]) AS e(id) WHERE NOT EXISTS (SELECT 1 FROM ${qualify({ schema: "public", table }).tickets} t WHERE t.ticket_id = e.id)`,
+      `SELECT count(*) AS n FROM unnest($1::text[]) AS e(id) WHERE NOT EXISTS (SELECT 1 FROM ${
+        qualify({ schema: "public", table }).tickets
+      } t WHERE t.ticket_id = e.id)`,
       [expected],
     );
     assert.equal(Number(missing!.n), 0);
@@ -132,15 +160,27 @@ Deno.test("a message that is not a ticket goes to dead letters; the good ones ar
   for (const [i, t] of good.entries()) {
     queue.push({ key: t.ticket_id, value: JSON.stringify(t) });
     if (i === 10) queue.push({ key: "poison-1", value: "{not json" });
-    if (i === 30) queue.push({ key: null, value: JSON.stringify({ ...t, ticket_id: "poison-2", email: "nope" }) });
+    if (i === 30) {
+      queue.push({
+        key: null,
+        value: JSON.stringify({ ...t, ticket_id: "poison-2", email: "nope" }),
+      });
+    }
   }
   try {
-    await runProducer({ kafka: connection.kafka, topic, partitions: 1, source: () => queue.shift() });
+    await runProducer({
+      kafka: connection.kafka,
+      topic,
+      partitions: 1,
+      source: () => queue.shift(),
+    });
     const summary = await runConsumer({ connection, topic, table, idleTimeoutSeconds: 3 });
     assert.equal(summary.stored, 50);
     assert.equal(summary.deadLetters, 2);
     assert.equal((await counts(table)).n, 50);
-    const dead = await sql<{ reason: string; offset: string; partition: number; topic: string; value: string }>(
+    const dead = await sql<
+      { reason: string; offset: string; partition: number; topic: string; value: string }
+    >(
       `SELECT reason, "offset", partition, topic, convert_from(message_value, 'UTF8') AS value
        FROM public.pipeline_dead_letters WHERE target_table = $1 ORDER BY "offset"`,
       [table],
@@ -158,7 +198,14 @@ Deno.test("a message that is not a ticket goes to dead letters; the good ones ar
 Deno.test("db_setup refuses bad table names before any SQL runs", async () => {
   // A PostgreSQL URI that points nowhere: a name check that ran SQL would fail differently.
   for (const bad of ["x; drop table y", '"quoted"', "a".repeat(100)]) {
-    const r = await runScript("db_setup.ts", ["--table-name", bad, "--postgres-uri", "postgres://u:p@127.0.0.1:1/db", "--creds", "/nonexistent"]);
+    const r = await runScript("db_setup.ts", [
+      "--table-name",
+      bad,
+      "--postgres-uri",
+      "postgres://u:p@127.0.0.1:1/db",
+      "--creds",
+      "/nonexistent",
+    ]);
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /^error: table name .* is not allowed/);
   }
@@ -172,9 +219,43 @@ Deno.test("db_setup creates the tables and is harmless when run twice", async ()
       const r = await runScript("db_setup.ts", ["--table-name", table, "--creds", creds]);
       assert.equal(r.code, 0, r.stderr);
     }
-    const [row] = await sql<{ t: string }>("SELECT to_regclass($1)::text AS t", [`public.${table}`]);
+    const [row] = await sql<{ t: string }>("SELECT to_regclass($1)::text AS t", [
+      `public.${table}`,
+    ]);
     assert.equal(row!.t, table);
   } finally {
     await dropTable(table);
+  }
+});
+
+Deno.test("SIGINT and SIGTERM stop producer and consumer gracefully: batch committed, exit 0, summary", async () => {
+  const connection = await stackConnection();
+  const creds = await writeStackCreds();
+  const id = uniqueSuffix();
+  const topic = `e2e_sig_${id}`;
+  const table = `e2e_sig_${id}`;
+  await setupDatabase(connection, { schema: "public", table });
+  try {
+    const producer = spawnScript("producer.ts", ["--creds", creds, "--topic-name", topic, "--continuous", "--rate", "2000"]);
+    await new Promise((r) => setTimeout(r, 3000));
+    producer.kill("SIGINT");
+    const pOut = await producer.output();
+    assert.equal(pOut.code, 0, new TextDecoder().decode(pOut.stderr));
+    const sentLine = new TextDecoder().decode(pOut.stdout);
+    const sent = Number(/sent (\d+) tickets/.exec(sentLine)?.[1]);
+    assert.ok(sent > 0, sentLine + new TextDecoder().decode(pOut.stderr));
+
+    const consumer = spawnScript("consumer.ts", ["--creds", creds, "--topic-name", topic, "--table-name", table]);
+    for (let i = 0; i < 200 && (await counts(table)).n < sent; i++) await new Promise((r) => setTimeout(r, 100));
+    const stopAt = performance.now();
+    consumer.kill("SIGTERM");
+    const cOut = await consumer.output();
+    assert.equal(cOut.code, 0, new TextDecoder().decode(cOut.stderr));
+    assert.ok(performance.now() - stopAt < 10_000);
+    assert.match(new TextDecoder().decode(cOut.stdout), /^consumed \d+ messages/m);
+    assert.equal((await counts(table)).n, sent);
+  } finally {
+    await dropTable(table);
+    await deleteTopics(connection, [topic]);
   }
 });

@@ -3,8 +3,14 @@
  * undefined after printing `--help`.
  * @module
  */
-import { type CommandSpec, type FlagValues, parseCommandLine, Problems, stringFlag } from "./cli.ts";
-import { CONNECTION_FLAGS, type Connection, resolveConnection } from "./config.ts";
+import {
+  type CommandSpec,
+  type FlagValues,
+  parseCommandLine,
+  Problems,
+  stringFlag,
+} from "./cli.ts";
+import { type Connection, CONNECTION_FLAGS, resolveConnection } from "./config.ts";
 import { ACKS, COMPRESSIONS, type ProducerOptions } from "./producer.ts";
 import type { ConsumerOptions } from "./consumer.ts";
 import { isValidTopicName } from "./kafka.ts";
@@ -17,7 +23,11 @@ export const DB_SETUP_SPEC: CommandSpec = {
   summary: "create the ticket table and the pipeline's offsets and dead-letter tables (idempotent)",
   flags: {
     "table-name": { type: "string", description: "ticket table to create (required)" },
-    "schema": { type: "string", description: "schema of the tables (created if missing)", default: "public" },
+    "schema": {
+      type: "string",
+      description: "schema of the tables (created if missing)",
+      default: "public",
+    },
     ...pick(CONNECTION_FLAGS, ["creds", "postgres-uri", "cert-path", "connect-timeout"]),
   },
   examples: ["deno task db_setup --table-name movie_ticket"],
@@ -33,9 +43,17 @@ export const PRODUCER_SPEC: CommandSpec = {
     "continuous": { type: "boolean", description: "publish until Ctrl-C" },
     "seed": { type: "string", description: "make the run reproducible: same seed, same tickets" },
     "rate": { type: "string", description: "tickets per second", default: "as fast as possible" },
-    "partitions": { type: "string", description: "partitions of the topic if it is created", default: "3" },
+    "partitions": {
+      type: "string",
+      description: "partitions of the topic if it is created",
+      default: "3",
+    },
     "batch-size": { type: "string", description: "tickets per produce request", default: "1000" },
-    "in-flight": { type: "string", description: "produce requests awaiting acknowledgement at once", default: "4" },
+    "in-flight": {
+      type: "string",
+      description: "produce requests awaiting acknowledgement at once",
+      default: "4",
+    },
     "compression": { type: "string", description: COMPRESSIONS.join(" | "), default: "none" },
     "acks": { type: "string", description: ACKS.join(" | "), default: "all" },
     ...CONNECTION_FLAGS,
@@ -51,17 +69,47 @@ export const CONSUMER_SPEC: CommandSpec = {
     "topic-name": { type: "string", description: "topic to read" },
     "table-name": { type: "string", description: "ticket table (create it with db_setup)" },
     "schema": { type: "string", description: "schema of the tables", default: "public" },
-    "group-id": { type: "string", description: "consumer group", default: "tickets-sink-<schema>-<table>" },
-    "batch-size": { type: "string", description: "most messages written in one transaction", default: "5000" },
-    "idle-timeout": { type: "string", description: "exit 0 after this many seconds without new messages", default: "run until stopped" },
+    "group-id": {
+      type: "string",
+      description: "consumer group",
+      default: "tickets-sink-<schema>-<table>",
+    },
+    "batch-size": {
+      type: "string",
+      description: "most messages written in one transaction",
+      default: "5000",
+    },
+    "idle-timeout": {
+      type: "string",
+      description: "exit 0 after this many seconds without new messages",
+      default: "run until stopped",
+    },
     "max-messages": { type: "string", description: "exit 0 after this many messages" },
-    "max-message-bytes": { type: "string", description: "larger messages become dead letters", default: "65536" },
-    "fetch-max-bytes": { type: "string", description: "bytes fetched per partition per request", default: "4194304" },
-    "fetch-max-wait": { type: "string", description: "ms the broker may wait to fill a fetch", default: "100" },
-    "db-retry": { type: "string", description: "seconds to keep retrying a failing database", default: "300" },
+    "max-message-bytes": {
+      type: "string",
+      description: "larger messages become dead letters",
+      default: "65536",
+    },
+    "fetch-max-bytes": {
+      type: "string",
+      description: "bytes fetched per partition per request",
+      default: "4194304",
+    },
+    "fetch-max-wait": {
+      type: "string",
+      description: "ms the broker may wait to fill a fetch",
+      default: "100",
+    },
+    "db-retry": {
+      type: "string",
+      description: "seconds to keep retrying a failing database",
+      default: "300",
+    },
     ...CONNECTION_FLAGS,
   },
-  examples: ["deno task consumer --cert-path ./certs --topic-name movie_app --table-name movie_ticket"],
+  examples: [
+    "deno task consumer --cert-path ./certs --topic-name movie_app --table-name movie_ticket",
+  ],
 };
 
 function pick<T>(record: Record<string, T>, keys: string[]): Record<string, T> {
@@ -71,7 +119,11 @@ function pick<T>(record: Record<string, T>, keys: string[]): Record<string, T> {
 function checkTopic(problems: Problems, values: FlagValues): string {
   const topic = problems.required(values, "topic-name");
   if (topic && !isValidTopicName(topic)) {
-    problems.add(`--topic-name "${topic.slice(0, 80)}" is not a Kafka topic name (letters, digits, . _ -; at most 249)`);
+    problems.add(
+      `--topic-name "${
+        topic.slice(0, 80)
+      }" is not a Kafka topic name (letters, digits, . _ -; at most 249)`,
+    );
   }
   return topic;
 }
@@ -117,7 +169,9 @@ export function parseProducerArgs(args: string[]): ProducerOptions | undefined {
     num: problems.integer(values, "num", 10, 1, 1_000_000_000),
     continuous: values.continuous === true,
     seed: problems.integer(values, "seed", undefined, 0, Number.MAX_SAFE_INTEGER),
-    rate: values.rate === undefined ? undefined : problems.number(values, "rate", undefined, 0.01, 10_000_000),
+    rate: values.rate === undefined
+      ? undefined
+      : problems.number(values, "rate", undefined, 0.01, 10_000_000),
     partitions: problems.integer(values, "partitions", 3, 1, 10_000),
     batchSize: problems.integer(values, "batch-size", 1000, 1, 100_000),
     inFlight: problems.integer(values, "in-flight", 4, 1, 64),
@@ -153,7 +207,13 @@ export function parseConsumerArgs(args: string[]): ConsumerOptions | undefined {
     idleTimeoutSeconds: problems.number(values, "idle-timeout", undefined, 0.1, 86_400 * 365),
     maxMessages: problems.integer(values, "max-messages", undefined, 1, Number.MAX_SAFE_INTEGER),
     maxMessageBytes: problems.integer(values, "max-message-bytes", 65_536, 64, 100 * 1024 * 1024),
-    maxBytesPerPartition: problems.integer(values, "fetch-max-bytes", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+    maxBytesPerPartition: problems.integer(
+      values,
+      "fetch-max-bytes",
+      4 * 1024 * 1024,
+      1024,
+      256 * 1024 * 1024,
+    ),
     maxWaitTimeMs: problems.integer(values, "fetch-max-wait", 100, 0, 60_000),
     dbRetrySeconds: problems.number(values, "db-retry", 300, 0, 86_400),
   };

@@ -9,11 +9,17 @@ import {
   checkHost,
   checkPort,
   checkPostgresUri,
-  CONNECTION_FLAGS,
   type Connection,
+  CONNECTION_FLAGS,
   resolveConnection,
 } from "./config.ts";
-import { type Creds, DEFAULT_CREDS_FILE, SECURITY_PROTOCOLS, type SecurityProtocol, writeCreds } from "./creds.ts";
+import {
+  type Creds,
+  DEFAULT_CREDS_FILE,
+  SECURITY_PROTOCOLS,
+  type SecurityProtocol,
+  writeCreds,
+} from "./creds.ts";
 import { AppError, messageOf } from "./errors.ts";
 import { createKafka, describeKafkaError, withDeadline } from "./kafka.ts";
 import { registerSecret } from "./log.ts";
@@ -23,11 +29,18 @@ import { checkCertFolder, daysUntilExpiry } from "./tls.ts";
 /** `auth_setup.ts`. */
 export const AUTH_SETUP_SPEC: CommandSpec = {
   name: "auth_setup",
-  summary: "check connection settings and save them to a creds file (mode 600); --check tests them live",
+  summary:
+    "check connection settings and save them to a creds file (mode 600); --check tests them live",
   flags: {
     ...CONNECTION_FLAGS,
-    "sasl-username": { type: "string", description: "SCRAM user for SASL_SSL (password from env KAFKA_SASL_PASSWORD)" },
-    "check": { type: "boolean", description: "connect to Kafka and PostgreSQL with the saved settings and report" },
+    "sasl-username": {
+      type: "string",
+      description: "SCRAM user for SASL_SSL (password from env KAFKA_SASL_PASSWORD)",
+    },
+    "check": {
+      type: "boolean",
+      description: "connect to Kafka and PostgreSQL with the saved settings and report",
+    },
   },
   examples: [
     "deno task auth_setup --kafka-hostname kafka-x.aivencloud.com --kafka-portnumber 11341 --cert-path ~/aiven-certs --postgres-uri 'postgres://avnadmin:PASSWORD@pg-x.aivencloud.com:11339/defaultdb?sslmode=require'",
@@ -53,13 +66,16 @@ export async function authSetup(args: string[]): Promise<number> {
     : checkPort(problems, "--kafka-portnumber", String(values["kafka-portnumber"]));
   const uri = problems.required(values, "postgres-uri");
   checkPostgresUri(problems, "--postgres-uri", uri || undefined);
-  const protocol = (stringFlag(values, "security-protocol") ?? "SSL").toUpperCase() as SecurityProtocol;
+  const protocol = (stringFlag(values, "security-protocol") ?? "SSL")
+    .toUpperCase() as SecurityProtocol;
   if (!SECURITY_PROTOCOLS.includes(protocol)) {
     problems.add(`--security-protocol must be one of ${SECURITY_PROTOCOLS.join(", ")}`);
   }
   const certFlag = stringFlag(values, "cert-path");
   if (protocol === "SSL" && certFlag === undefined) {
-    problems.add("--cert-path is required for SSL (a folder with ca.pem, service.cert, service.key)");
+    problems.add(
+      "--cert-path is required for SSL (a folder with ca.pem, service.cert, service.key)",
+    );
   }
   if (certFlag !== undefined) {
     for (const p of checkCertFolder(certFlag, { clientCert: protocol === "SSL" })) problems.add(p);
@@ -83,7 +99,9 @@ export async function authSetup(args: string[]): Promise<number> {
   };
   const path = stringFlag(values, "creds") ?? DEFAULT_CREDS_FILE;
   await writeCreds(path, creds);
-  console.log(`auth_setup: saved settings to ${path} (mode 600); test them with: deno task auth_setup --check`);
+  console.log(
+    `auth_setup: saved settings to ${path} (mode 600); test them with: deno task auth_setup --check`,
+  );
   return 0;
 }
 
@@ -99,15 +117,27 @@ export async function checkServices(connection: Connection): Promise<CheckLine[]
   const k = connection.kafka;
   const days = k.certPath ? daysUntilExpiry(k.certPath) : undefined;
   if (days !== undefined && days < 30 && days >= 0) {
-    lines.push({ ok: true, text: `certificate: warning: expires in ${Math.floor(days)} days; download a fresh one` });
+    lines.push({
+      ok: true,
+      text: `certificate: warning: expires in ${Math.floor(days)} days; download a fresh one`,
+    });
   }
   try {
     const kafka = createKafka(k, { clientId: "tickets-auth-check", retries: 0 });
     const admin = kafka.admin();
     try {
       await withDeadline(admin.connect(), k.connectTimeoutMs + 1_000, "connecting to Kafka");
-      const cluster = await withDeadline(admin.describeCluster(), k.connectTimeoutMs, "describing the Kafka cluster");
-      lines.push({ ok: true, text: `kafka: ok (${k.securityProtocol} ${k.brokers.join(",")}, ${cluster.brokers.length} broker(s))` });
+      const cluster = await withDeadline(
+        admin.describeCluster(),
+        k.connectTimeoutMs,
+        "describing the Kafka cluster",
+      );
+      lines.push({
+        ok: true,
+        text: `kafka: ok (${k.securityProtocol} ${
+          k.brokers.join(",")
+        }, ${cluster.brokers.length} broker(s))`,
+      });
     } finally {
       await admin.disconnect().catch(() => {});
     }
@@ -126,9 +156,15 @@ export async function checkServices(connection: Connection): Promise<CheckLine[]
     );
     await db.pool.end();
     const row = res.rows[0]!;
-    lines.push({ ok: true, text: `postgres: ok (${db.label}, PostgreSQL ${row.v}, ${row.ssl ? "TLS" : "NOT encrypted"})` });
+    lines.push({
+      ok: true,
+      text: `postgres: ok (${db.label}, PostgreSQL ${row.v}, ${row.ssl ? "TLS" : "NOT encrypted"})`,
+    });
   } catch (error) {
-    lines.push({ ok: false, text: `postgres: FAILED: ${messageOf(error instanceof AppError ? error : error)}` });
+    lines.push({
+      ok: false,
+      text: `postgres: FAILED: ${messageOf(error instanceof AppError ? error : error)}`,
+    });
   }
   return lines;
 }

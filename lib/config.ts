@@ -5,19 +5,43 @@
  */
 import { isAbsolute, resolve } from "node:path";
 import { type FlagSpec, type FlagValues, Problems, stringFlag } from "./cli.ts";
-import { type Creds, DEFAULT_CREDS_FILE, readCreds, SECURITY_PROTOCOLS, type SecurityProtocol } from "./creds.ts";
+import {
+  type Creds,
+  DEFAULT_CREDS_FILE,
+  readCreds,
+  SECURITY_PROTOCOLS,
+  type SecurityProtocol,
+} from "./creds.ts";
 import { registerSecret } from "./log.ts";
 import { parsePostgresUri } from "./postgres_uri.ts";
 
 /** Flags that pick the services; shared by every script that connects. */
 export const CONNECTION_FLAGS: Record<string, FlagSpec> = {
-  "creds": { type: "string", description: "creds file written by auth_setup (env CREDS_FILE)", default: DEFAULT_CREDS_FILE },
+  "creds": {
+    type: "string",
+    description: "creds file written by auth_setup (env CREDS_FILE)",
+    default: DEFAULT_CREDS_FILE,
+  },
   "kafka-hostname": { type: "string", description: "Kafka host (env KAFKA_HOSTNAME)" },
   "kafka-portnumber": { type: "string", description: "Kafka port (env KAFKA_PORTNUMBER)" },
-  "security-protocol": { type: "string", description: "SSL | PLAINTEXT | SASL_SSL (env KAFKA_SECURITY_PROTOCOL)", default: "SSL" },
-  "cert-path": { type: "string", description: "folder with ca.pem, service.cert, service.key (env KAFKA_CERT_PATH)" },
-  "postgres-uri": { type: "string", description: "postgres://user:password@host:port/db?sslmode=require (env POSTGRES_URI)" },
-  "connect-timeout": { type: "string", description: "seconds to wait for a connection before giving up", default: "10" },
+  "security-protocol": {
+    type: "string",
+    description: "SSL | PLAINTEXT | SASL_SSL (env KAFKA_SECURITY_PROTOCOL)",
+    default: "SSL",
+  },
+  "cert-path": {
+    type: "string",
+    description: "folder with ca.pem, service.cert, service.key (env KAFKA_CERT_PATH)",
+  },
+  "postgres-uri": {
+    type: "string",
+    description: "postgres://user:password@host:port/db?sslmode=require (env POSTGRES_URI)",
+  },
+  "connect-timeout": {
+    type: "string",
+    description: "seconds to wait for a connection before giving up",
+    default: "10",
+  },
 };
 
 /** Where and how to reach Kafka. */
@@ -66,7 +90,11 @@ export function checkHost(problems: Problems, name: string, host: string | undef
 }
 
 /** Parses a port; records a problem when out of range. */
-export function checkPort(problems: Problems, name: string, raw: string | number | undefined): number | undefined {
+export function checkPort(
+  problems: Problems,
+  name: string,
+  raw: string | number | undefined,
+): number | undefined {
   if (raw === undefined) return undefined;
   const text = String(raw).trim();
   const port = Number(text);
@@ -105,11 +133,13 @@ export function resolveConnection(
   const credsPath = stringFlag(values, "creds") ?? env.get("CREDS_FILE") ?? DEFAULT_CREDS_FILE;
   const creds: Creds | undefined = readCreds(credsPath);
   const pick = (flag: string, envName: string, saved: string | number | undefined) =>
-    stringFlag(values, flag) ?? env.get(envName) ?? (saved === undefined ? undefined : String(saved));
+    stringFlag(values, flag) ?? env.get(envName) ??
+      (saved === undefined ? undefined : String(saved));
 
   const hostname = pick("kafka-hostname", "KAFKA_HOSTNAME", creds?.kafka.hostname);
   const portRaw = pick("kafka-portnumber", "KAFKA_PORTNUMBER", creds?.kafka.port);
-  const protocolRaw = pick("security-protocol", "KAFKA_SECURITY_PROTOCOL", creds?.kafka.securityProtocol) ?? "SSL";
+  const protocolRaw =
+    pick("security-protocol", "KAFKA_SECURITY_PROTOCOL", creds?.kafka.securityProtocol) ?? "SSL";
   const certPath = pick("cert-path", "KAFKA_CERT_PATH", creds?.kafka.certPath);
   const postgresUri = pick("postgres-uri", "POSTGRES_URI", creds?.postgres.uri);
   const saslUsername = env.get("KAFKA_SASL_USERNAME") ?? creds?.kafka.saslUsername;
@@ -120,7 +150,9 @@ export function resolveConnection(
 
   const protocol = protocolRaw.toUpperCase() as SecurityProtocol;
   if (!SECURITY_PROTOCOLS.includes(protocol)) {
-    problems.add(`security protocol must be one of ${SECURITY_PROTOCOLS.join(", ")}, not "${protocolRaw}"`);
+    problems.add(
+      `security protocol must be one of ${SECURITY_PROTOCOLS.join(", ")}, not "${protocolRaw}"`,
+    );
   }
   let port: number | undefined;
   if (needs.kafka) {
@@ -129,21 +161,33 @@ export function resolveConnection(
     if (portRaw === undefined) problems.add(`no Kafka port: pass --kafka-portnumber or ${hint}`);
     port = checkPort(problems, "Kafka port", portRaw);
     if (protocol === "SSL" && certPath === undefined) {
-      problems.add("SSL needs a cert folder: pass --cert-path DIR (with ca.pem, service.cert, service.key)");
+      problems.add(
+        "SSL needs a cert folder: pass --cert-path DIR (with ca.pem, service.cert, service.key)",
+      );
     }
     if (protocol === "SASL_SSL" && (!saslUsername || !saslPassword)) {
-      problems.add("SASL_SSL needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (or a creds file that has them)");
+      problems.add(
+        "SASL_SSL needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (or a creds file that has them)",
+      );
     }
   }
   if (needs.postgres) {
-    if (postgresUri === undefined) problems.add(`no PostgreSQL URI: pass --postgres-uri or ${hint}`);
+    if (postgresUri === undefined) {
+      problems.add(`no PostgreSQL URI: pass --postgres-uri or ${hint}`);
+    }
     checkPostgresUri(problems, "PostgreSQL URI", postgresUri);
   }
   problems.throwIfAny();
   const connectTimeoutMs = Math.round(timeoutSeconds * 1000);
   return {
     kafka: {
-      brokers: hostname && port ? [`${hostname.includes(":") && !hostname.startsWith("[") ? `[${hostname}]` : hostname}:${port}`] : [],
+      brokers: hostname && port
+        ? [
+          `${
+            hostname.includes(":") && !hostname.startsWith("[") ? `[${hostname}]` : hostname
+          }:${port}`,
+        ]
+        : [],
       securityProtocol: protocol,
       certPath: certPath === undefined ? undefined : absolutePath(certPath),
       sasl: protocol === "SASL_SSL" && saslUsername && saslPassword

@@ -7,7 +7,11 @@ import { parsePostgresUri } from "./postgres_uri.ts";
 import { tlsOptions } from "./postgres.ts";
 
 const creds = {
-  kafka: { hostname: "kafka-saved.example.com", port: 1111, securityProtocol: "PLAINTEXT" as const },
+  kafka: {
+    hostname: "kafka-saved.example.com",
+    port: 1111,
+    securityProtocol: "PLAINTEXT" as const,
+  },
   postgres: { uri: "postgres://u:saved@db.example.com:5432/defaultdb?sslmode=require" },
 };
 const noEnv = { get: () => undefined };
@@ -26,7 +30,9 @@ Deno.test("resolveConnection() takes flag over environment over creds file", asy
   const env = new Map([["KAFKA_HOSTNAME", "kafka-env.example.com"], ["KAFKA_PORTNUMBER", "2222"]]);
   const fromEnv = resolveConnection({ creds: path }, { kafka: true }, env);
   assert.deepEqual(fromEnv.kafka.brokers, ["kafka-env.example.com:2222"]);
-  const fromFlag = resolveConnection({ creds: path, "kafka-hostname": "flag.example.com" }, { kafka: true }, env);
+  const fromFlag = resolveConnection({ creds: path, "kafka-hostname": "flag.example.com" }, {
+    kafka: true,
+  }, env);
   assert.deepEqual(fromFlag.kafka.brokers, ["flag.example.com:2222"]);
   assert.equal(fromFlag.connectTimeoutMs, 10_000);
 });
@@ -41,14 +47,25 @@ Deno.test("resolveConnection() refuses a creds file readable by others, naming c
 
 Deno.test("resolveConnection() reports every missing setting at once", () => {
   assert.throws(
-    () => resolveConnection({ creds: "/nonexistent/creds.json" }, { kafka: true, postgres: true }, noEnv),
-    (e) => e instanceof AppError && /Kafka host/.test(e.message) && /Kafka port/.test(e.message) && /PostgreSQL URI/.test(e.message),
+    () =>
+      resolveConnection(
+        { creds: "/nonexistent/creds.json" },
+        { kafka: true, postgres: true },
+        noEnv,
+      ),
+    (e) =>
+      e instanceof AppError && /Kafka host/.test(e.message) && /Kafka port/.test(e.message) &&
+      /PostgreSQL URI/.test(e.message),
   );
 });
 
 Deno.test("isValidHost() accepts names and addresses, refuses junk", () => {
-  for (const ok of ["localhost", "127.0.0.1", "kafka-abc.aivencloud.com", "::1"]) assert.ok(isValidHost(ok), ok);
-  for (const bad of ["", "a b", "300.1.1.1", "-x.com", "host;rm", "a..b"]) assert.ok(!isValidHost(bad), bad);
+  for (const ok of ["localhost", "127.0.0.1", "kafka-abc.aivencloud.com", "::1"]) {
+    assert.ok(isValidHost(ok), ok);
+  }
+  for (const bad of ["", "a b", "300.1.1.1", "-x.com", "host;rm", "a..b"]) {
+    assert.ok(!isValidHost(bad), bad);
+  }
 });
 
 Deno.test("parsePostgresUri() defaults remote hosts to TLS and refuses other schemes", () => {
@@ -62,7 +79,10 @@ Deno.test("tlsOptions() always verifies; skips the host name only with a CA belo
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(join(dir, "ca.pem"), "CA");
   const require = tlsOptions(parsePostgresUri("postgres://u@h/x?sslmode=require"), dir);
-  assert.ok(require && require.rejectUnauthorized === true && require.ca === "CA" && require.checkServerIdentity);
+  assert.ok(
+    require && require.rejectUnauthorized === true && require.ca === "CA" &&
+      require.checkServerIdentity,
+  );
   const full = tlsOptions(parsePostgresUri("postgres://u@h/x?sslmode=verify-full"), dir);
   assert.ok(full && full.rejectUnauthorized === true && full.checkServerIdentity === undefined);
   const noCa = tlsOptions(parsePostgresUri("postgres://u@h/x?sslmode=require"));

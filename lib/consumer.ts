@@ -9,7 +9,14 @@ import { createKafka, describeKafkaError, type EachBatchPayload, withDeadline } 
 import { log, progress, progressDone } from "./log.ts";
 import { createPool, type Database } from "./postgres.ts";
 import { qualify } from "./schema.ts";
-import { type Batch, type DeadLetter, type IncomingRow, sinkStatements, storedOffsets, writeBatch } from "./sink.ts";
+import {
+  type Batch,
+  type DeadLetter,
+  type IncomingRow,
+  sinkStatements,
+  storedOffsets,
+  writeBatch,
+} from "./sink.ts";
 import { MAX_TICKET_BYTES, parseTicket } from "./tickets.ts";
 
 /** Options of {@linkcode runConsumer}. */
@@ -48,7 +55,10 @@ export interface ConsumerSummary {
   deadLetters: number;
   /** Batches dropped because another group member had moved the stored offset. */
   fenced: number;
+  /** Wall time of the run, waits included. */
   seconds: number;
+  /** From the first message received to the last batch committed. */
+  activeSeconds: number;
 }
 
 /** Default consumer group of a table. */
@@ -83,7 +93,9 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     deadLetters: 0,
     fenced: 0,
     seconds: 0,
+    activeSeconds: 0,
   };
+  let firstMessageAt: number | undefined;
   const started = performance.now();
 
   const db: Database = await createPool({
@@ -141,13 +153,24 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
         const code = (error as { code?: string }).code ?? "";
         // Errors of the data or the schema will not heal by waiting.
         if (/^(22|23|42)/.test(code)) {
-          throw new AppError("DB", `cannot store batch in ${q.tickets}: ${messageOf(error)}; did you run db_setup.ts?`, { cause: error });
+          throw new AppError(
+            "DB",
+            `cannot store batch in ${q.tickets}: ${messageOf(error)}; did you run db_setup.ts?`,
+            { cause: error },
+          );
         }
         if (performance.now() > deadline) {
-          throw new AppError("DB_UNREACHABLE", `PostgreSQL still failing after ${Math.round(retryMs / 1000)} s: ${messageOf(error)}`, { cause: error });
+          throw new AppError(
+            "DB_UNREACHABLE",
+            `PostgreSQL still failing after ${Math.round(retryMs / 1000)} s: ${messageOf(error)}`,
+            { cause: error },
+          );
         }
         const wait = Math.min(8_000, 250 * 2 ** Math.min(attempt, 5));
-        log("warn", `database write failed (attempt ${attempt}): ${messageOf(error)}; retrying in ${wait} ms`);
+        log(
+          "warn",
+          `database write failed (attempt ${attempt}): ${messageOf(error)}; retrying in ${wait} ms`,
+        );
         await sleep(wait);
         await heartbeat().catch(() => {});
       }
@@ -157,6 +180,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   async function handleBatch(payload: EachBatchPayload) {
     const { batch, heartbeat, isRunning, isStale } = payload;
     if (batch.messages.length === 0) return;
+    firstMessageAt ??= performance.now();
     const partition = batch.partition;
     const state = positions.get(partition) ?? await loadPosition(partition);
     const first = BigInt(batch.messages[0]!.offset);
@@ -167,7 +191,12 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
         consumer.seek({ topic: batch.topic, partition, offset: state.next.toString() });
         return;
       }
-      log("warn", `partition ${partition}: offsets ${state.next}..${first - 1n} are absent from the log; continuing at ${first}`);
+      log(
+        "warn",
+        `partition ${partition}: offsets ${state.next}..${
+          first - 1n
+        } are absent from the log; continuing at ${first}`,
+      );
       state.next = first;
     }
     for (let start = 0; start < batch.messages.length; start += batchSize) {
@@ -178,9 +207,20 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       for (const m of slice) {
         const parsed = parseTicket(m.value, maxBytes);
         if (parsed.ok) {
-          rows.push({ ticket: parsed.ticket, offset: m.offset, value: m.value!, publishedAt: new Date(Number(m.timestamp)) });
+          rows.push({
+            ticket: parsed.ticket,
+            offset: m.offset,
+            value: m.value!,
+            publishedAt: new Date(Number(m.timestamp)),
+          });
         } else {
-          deadLetters.push({ offset: m.offset, key: m.key ?? null, value: m.value ?? null, reason: parsed.reason, detail: parsed.detail });
+          deadLetters.push({
+            offset: m.offset,
+            key: m.key ?? null,
+            value: m.value ?? null,
+            reason: parsed.reason,
+            detail: parsed.detail,
+          });
         }
       }
       const nextOffset = BigInt(slice[slice.length - 1]!.offset) + 1n;
@@ -197,7 +237,10 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       if (!result.committed) {
         summary.fenced++;
         positions.delete(partition);
-        log("warn", `partition ${partition}: stored offset moved by another consumer; re-reading from the database`);
+        log(
+          "warn",
+          `partition ${partition}: stored offset moved by another consumer; re-reading from the database`,
+        );
         return;
       }
       state.next = nextOffset;
@@ -209,8 +252,12 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       lastActivity = performance.now();
       payload.resolveOffset(slice[slice.length - 1]!.offset);
       await heartbeat();
-      const secs = (performance.now() - started) / 1000;
-      progress(`consumed ${summary.received}, stored ${summary.stored}, ${Math.round(summary.received / secs)}/s`);
+      const secs = Math.max(0.001, (performance.now() - firstMessageAt) / 1000);
+      progress(
+        `consumed ${summary.received}, stored ${summary.stored}, ${
+          Math.round(summary.received / secs)
+        }/s`,
+      );
       if (options.maxMessages !== undefined && summary.received >= options.maxMessages) {
         finish();
         return;
@@ -222,9 +269,16 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     await withDeadline(admin.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
     const topics = await admin.listTopics();
     if (!topics.includes(options.topic)) {
-      throw new AppError("KAFKA", `topic "${options.topic}" does not exist; run producer.ts first or create it`);
+      throw new AppError(
+        "KAFKA",
+        `topic "${options.topic}" does not exist; run producer.ts first or create it`,
+      );
     }
-    await withDeadline(consumer.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
+    await withDeadline(
+      consumer.connect(),
+      settings.connectTimeoutMs + 2_000,
+      "connecting to Kafka",
+    );
     await consumer.subscribe({ topics: [options.topic], fromBeginning: true });
     consumer.on(consumer.events.GROUP_JOIN, () => {
       positions.clear();
@@ -270,12 +324,17 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     await admin.disconnect().catch(() => {});
     await db.pool.end().catch(() => {});
     summary.seconds = (performance.now() - started) / 1000;
+    if (firstMessageAt !== undefined) {
+      summary.activeSeconds = Math.max(0, (lastActivity - firstMessageAt) / 1000);
+    }
   }
   return summary;
 }
 
 /** One line describing a consumer run. */
 export function formatConsumerSummary(s: ConsumerSummary): string {
-  const rate = s.seconds > 0 ? Math.round(s.received / s.seconds) : 0;
-  return `consumed ${s.received} messages in ${s.seconds.toFixed(1)} s (${rate}/s): stored ${s.stored}, duplicates ${s.duplicates}, conflicts ${s.conflicts}, dead letters ${s.deadLetters}`;
+  const rate = s.activeSeconds > 0 ? Math.round(s.received / s.activeSeconds) : s.received;
+  return `consumed ${s.received} messages in ${
+    s.activeSeconds.toFixed(2)
+  } s of work (${rate} tickets/s): stored ${s.stored}, duplicates ${s.duplicates}, conflicts ${s.conflicts}, dead letters ${s.deadLetters}`;
 }

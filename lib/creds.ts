@@ -75,7 +75,10 @@ export function readCreds(path: string): Creds | undefined {
     typeof creds?.kafka?.hostname !== "string" || typeof creds.kafka.port !== "number" ||
     typeof creds.postgres?.uri !== "string"
   ) {
-    throw new AppError("CREDS", `creds file ${path} lacks kafka or postgres settings; run auth_setup.ts again`);
+    throw new AppError(
+      "CREDS",
+      `creds file ${path} lacks kafka or postgres settings; run auth_setup.ts again`,
+    );
   }
   registerSecret(creds.kafka.saslPassword);
   return creds as Creds;

@@ -59,7 +59,9 @@ export async function exitWith(
     console.error(`error: ${redact(messageOf(error))}`);
     if (debug && error instanceof Error) {
       console.error(redact(error.stack ?? ""));
-      if (error.cause) console.error(redact(`cause: ${String((error.cause as Error).stack ?? error.cause)}`));
+      if (error.cause) {
+        console.error(redact(`cause: ${String((error.cause as Error).stack ?? error.cause)}`));
+      }
     }
     return error instanceof AppError ? error.exitCode : 1;
   }

@@ -48,7 +48,9 @@ export function createKafka(settings: KafkaSettings, options: KafkaClientOptions
     const tls = loadCertFolder(settings.certPath, { clientCert: true });
     config.ssl = { ca: [tls.ca], cert: tls.cert, key: tls.key, rejectUnauthorized: true };
   } else if (settings.securityProtocol === "SASL_SSL") {
-    const tls = settings.certPath ? loadCertFolder(settings.certPath, { clientCert: false }) : undefined;
+    const tls = settings.certPath
+      ? loadCertFolder(settings.certPath, { clientCert: false })
+      : undefined;
     config.ssl = tls ? { ca: [tls.ca], rejectUnauthorized: true } : true;
     if (!settings.sasl) throw new AppError("USAGE", "SASL_SSL needs a user name and password");
     config.sasl = {
@@ -65,29 +67,52 @@ export function describeKafkaError(error: unknown, settings: KafkaSettings): App
   if (error instanceof AppError) return error;
   const where = settings.brokers.join(",");
   const msg = messageOf(error);
-  const chain = [msg, messageOf((error as { originalError?: unknown }).originalError ?? "")].join(" ");
+  const chain = [msg, messageOf((error as { originalError?: unknown }).originalError ?? "")].join(
+    " ",
+  );
   const make = (code: ConstructorParameters<typeof AppError>[0], text: string) =>
     new AppError(code, text, { cause: error });
   if (/ECONNREFUSED/.test(chain)) {
-    return make("KAFKA_UNREACHABLE", `cannot reach Kafka at ${where}: connection refused; check the host and port (Aiven shows them on the service overview)`);
+    return make(
+      "KAFKA_UNREACHABLE",
+      `cannot reach Kafka at ${where}: connection refused; check the host and port (Aiven shows them on the service overview)`,
+    );
   }
   if (/ENOTFOUND|EAI_AGAIN|getaddrinfo|failed to lookup/i.test(chain)) {
     return make("KAFKA_UNREACHABLE", `unknown Kafka host in ${where}; check --kafka-hostname`);
   }
-  if (/certificate|self[- ]signed|CERT_|altnames|unable to verify/i.test(chain) && !/certificate required/i.test(chain)) {
-    return make("KAFKA_TLS", `Kafka broker certificate not trusted (${msg}); use the ca.pem of the same service in --cert-path`);
+  if (
+    /certificate|self[- ]signed|CERT_|altnames|unable to verify/i.test(chain) &&
+    !/certificate required/i.test(chain)
+  ) {
+    return make(
+      "KAFKA_TLS",
+      `Kafka broker certificate not trusted (${msg}); use the ca.pem of the same service in --cert-path`,
+    );
   }
   if (/certificate required|handshake failure|bad certificate|unknown ca|alert/i.test(chain)) {
-    return make("KAFKA_TLS", `Kafka at ${where} refused the client certificate (${msg}); use service.cert and service.key of this service`);
+    return make(
+      "KAFKA_TLS",
+      `Kafka at ${where} refused the client certificate (${msg}); use service.cert and service.key of this service`,
+    );
   }
   if (/SASL|authentication/i.test(chain)) {
-    return make("KAFKA_AUTH", `Kafka at ${where} rejected the SASL user name or password; check them, and that the listener is SASL_SSL`);
+    return make(
+      "KAFKA_AUTH",
+      `Kafka at ${where} rejected the SASL user name or password; check them, and that the listener is SASL_SSL`,
+    );
   }
   if (/timeout|timed out/i.test(chain)) {
-    return make("TIMEOUT", `no answer from Kafka at ${where} within the connect timeout; check host, port, firewall and --security-protocol`);
+    return make(
+      "TIMEOUT",
+      `no answer from Kafka at ${where} within the connect timeout; check host, port, firewall and --security-protocol`,
+    );
   }
   if (/Closed connection|closed|ECONNRESET|socket hang up|EPIPE/i.test(chain)) {
-    return make("KAFKA_UNREACHABLE", `Kafka at ${where} closed the connection (${msg}); check --security-protocol (${settings.securityProtocol}) and the port`);
+    return make(
+      "KAFKA_UNREACHABLE",
+      `Kafka at ${where} closed the connection (${msg}); check --security-protocol (${settings.securityProtocol}) and the port`,
+    );
   }
   return make("KAFKA", `Kafka error at ${where}: ${msg}`);
 }
@@ -112,7 +137,11 @@ export async function withDeadline<T>(work: Promise<T>, ms: number, what: string
  * Creates `topic` with `partitions` partitions when it does not exist. Returns true if it was
  * created. The replication factor is the broker's default.
  */
-export async function ensureTopic(kafka: Kafka, topic: string, partitions: number): Promise<boolean> {
+export async function ensureTopic(
+  kafka: Kafka,
+  topic: string,
+  partitions: number,
+): Promise<boolean> {
   const admin = kafka.admin();
   await admin.connect();
   try {

@@ -15,7 +15,11 @@ Deno.test("the SSL listener refuses a client without a certificate, quickly and 
   });
   const admin = kafka.admin();
   const started = performance.now();
-  const error = await withDeadline(admin.connect().then(() => admin.describeCluster()), 15_000, "connect")
+  const error = await withDeadline(
+    admin.connect().then(() => admin.describeCluster()),
+    15_000,
+    "connect",
+  )
     .then(() => undefined, (e) => e);
   await admin.disconnect().catch(() => {});
   assert.ok(error, "the broker accepted a client without a certificate");

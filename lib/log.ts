@@ -11,7 +11,8 @@ export function registerSecret(value: string | undefined): void {
 }
 
 const URI_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]*:)([^@\s]*)@/gi;
-const PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)/g;
+const PRIVATE_KEY =
+  /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)/g;
 const PASSWORD_PARAM = /\b(password|sslpassword)=([^&\s]+)/gi;
 
 /** Removes passwords, private keys and registered secrets from a text. */

@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { redact, registerSecret } from "./log.ts";
 
 Deno.test("redact() hides the password of a URI", () => {
-  const text = redact("cannot connect to postgres://avnadmin:s3cr3t-pw@pg.example.com:5432/defaultdb");
+  const text = redact(
+    "cannot connect to postgres://avnadmin:s3cr3t-pw@pg.example.com:5432/defaultdb",
+  );
   assert.ok(!text.includes("s3cr3t-pw"));
   assert.ok(text.includes("postgres://avnadmin:***@pg.example.com"));
 });

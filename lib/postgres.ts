@@ -62,7 +62,10 @@ export function tlsOptions(target: PostgresTarget, certPath?: string): Connectio
   if (target.sslmode === "disable") return false;
   const ca = readCa(target, certPath);
   if (target.sslmode === "verify-ca" && !ca && target.sslrootcert !== "system") {
-    throw new AppError("MISSING_CERT", "sslmode=verify-ca needs a CA: pass --cert-path with ca.pem or sslrootcert=FILE");
+    throw new AppError(
+      "MISSING_CERT",
+      "sslmode=verify-ca needs a CA: pass --cert-path with ca.pem or sslrootcert=FILE",
+    );
   }
   const options: ConnectionOptions = { rejectUnauthorized: true, servername: undefined };
   if (ca) options.ca = ca;
@@ -78,33 +81,71 @@ export function describePgError(error: unknown, target: PostgresTarget): AppErro
   const msg = messageOf(error);
   const code = e.code ?? "";
   if (code === "ECONNREFUSED") {
-    return new AppError("DB_UNREACHABLE", `cannot reach PostgreSQL at ${where}: connection refused; is the server running and the port right?`, { cause: error });
+    return new AppError(
+      "DB_UNREACHABLE",
+      `cannot reach PostgreSQL at ${where}: connection refused; is the server running and the port right?`,
+      { cause: error },
+    );
   }
   if (code === "ENOTFOUND" || code === "EAI_AGAIN" || /getaddrinfo|failed to lookup/i.test(msg)) {
-    return new AppError("DB_UNREACHABLE", `unknown PostgreSQL host "${target.host}"; check the host in the PostgreSQL URI`, { cause: error });
+    return new AppError(
+      "DB_UNREACHABLE",
+      `unknown PostgreSQL host "${target.host}"; check the host in the PostgreSQL URI`,
+      { cause: error },
+    );
   }
   if (code === "28P01") {
-    return new AppError("DB_AUTH", `PostgreSQL rejected the password of user "${target.user}"; check the password in the PostgreSQL URI`, { cause: error });
+    return new AppError(
+      "DB_AUTH",
+      `PostgreSQL rejected the password of user "${target.user}"; check the password in the PostgreSQL URI`,
+      { cause: error },
+    );
   }
   if (code === "28000") {
-    return new AppError("DB_AUTH", `PostgreSQL refused the connection of user "${target.user}" (${msg}); check sslmode and the user`, { cause: error });
+    return new AppError(
+      "DB_AUTH",
+      `PostgreSQL refused the connection of user "${target.user}" (${msg}); check sslmode and the user`,
+      { cause: error },
+    );
   }
   if (code === "3D000") {
-    return new AppError("DB", `database "${target.database}" does not exist on ${where}; check the database in the PostgreSQL URI`, { cause: error });
+    return new AppError(
+      "DB",
+      `database "${target.database}" does not exist on ${where}; check the database in the PostgreSQL URI`,
+      { cause: error },
+    );
   }
   if (/certificate|self[- ]signed|CERT_|altnames|verify/i.test(code + " " + msg)) {
-    return new AppError("DB_TLS", `PostgreSQL server certificate not trusted (${msg}); pass the service CA (ca.pem in --cert-path, or sslrootcert=FILE in the URI)`, { cause: error });
+    return new AppError(
+      "DB_TLS",
+      `PostgreSQL server certificate not trusted (${msg}); pass the service CA (ca.pem in --cert-path, or sslrootcert=FILE in the URI)`,
+      { cause: error },
+    );
   }
   if (/does not support SSL/i.test(msg)) {
-    return new AppError("DB_TLS", `PostgreSQL at ${where} does not accept SSL; use sslmode=disable only on a trusted network`, { cause: error });
+    return new AppError(
+      "DB_TLS",
+      `PostgreSQL at ${where} does not accept SSL; use sslmode=disable only on a trusted network`,
+      { cause: error },
+    );
   }
   if (/timeout/i.test(msg)) {
-    return new AppError("TIMEOUT", `no answer from PostgreSQL at ${where} within the connect timeout; check host, port and firewall`, { cause: error });
+    return new AppError(
+      "TIMEOUT",
+      `no answer from PostgreSQL at ${where} within the connect timeout; check host, port and firewall`,
+      { cause: error },
+    );
   }
-  return new AppError("DB", `PostgreSQL error at ${describeTarget(target)}: ${msg}`, { cause: error });
+  return new AppError("DB", `PostgreSQL error at ${describeTarget(target)}: ${msg}`, {
+    cause: error,
+  });
 }
 
-function poolConfig(target: PostgresTarget, ssl: ConnectionOptions | false, options: PoolOptions): pg.PoolConfig {
+function poolConfig(
+  target: PostgresTarget,
+  ssl: ConnectionOptions | false,
+  options: PoolOptions,
+): pg.PoolConfig {
   return {
     host: target.host,
     port: target.port,

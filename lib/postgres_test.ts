@@ -11,7 +11,9 @@ Deno.test("createPool() talks TLS to PostgreSQL, verifying the server with the C
   url.searchParams.set("sslrootcert", join(info.certPath, "ca.pem"));
   const db = await createPool({ uri: url.toString() });
   try {
-    const { rows } = await db.pool.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+    const { rows } = await db.pool.query(
+      "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    );
     assert.equal(rows[0]?.ssl, true);
   } finally {
     await db.pool.end();
@@ -28,7 +30,10 @@ Deno.test("createPool() accepts an Aiven URI with sslmode=require when the CA is
 Deno.test("createPool() refuses a server its CA did not sign, and a wrong password, in one line", async () => {
   const info = stackInfo();
   const dir = await Deno.makeTempDir();
-  await sh(`openssl req -x509 -newkey rsa:2048 -nodes -keyout k.pem -out ca.pem -days 2 -subj /CN=other 2>/dev/null`, dir);
+  await sh(
+    `openssl req -x509 -newkey rsa:2048 -nodes -keyout k.pem -out ca.pem -days 2 -subj /CN=other 2>/dev/null`,
+    dir,
+  );
   await assert.rejects(
     createPool({ uri: info.postgresUri, certPath: dir, connectTimeoutMs: 5_000 }),
     (e) => e instanceof AppError && e.code === "DB_TLS" && !e.message.includes("\n"),
@@ -38,6 +43,8 @@ Deno.test("createPool() refuses a server its CA did not sign, and a wrong passwo
   url.password = "canary-wrong-password-7731";
   await assert.rejects(
     createPool({ uri: url.toString(), certPath: info.certPath, connectTimeoutMs: 5_000 }),
-    (e) => e instanceof AppError && e.code === "DB_AUTH" && !e.message.includes("canary-wrong") && !e.message.includes(real),
+    (e) =>
+      e instanceof AppError && e.code === "DB_AUTH" && !e.message.includes("canary-wrong") &&
+      !e.message.includes(real),
   );
 });

@@ -7,7 +7,14 @@ import { isLoopback } from "./config.ts";
 
 /** libpq's SSL modes. */
 export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
-const SSL_MODES: readonly SslMode[] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+const SSL_MODES: readonly SslMode[] = [
+  "disable",
+  "allow",
+  "prefer",
+  "require",
+  "verify-ca",
+  "verify-full",
+];
 
 /** The parts of a PostgreSQL URI. */
 export interface PostgresTarget {
@@ -32,7 +39,9 @@ export function parsePostgresUri(uri: string): PostgresTarget {
   try {
     url = new URL(uri);
   } catch {
-    throw new Error("not a URI; expected postgres://user:password@host:port/database?sslmode=require");
+    throw new Error(
+      "not a URI; expected postgres://user:password@host:port/database?sslmode=require",
+    );
   }
   if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
     throw new Error(`scheme must be postgres:// or postgresql://, not ${url.protocol}//`);
@@ -41,7 +50,9 @@ export function parsePostgresUri(uri: string): PostgresTarget {
   if (!host) throw new Error("has no host; expected postgres://user:password@host:port/database");
   const port = url.port ? Number(url.port) : 5432;
   const user = decodeURIComponent(url.username);
-  if (!user) throw new Error("has no user name; expected postgres://user:password@host:port/database");
+  if (!user) {
+    throw new Error("has no user name; expected postgres://user:password@host:port/database");
+  }
   const password = url.password ? decodeURIComponent(url.password) : undefined;
   registerSecret(password);
   const database = decodeURIComponent(url.pathname.replace(/^\//, "")) || user;
@@ -51,7 +62,16 @@ export function parsePostgresUri(uri: string): PostgresTarget {
   }
   const sslmode = (given ?? (isLoopback(host) ? "prefer" : "require")) as SslMode;
   const sslrootcert = url.searchParams.get("sslrootcert") ?? undefined;
-  return { host, port, user, password, database, sslmode, sslmodeGiven: given !== null, sslrootcert };
+  return {
+    host,
+    port,
+    user,
+    password,
+    database,
+    sslmode,
+    sslmodeGiven: given !== null,
+    sslrootcert,
+  };
 }
 
 /** The URI without its password, for messages. */

@@ -75,7 +75,8 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
   const next = (): { key: string | null; value: Buffer | string | null } | undefined => {
     if (options.source) {
       const m = options.source();
-      return m && { key: m.key, value: m.value instanceof Uint8Array ? Buffer.from(m.value) : m.value };
+      return m &&
+        { key: m.key, value: m.value instanceof Uint8Array ? Buffer.from(m.value) : m.value };
     }
     const ticket = generator.next();
     options.onTicket?.(ticket);
@@ -88,7 +89,11 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
       options.kafka.connectTimeoutMs + 5_000,
       "connecting to Kafka",
     );
-    await withDeadline(producer.connect(), options.kafka.connectTimeoutMs + 2_000, "connecting to Kafka");
+    await withDeadline(
+      producer.connect(),
+      options.kafka.connectTimeoutMs + 2_000,
+      "connecting to Kafka",
+    );
     let exhausted = false;
     while (queued < total && !exhausted && !options.signal?.aborted && firstError === undefined) {
       let size = Math.min(batchSize, total - queued);
@@ -120,7 +125,11 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
       }).then(() => {
         summary.sent += messages.length;
         const secs = (performance.now() - started) / 1000;
-        progress(`sent ${summary.sent}${Number.isFinite(total) ? `/${total}` : ""}, ${Math.round(summary.sent / secs)}/s`);
+        progress(
+          `sent ${summary.sent}${Number.isFinite(total) ? `/${total}` : ""}, ${
+            Math.round(summary.sent / secs)
+          }/s`,
+        );
       }, (error) => {
         summary.unsent += messages.length;
         firstError ??= error;
@@ -141,7 +150,9 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
     if (Number.isFinite(total)) summary.unsent += total - queued;
     const cause = describeKafkaError(firstError, options.kafka);
     log("error", formatProducerSummary(summary));
-    throw new AppError("UNSENT", `${summary.unsent} tickets were not sent (${messageOf(cause)})`, { cause: firstError });
+    throw new AppError("UNSENT", `${summary.unsent} tickets were not sent (${messageOf(cause)})`, {
+      cause: firstError,
+    });
   }
   return summary;
 }
@@ -149,5 +160,7 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
 /** One line describing a producer run. */
 export function formatProducerSummary(s: ProducerSummary): string {
   const rate = s.seconds > 0 ? Math.round(s.sent / s.seconds) : 0;
-  return `sent ${s.sent} tickets in ${s.seconds.toFixed(2)} s (${rate} tickets/s)${s.unsent ? `, ${s.unsent} NOT sent` : ""}`;
+  return `sent ${s.sent} tickets in ${s.seconds.toFixed(2)} s (${rate} tickets/s)${
+    s.unsent ? `, ${s.unsent} NOT sent` : ""
+  }`;
 }

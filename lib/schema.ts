@@ -13,7 +13,9 @@ export function checkIdentifier(kind: string, name: string): string {
   if (!IDENTIFIER.test(name)) {
     throw new AppError(
       "USAGE",
-      `${kind} "${name.slice(0, 80)}" is not allowed: use 1-63 lower-case letters, digits or _, starting with a letter or _`,
+      `${kind} "${
+        name.slice(0, 80)
+      }" is not allowed: use 1-63 lower-case letters, digits or _, starting with a letter or _`,
     );
   }
   return name;

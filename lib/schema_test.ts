@@ -2,9 +2,23 @@ import assert from "node:assert/strict";
 import { AppError } from "./errors.ts";
 import { checkIdentifier, qualify, schemaStatements } from "./schema.ts";
 
-for (const bad of ["x; drop table y", '"quoted"', "a".repeat(100), "", "Tickets", "1abc", "tab le", "t-1"]) {
+for (
+  const bad of [
+    "x; drop table y",
+    '"quoted"',
+    "a".repeat(100),
+    "",
+    "Tickets",
+    "1abc",
+    "tab le",
+    "t-1",
+  ]
+) {
   Deno.test(`checkIdentifier() refuses ${JSON.stringify(bad.slice(0, 20))}`, () => {
-    assert.throws(() => checkIdentifier("table name", bad), (e) => e instanceof AppError && e.code === "USAGE");
+    assert.throws(
+      () => checkIdentifier("table name", bad),
+      (e) => e instanceof AppError && e.code === "USAGE",
+    );
     assert.throws(() => schemaStatements({ schema: "public", table: bad }), AppError);
     assert.throws(() => qualify({ schema: bad, table: "ok" }), AppError);
   });
@@ -19,7 +33,17 @@ Deno.test("qualify() quotes the schema and every table", () => {
 
 Deno.test("schemaStatements() keeps the original columns and seats as text", () => {
   const ddl = schemaStatements({ schema: "public", table: "movie_ticket" }).join("\n");
-  for (const column of ["ticket_id       text PRIMARY KEY", "theater", "movie", "name", "email", "phone_number", "seats           text"]) {
+  for (
+    const column of [
+      "ticket_id       text PRIMARY KEY",
+      "theater",
+      "movie",
+      "name",
+      "email",
+      "phone_number",
+      "seats           text",
+    ]
+  ) {
     assert.ok(ddl.includes(column), column);
   }
   assert.match(ddl, /IF NOT EXISTS/);

@@ -7,7 +7,7 @@
 import { createInterface } from "node:readline/promises";
 import process from "node:process";
 import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
-import { CONNECTION_FLAGS, type Connection, resolveConnection } from "./config.ts";
+import { type Connection, CONNECTION_FLAGS, resolveConnection } from "./config.ts";
 import { runConsumer } from "./consumer.ts";
 import { setupDatabase } from "./db_setup.ts";
 import { messageOf } from "./errors.ts";
@@ -21,9 +21,13 @@ import type { Ticket } from "./tickets.ts";
 /** `tests.ts`. */
 export const TESTS_SPEC: CommandSpec = {
   name: "tests",
-  summary: "the pipeline's numbered self-test menu; give a number (or pipe one on stdin) to run without a prompt",
+  summary:
+    "the pipeline's numbered self-test menu; give a number (or pipe one on stdin) to run without a prompt",
   flags: {
-    "entry": { type: "string", description: "menu entry to run (1-7); also accepted as a bare number" },
+    "entry": {
+      type: "string",
+      description: "menu entry to run (1-7); also accepted as a bare number",
+    },
     "num": { type: "string", description: "tickets published by test 1", default: "10" },
     "keep": { type: "boolean", description: "keep the test topic and table afterwards" },
     ...CONNECTION_FLAGS,
@@ -55,11 +59,20 @@ type Check = (s: Session) => Promise<string>;
 
 async function publishAndReadBack(s: Session): Promise<string> {
   const sent: Ticket[] = [];
-  await runProducer({ kafka: s.connection.kafka, topic: s.topic, num: s.num, partitions: 3, onTicket: (t) => sent.push(t) });
+  await runProducer({
+    kafka: s.connection.kafka,
+    topic: s.topic,
+    num: s.num,
+    partitions: 3,
+    onTicket: (t) => sent.push(t),
+  });
   for (const t of sent) s.produced.set(t.ticket_id, t);
   // Read the topic back from the cluster and compare every ticket we sent.
   const kafka = createKafka(s.connection.kafka, { clientId: "tickets-selftest-reader" });
-  const consumer = kafka.consumer({ groupId: `tickets-selftest-reader-${crypto.randomUUID()}`, maxWaitTimeInMs: 100 });
+  const consumer = kafka.consumer({
+    groupId: `tickets-selftest-reader-${crypto.randomUUID()}`,
+    maxWaitTimeInMs: 100,
+  });
   const seen = new Map<string, string>();
   try {
     await consumer.connect();
@@ -83,13 +96,20 @@ async function publishAndReadBack(s: Session): Promise<string> {
     await consumer.disconnect().catch(() => {});
   }
   for (const t of sent) {
-    if (seen.get(t.ticket_id) !== JSON.stringify(t)) throw new Error(`ticket ${t.ticket_id} read back differs from what was sent`);
+    if (seen.get(t.ticket_id) !== JSON.stringify(t)) {
+      throw new Error(`ticket ${t.ticket_id} read back differs from what was sent`);
+    }
   }
   return `${sent.length} tickets published to ${s.topic} and read back identical`;
 }
 
 async function query<T>(s: Session, text: string, params: unknown[] = []): Promise<T[]> {
-  const db = await createPool({ uri: s.connection.postgresUri, certPath: s.connection.kafka.certPath, max: 1, connectTimeoutMs: s.connection.connectTimeoutMs });
+  const db = await createPool({
+    uri: s.connection.postgresUri,
+    certPath: s.connection.kafka.certPath,
+    max: 1,
+    connectTimeoutMs: s.connection.connectTimeoutMs,
+  });
   try {
     return (await db.pool.query(text, params)).rows as T[];
   } finally {
@@ -105,7 +125,9 @@ async function createTable(s: Session): Promise<string> {
 
 async function tableExists(s: Session): Promise<string> {
   if (!s.tableCreated) await createTable(s);
-  const rows = await query<{ t: string | null }>(s, "SELECT to_regclass($1)::text AS t", [`public.${s.table}`]);
+  const rows = await query<{ t: string | null }>(s, "SELECT to_regclass($1)::text AS t", [
+    `public.${s.table}`,
+  ]);
   if (!rows[0]?.t) throw new Error(`table public.${s.table} not found`);
   return `table ${rows[0].t} exists`;
 }
@@ -113,10 +135,21 @@ async function tableExists(s: Session): Promise<string> {
 async function consumerStores(s: Session): Promise<string> {
   if (s.produced.size === 0) await publishAndReadBack(s);
   if (!s.tableCreated) await createTable(s);
-  const summary = await runConsumer({ connection: s.connection, topic: s.topic, table: s.table, idleTimeoutSeconds: 5, maxMessages: s.produced.size });
-  const rows = await query<{ n: string }>(s, `SELECT count(*) AS n FROM ${qualify({ schema: "public", table: s.table }).tickets}`);
+  const summary = await runConsumer({
+    connection: s.connection,
+    topic: s.topic,
+    table: s.table,
+    idleTimeoutSeconds: 5,
+    maxMessages: s.produced.size,
+  });
+  const rows = await query<{ n: string }>(
+    s,
+    `SELECT count(*) AS n FROM ${qualify({ schema: "public", table: s.table }).tickets}`,
+  );
   const count = Number(rows[0]?.n);
-  if (count !== s.produced.size) throw new Error(`table has ${count} rows; expected ${s.produced.size}`);
+  if (count !== s.produced.size) {
+    throw new Error(`table has ${count} rows; expected ${s.produced.size}`);
+  }
   return `consumer stored ${summary.stored} new rows; table has ${count} (all published tickets)`;
 }
 
@@ -132,7 +165,9 @@ async function dataStored(s: Session): Promise<string> {
   for (const t of s.produced.values()) {
     const row = byId.get(t.ticket_id);
     if (!row) throw new Error(`ticket ${t.ticket_id} is missing from the table`);
-    if (!sameTicket(row, t)) throw new Error(`ticket ${t.ticket_id} is stored with different fields`);
+    if (!sameTicket(row, t)) {
+      throw new Error(`ticket ${t.ticket_id} is stored with different fields`);
+    }
   }
   return `all ${s.produced.size} tickets stored with every field equal`;
 }
@@ -158,13 +193,19 @@ async function cleanup(s: Session): Promise<void> {
   try {
     const q = qualify({ schema: "public", table: s.table });
     await query(s, `DROP TABLE IF EXISTS ${q.tickets}`);
-    await query(s, `DELETE FROM public.${OFFSETS_TABLE} WHERE topic = $1`, [s.topic]).catch(() => {});
+    await query(s, `DELETE FROM public.${OFFSETS_TABLE} WHERE topic = $1`, [s.topic]).catch(
+      () => {},
+    );
   } catch { /* the table may never have been created */ }
   const admin = createKafka(s.connection.kafka, { retries: 1 }).admin();
   try {
     await admin.connect();
-    if ((await admin.listTopics()).includes(s.topic)) await admin.deleteTopics({ topics: [s.topic] });
-  } catch { /* nothing to delete */ } finally {
+    if ((await admin.listTopics()).includes(s.topic)) {
+      await admin.deleteTopics({ topics: [s.topic] });
+    }
+  } catch {
+    /* nothing to delete */
+  } finally {
     await admin.disconnect().catch(() => {});
   }
 }
@@ -189,7 +230,11 @@ export async function selfTest(args: string[]): Promise<number> {
   };
   let failed = false;
   const interactive = entryFlag === undefined && Deno.stdin.isTerminal();
-  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: interactive });
+  const rl = createInterface({
+    input: process.stdin,
+    output: process.stdout,
+    terminal: interactive,
+  });
   try {
     const entries: string[] = entryFlag !== undefined ? [entryFlag] : [];
     for (;;) {
@@ -197,7 +242,9 @@ export async function selfTest(args: string[]): Promise<number> {
         if (interactive) console.log(MENU.map((m, i) => `${i + 1}. ${m}`).join("\n"));
         const answer = interactive
           ? await rl.question("Choose a test (1-7): ")
-          : await rl[Symbol.asyncIterator]().next().then((r) => (r.done ? undefined : r.value as string));
+          : await rl[Symbol.asyncIterator]().next().then((
+            r,
+          ) => (r.done ? undefined : r.value as string));
         if (answer === undefined) break;
         entries.push(answer.trim());
       }

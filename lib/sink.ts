@@ -79,7 +79,8 @@ export function sinkStatements(q: QualifiedNames) {
     selectExisting: `SELECT ticket_id, theater, movie, name, email, phone_number, seats,
         showtime, price_amount::float8 AS price_amount, price_currency, purchased_at
       FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
-    insertConflicts: `INSERT INTO ${q.conflicts} (target_table, ticket_id, topic, partition, "offset", message_value)
+    insertConflicts:
+      `INSERT INTO ${q.conflicts} (target_table, ticket_id, topic, partition, "offset", message_value)
       SELECT $1, u.id, $2, $3, u.off, u.val FROM unnest($4::text[], $5::bigint[], $6::bytea[]) AS u(id, off, val)
       ON CONFLICT DO NOTHING`,
     insertDeadLetters: `INSERT INTO ${q.deadLetters} (group_id, target_table, topic, partition,
@@ -113,7 +114,8 @@ export function sameTicket(row: ExistingRow, t: Ticket): boolean {
   return row.theater === t.theater && row.movie === t.movie && row.name === t.name &&
     row.email === t.email && row.phone_number === t.phone_number &&
     row.seats === t.seats.join(",") && row.showtime.getTime() === Date.parse(t.showtime) &&
-    Math.abs(row.price_amount - t.price.amount) < 0.005 && row.price_currency === t.price.currency &&
+    Math.abs(row.price_amount - t.price.amount) < 0.005 &&
+    row.price_currency === t.price.currency &&
     row.purchased_at.getTime() === Date.parse(t.purchased_at);
 }
 
@@ -122,8 +124,18 @@ export function sameTicket(row: ExistingRow, t: Ticket): boolean {
  * stored offset is not `expectedOffset`), inserts tickets skipping known ids, records conflicts
  * and dead letters, then commits.
  */
-export async function writeBatch(client: PoolClient, sql: SinkStatements, batch: Batch): Promise<BatchResult> {
-  const result: BatchResult = { committed: false, stored: 0, duplicates: 0, conflicts: 0, deadLetters: 0 };
+export async function writeBatch(
+  client: PoolClient,
+  sql: SinkStatements,
+  batch: Batch,
+): Promise<BatchResult> {
+  const result: BatchResult = {
+    committed: false,
+    stored: 0,
+    duplicates: 0,
+    conflicts: 0,
+    deadLetters: 0,
+  };
   await client.query("BEGIN");
   try {
     const claim = await client.query(sql.claimOffset, [

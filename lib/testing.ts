@@ -11,7 +11,13 @@ import { createPool } from "./postgres.ts";
 
 /** What `deno task stack up` writes to `.stack/stack.json`. */
 export interface StackInfo {
-  kafka: { plaintext: string; ssl: string; saslSsl?: string; saslUsername?: string; saslPassword?: string };
+  kafka: {
+    plaintext: string;
+    ssl: string;
+    saslSsl?: string;
+    saslUsername?: string;
+    saslPassword?: string;
+  };
   certPath: string;
   postgresUri: string;
   postgresAdminUri?: string;
@@ -25,7 +31,9 @@ export function stackInfo(): StackInfo {
   try {
     return JSON.parse(Deno.readTextFileSync(join(ROOT, ".stack/stack.json")));
   } catch {
-    throw new Error("the local stack is not up: run `deno task stack up` (or `deno task test`, which starts it)");
+    throw new Error(
+      "the local stack is not up: run `deno task stack up` (or `deno task test`, which starts it)",
+    );
   }
 }
 
@@ -39,7 +47,12 @@ export function stackCreds(protocol: "SSL" | "PLAINTEXT" = "SSL"): Creds {
   const info = stackInfo();
   const [host, port] = (protocol === "SSL" ? info.kafka.ssl : info.kafka.plaintext).split(":");
   return {
-    kafka: { hostname: host!, port: Number(port), securityProtocol: protocol, certPath: info.certPath },
+    kafka: {
+      hostname: host!,
+      port: Number(port),
+      securityProtocol: protocol,
+      certPath: info.certPath,
+    },
     postgres: { uri: info.postgresUri },
   };
 }
@@ -54,11 +67,16 @@ export async function writeStackCreds(creds: Creds = stackCreds()): Promise<stri
 
 /** Resolved connection to the stack over SSL. */
 export async function stackConnection(): Promise<Connection> {
-  return resolveConnection({ creds: await writeStackCreds() }, { kafka: true, postgres: true }, { get: () => undefined });
+  return resolveConnection({ creds: await writeStackCreds() }, { kafka: true, postgres: true }, {
+    get: () => undefined,
+  });
 }
 
 /** Runs one SQL statement against the stack's database. */
-export async function sql<T = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> {
+export async function sql<T = Record<string, unknown>>(
+  text: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   const info = stackInfo();
   const db = await createPool({ uri: info.postgresUri, certPath: info.certPath, max: 1 });
   try {
@@ -89,7 +107,11 @@ export interface ScriptResult {
 }
 
 /** Runs a top-level script (e.g. `producer.ts`) with `deno run -A`, returning exit code and output. */
-export async function runScript(script: string, args: string[], env: Record<string, string> = {}): Promise<ScriptResult> {
+export async function runScript(
+  script: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<ScriptResult> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(ROOT, script), ...args],
     cwd: ROOT,
@@ -115,7 +137,12 @@ export function spawnScript(script: string, args: string[]): Deno.ChildProcess {
 
 /** Runs a shell command (openssl, ...) and returns its stdout; throws on failure. */
 export async function sh(command: string, cwd?: string): Promise<string> {
-  const out = await new Deno.Command("bash", { args: ["-c", command], cwd, stdout: "piped", stderr: "piped" }).output();
+  const out = await new Deno.Command("bash", {
+    args: ["-c", command],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
   if (!out.success) throw new Error(`${command} failed: ${new TextDecoder().decode(out.stderr)}`);
   return new TextDecoder().decode(out.stdout);
 }

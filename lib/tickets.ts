@@ -181,9 +181,14 @@ function kind(value: unknown): string {
  * Parses one Kafka message value into a ticket, or gives the reason it is not one. Unknown extra
  * fields are ignored (a newer producer may add some); known fields are checked strictly.
  */
-export function parseTicket(bytes: Uint8Array | null | undefined, maxBytes = MAX_TICKET_BYTES): ParseResult {
+export function parseTicket(
+  bytes: Uint8Array | null | undefined,
+  maxBytes = MAX_TICKET_BYTES,
+): ParseResult {
   if (!bytes || bytes.length === 0) return fail("EMPTY", "message has no value");
-  if (bytes.length > maxBytes) return fail("TOO_LARGE", `message is ${bytes.length} bytes; the limit is ${maxBytes}`);
+  if (bytes.length > maxBytes) {
+    return fail("TOO_LARGE", `message is ${bytes.length} bytes; the limit is ${maxBytes}`);
+  }
   let text: string;
   try {
     text = decoder.decode(bytes);
@@ -205,43 +210,91 @@ export function parseTicket(bytes: Uint8Array | null | undefined, maxBytes = MAX
 /** Checks a decoded JSON object field by field. */
 export function validateTicket(o: Record<string, unknown>): ParseResult {
   for (
-    const field of ["ticket_id", ...TEXT_FIELDS, "email", "phone_number", "seats", "showtime", "price", "purchased_at"]
+    const field of [
+      "ticket_id",
+      ...TEXT_FIELDS,
+      "email",
+      "phone_number",
+      "seats",
+      "showtime",
+      "price",
+      "purchased_at",
+    ]
   ) {
-    if (!(field in o) || o[field] === undefined) return fail("MISSING_FIELD", `missing field ${field}`);
+    if (!(field in o) || o[field] === undefined) {
+      return fail("MISSING_FIELD", `missing field ${field}`);
+    }
   }
-  const strings = ["ticket_id", ...TEXT_FIELDS, "email", "phone_number", "showtime", "purchased_at"];
+  const strings = [
+    "ticket_id",
+    ...TEXT_FIELDS,
+    "email",
+    "phone_number",
+    "showtime",
+    "purchased_at",
+  ];
   for (const field of strings) {
-    if (typeof o[field] !== "string") return fail("WRONG_TYPE", `${field} must be a string, got ${kind(o[field])}`);
+    if (typeof o[field] !== "string") {
+      return fail("WRONG_TYPE", `${field} must be a string, got ${kind(o[field])}`);
+    }
   }
   const id = o.ticket_id as string;
-  if (!TICKET_ID.test(id)) return fail("BAD_VALUE", "ticket_id must be 1-64 letters, digits, - or _");
+  if (!TICKET_ID.test(id)) {
+    return fail("BAD_VALUE", "ticket_id must be 1-64 letters, digits, - or _");
+  }
   for (const field of TEXT_FIELDS) {
     const value = (o[field] as string).trim();
-    if (value.length === 0 || value.length > 200) return fail("BAD_VALUE", `${field} must have 1-200 characters`);
+    if (value.length === 0 || value.length > 200) {
+      return fail("BAD_VALUE", `${field} must have 1-200 characters`);
+    }
   }
   const email = o.email as string;
-  if (email.length > 254 || !EMAIL.test(email)) return fail("BAD_EMAIL", `email "${email.slice(0, 80)}" is not an e-mail address`);
-  if (!PHONE.test(o.phone_number as string)) return fail("BAD_VALUE", "phone_number must be 3-40 digits, spaces or + ( ) . - x");
+  if (email.length > 254 || !EMAIL.test(email)) {
+    return fail("BAD_EMAIL", `email "${email.slice(0, 80)}" is not an e-mail address`);
+  }
+  if (!PHONE.test(o.phone_number as string)) {
+    return fail("BAD_VALUE", "phone_number must be 3-40 digits, spaces or + ( ) . - x");
+  }
   for (const field of ["showtime", "purchased_at"]) {
     const value = o[field] as string;
     if (!ISO_TIME.test(value) || Number.isNaN(Date.parse(value))) {
-      return fail("BAD_VALUE", `${field} must be an ISO 8601 time with a zone, not "${value.slice(0, 40)}"`);
+      return fail(
+        "BAD_VALUE",
+        `${field} must be an ISO 8601 time with a zone, not "${value.slice(0, 40)}"`,
+      );
     }
   }
   const seats = o.seats;
-  if (!Array.isArray(seats)) return fail("WRONG_TYPE", `seats must be an array, got ${kind(seats)}`);
-  if (seats.length < 1 || seats.length > MAX_SEATS) return fail("BAD_SEAT", `a ticket has 1 to ${MAX_SEATS} seats, not ${seats.length}`);
+  if (!Array.isArray(seats)) {
+    return fail("WRONG_TYPE", `seats must be an array, got ${kind(seats)}`);
+  }
+  if (seats.length < 1 || seats.length > MAX_SEATS) {
+    return fail("BAD_SEAT", `a ticket has 1 to ${MAX_SEATS} seats, not ${seats.length}`);
+  }
   const seen = new Set<string>();
   for (const seat of seats) {
-    if (typeof seat !== "string" || !SEAT.test(seat)) return fail("BAD_SEAT", `seat ${JSON.stringify(seat)?.slice(0, 20)} is not a label such as G8`);
+    if (typeof seat !== "string" || !SEAT.test(seat)) {
+      return fail(
+        "BAD_SEAT",
+        `seat ${JSON.stringify(seat)?.slice(0, 20)} is not a label such as G8`,
+      );
+    }
     if (seen.has(seat)) return fail("BAD_SEAT", `seat ${seat} appears twice`);
     seen.add(seat);
   }
   const price = o.price as Record<string, unknown>;
-  if (typeof price !== "object" || price === null || Array.isArray(price)) return fail("WRONG_TYPE", `price must be an object, got ${kind(price)}`);
-  if (typeof price.amount !== "number") return fail("WRONG_TYPE", `price.amount must be a number, got ${kind(price.amount)}`);
-  if (!Number.isFinite(price.amount) || price.amount < 0 || price.amount >= 1e8) return fail("BAD_VALUE", "price.amount must be from 0 to 99999999.99");
-  if (typeof price.currency !== "string" || !CURRENCY.test(price.currency)) return fail("BAD_VALUE", "price.currency must be a 3-letter code such as USD");
+  if (typeof price !== "object" || price === null || Array.isArray(price)) {
+    return fail("WRONG_TYPE", `price must be an object, got ${kind(price)}`);
+  }
+  if (typeof price.amount !== "number") {
+    return fail("WRONG_TYPE", `price.amount must be a number, got ${kind(price.amount)}`);
+  }
+  if (!Number.isFinite(price.amount) || price.amount < 0 || price.amount >= 1e8) {
+    return fail("BAD_VALUE", "price.amount must be from 0 to 99999999.99");
+  }
+  if (typeof price.currency !== "string" || !CURRENCY.test(price.currency)) {
+    return fail("BAD_VALUE", "price.currency must be a 3-letter code such as USD");
+  }
   return {
     ok: true,
     ticket: {

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { encodeTicket, MAX_SEATS, parseTicket, type RejectReason, TicketGenerator } from "./tickets.ts";
+import {
+  encodeTicket,
+  MAX_SEATS,
+  parseTicket,
+  type RejectReason,
+  TicketGenerator,
+} from "./tickets.ts";
 
 interface BadCase {
   name: string;

@@ -43,7 +43,9 @@ export function checkCertFolder(dir: string, options: CertCheckOptions = {}): st
   try {
     if (!Deno.statSync(dir).isDirectory) return [`cert path ${dir} is not a folder`];
   } catch {
-    return [`cert folder ${dir} does not exist; download ca.pem, service.cert and service.key there`];
+    return [
+      `cert folder ${dir} does not exist; download ca.pem, service.cert and service.key there`,
+    ];
   }
   const names = wantClient ? [CERT_FILES.ca, CERT_FILES.cert, CERT_FILES.key] : [CERT_FILES.ca];
   const texts = new Map<string, string>();
@@ -79,18 +81,28 @@ export function checkCertFolder(dir: string, options: CertCheckOptions = {}): st
   for (const [name, x509] of [[CERT_FILES.ca, ca], [CERT_FILES.cert, cert]] as const) {
     if (!x509) continue;
     if (new Date(x509.validTo) < now) {
-      problems.push(`${join(dir, name)} expired on ${new Date(x509.validTo).toISOString()}; download a fresh one`);
+      problems.push(
+        `${join(dir, name)} expired on ${
+          new Date(x509.validTo).toISOString()
+        }; download a fresh one`,
+      );
     } else if (new Date(x509.validFrom) > now) {
-      problems.push(`${join(dir, name)} is not valid before ${new Date(x509.validFrom).toISOString()}`);
+      problems.push(
+        `${join(dir, name)} is not valid before ${new Date(x509.validFrom).toISOString()}`,
+      );
     }
   }
   if (cert && key && !cert.checkPrivateKey(key)) {
     problems.push(
-      `${join(dir, CERT_FILES.key)} does not match ${CERT_FILES.cert}; download both from the same service`,
+      `${
+        join(dir, CERT_FILES.key)
+      } does not match ${CERT_FILES.cert}; download both from the same service`,
     );
   }
   if (cert && ca && !cert.verify(ca.publicKey)) {
-    problems.push(`${CERT_FILES.cert} in ${dir} was not signed by ${CERT_FILES.ca}; use the CA of the same project`);
+    problems.push(
+      `${CERT_FILES.cert} in ${dir} was not signed by ${CERT_FILES.ca}; use the CA of the same project`,
+    );
   }
   return problems;
 }
@@ -110,7 +122,10 @@ export function daysUntilExpiry(dir: string): number | undefined {
 export function loadCertFolder(dir: string, options: CertCheckOptions = {}): TlsMaterial {
   const problems = checkCertFolder(dir, options);
   if (problems.length > 0) {
-    throw new AppError(problems[0]!.includes("has no") ? "MISSING_CERT" : "BAD_CERT", problems.join("; "));
+    throw new AppError(
+      problems[0]!.includes("has no") ? "MISSING_CERT" : "BAD_CERT",
+      problems.join("; "),
+    );
   }
   const wantClient = options.clientCert ?? true;
   return {
