@@ -13,13 +13,22 @@ async function certCopy(): Promise<string> {
   return dir;
 }
 
-function baseArgs(certPath: string, creds: string, port = stackInfo().kafka.ssl.split(":")[1]!): string[] {
+function baseArgs(
+  certPath: string,
+  creds: string,
+  port = stackInfo().kafka.ssl.split(":")[1]!,
+): string[] {
   return [
-    "--kafka-hostname", "127.0.0.1",
-    "--kafka-portnumber", port,
-    "--cert-path", certPath,
-    "--postgres-uri", stackInfo().postgresUri,
-    "--creds", creds,
+    "--kafka-hostname",
+    "127.0.0.1",
+    "--kafka-portnumber",
+    port,
+    "--cert-path",
+    certPath,
+    "--postgres-uri",
+    stackInfo().postgresUri,
+    "--creds",
+    creds,
   ];
 }
 
@@ -76,9 +85,15 @@ Deno.test("auth_setup --check fails cleanly with a wrong CA, a foreign client ce
   await t.step("wrong CA", async () => {
     const certs = await certCopy();
     // a fresh CA that signed neither the broker nor the client certificate
-    await sh(`openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out other.pem -days 2 -subj /CN=other-ca 2>/dev/null`, certs);
+    await sh(
+      `openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out other.pem -days 2 -subj /CN=other-ca 2>/dev/null`,
+      certs,
+    );
     // re-sign the client with it so the folder is self-consistent but the broker is not trusted
-    await sh(`openssl req -new -key service.key -subj /CN=x -out c.csr 2>/dev/null && openssl x509 -req -in c.csr -CA other.pem -CAkey ca.key -CAcreateserial -out service.cert -days 2 2>/dev/null && cp other.pem ca.pem`, certs);
+    await sh(
+      `openssl req -new -key service.key -subj /CN=x -out c.csr 2>/dev/null && openssl x509 -req -in c.csr -CA other.pem -CAkey ca.key -CAcreateserial -out service.cert -days 2 2>/dev/null && cp other.pem ca.pem`,
+      certs,
+    );
     const creds = join(dir, "wrong-ca.json");
     assert.equal((await runScript("auth_setup.ts", baseArgs(certs, creds))).code, 0);
     const r = await timedCheck(["--creds", creds, "--connect-timeout", "5"]);
@@ -89,8 +104,15 @@ Deno.test("auth_setup --check fails cleanly with a wrong CA, a foreign client ce
   });
   await t.step("a client certificate the broker's CA did not sign", async () => {
     const certs = await certCopy();
-    await sh(`openssl req -x509 -newkey rsa:2048 -nodes -keyout service.key -out service.cert -days 2 -subj /CN=intruder 2>/dev/null`, certs);
-    const r = await timedCheck([...baseArgs(certs, join(dir, "none.json")).filter((a) => a !== "--creds" && !a.endsWith("none.json"))]);
+    await sh(
+      `openssl req -x509 -newkey rsa:2048 -nodes -keyout service.key -out service.cert -days 2 -subj /CN=intruder 2>/dev/null`,
+      certs,
+    );
+    const r = await timedCheck([
+      ...baseArgs(certs, join(dir, "none.json")).filter((a) =>
+        a !== "--creds" && !a.endsWith("none.json")
+      ),
+    ]);
     // refused before connecting: the folder's certificate is not signed by its CA
     assert.equal(r.code, 1);
     assert.match(r.stdout, /^kafka: FAILED: .*was not signed by ca\.pem/m);
@@ -98,7 +120,10 @@ Deno.test("auth_setup --check fails cleanly with a wrong CA, a foreign client ce
   });
   await t.step("closed port", async () => {
     const creds = join(dir, "closed.json");
-    assert.equal((await runScript("auth_setup.ts", baseArgs(stackInfo().certPath, creds, "1"))).code, 0);
+    assert.equal(
+      (await runScript("auth_setup.ts", baseArgs(stackInfo().certPath, creds, "1"))).code,
+      0,
+    );
     const r = await timedCheck(["--creds", creds, "--connect-timeout", "5"]);
     assert.equal(r.code, 1);
     assert.match(r.stdout, /^kafka: FAILED: .*connection refused/m);

@@ -236,7 +236,15 @@ Deno.test("SIGINT and SIGTERM stop producer and consumer gracefully: batch commi
   const table = `e2e_sig_${id}`;
   await setupDatabase(connection, { schema: "public", table });
   try {
-    const producer = spawnScript("producer.ts", ["--creds", creds, "--topic-name", topic, "--continuous", "--rate", "2000"]);
+    const producer = spawnScript("producer.ts", [
+      "--creds",
+      creds,
+      "--topic-name",
+      topic,
+      "--continuous",
+      "--rate",
+      "2000",
+    ]);
     await new Promise((r) => setTimeout(r, 3000));
     producer.kill("SIGINT");
     const pOut = await producer.output();
@@ -245,8 +253,17 @@ Deno.test("SIGINT and SIGTERM stop producer and consumer gracefully: batch commi
     const sent = Number(/sent (\d+) tickets/.exec(sentLine)?.[1]);
     assert.ok(sent > 0, sentLine + new TextDecoder().decode(pOut.stderr));
 
-    const consumer = spawnScript("consumer.ts", ["--creds", creds, "--topic-name", topic, "--table-name", table]);
-    for (let i = 0; i < 200 && (await counts(table)).n < sent; i++) await new Promise((r) => setTimeout(r, 100));
+    const consumer = spawnScript("consumer.ts", [
+      "--creds",
+      creds,
+      "--topic-name",
+      topic,
+      "--table-name",
+      table,
+    ]);
+    for (let i = 0; i < 200 && (await counts(table)).n < sent; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const stopAt = performance.now();
     consumer.kill("SIGTERM");
     const cOut = await consumer.output();

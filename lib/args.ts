@@ -56,6 +56,11 @@ export const PRODUCER_SPEC: CommandSpec = {
     },
     "compression": { type: "string", description: COMPRESSIONS.join(" | "), default: "none" },
     "acks": { type: "string", description: ACKS.join(" | "), default: "all" },
+    "send-timeout": {
+      type: "string",
+      description: "seconds to keep retrying a batch the broker does not acknowledge",
+      default: "60",
+    },
     ...CONNECTION_FLAGS,
   },
   examples: ["deno task producer --cert-path ./certs --topic-name movie_app --num 1000"],
@@ -177,6 +182,7 @@ export function parseProducerArgs(args: string[]): ProducerOptions | undefined {
     inFlight: problems.integer(values, "in-flight", 4, 1, 64),
     compression: problems.choice(values, "compression", "none", COMPRESSIONS),
     acks: problems.choice(values, "acks", "all", ACKS),
+    sendTimeoutSeconds: problems.number(values, "send-timeout", 60, 0, 86_400),
   };
   problems.throwIfAny();
   options.kafka = resolveConnection(values, { kafka: true }).kafka;
@@ -216,6 +222,7 @@ export function parseConsumerArgs(args: string[]): ConsumerOptions | undefined {
     ),
     maxWaitTimeMs: problems.integer(values, "fetch-max-wait", 100, 0, 60_000),
     dbRetrySeconds: problems.number(values, "db-retry", 300, 0, 86_400),
+    sessionTimeoutSeconds: problems.number(values, "session-timeout", 30, 6, 3_600),
   };
   problems.throwIfAny();
   options.connection = resolveConnection(values, { kafka: true, postgres: true });

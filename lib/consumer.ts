@@ -42,6 +42,8 @@ export interface ConsumerOptions {
   maxWaitTimeMs?: number;
   /** Seconds to keep retrying a failing database before giving up. @default {300} */
   dbRetrySeconds?: number;
+  /** Seconds without a heartbeat before the group reassigns our partitions. @default {30} */
+  sessionTimeoutSeconds?: number;
   /** Aborts the run (SIGINT, SIGTERM): the batch in flight is finished and committed first. */
   signal?: AbortSignal;
 }
@@ -109,8 +111,9 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   const admin = kafka.admin();
   const consumer = kafka.consumer({
     groupId,
-    sessionTimeout: 30_000,
-    heartbeatInterval: 3_000,
+    sessionTimeout: (options.sessionTimeoutSeconds ?? 30) * 1000,
+    heartbeatInterval: Math.max(500, ((options.sessionTimeoutSeconds ?? 30) * 1000) / 10),
+    rebalanceTimeout: Math.max(60_000, (options.sessionTimeoutSeconds ?? 30) * 2000),
     maxBytesPerPartition: options.maxBytesPerPartition ?? 4 * 1024 * 1024,
     maxBytes: 16 * 1024 * 1024,
     maxWaitTimeInMs: options.maxWaitTimeMs ?? 100,
@@ -141,13 +144,15 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   async function writeWithRetry(batch: Batch, heartbeat: () => Promise<void>) {
     const deadline = performance.now() + retryMs;
     for (let attempt = 1;; attempt++) {
-      let client;
       try {
-        client = await db.pool.connect();
+        const client = await db.pool.connect();
         try {
-          return await writeBatch(client, sql, batch);
-        } finally {
+          const result = await writeBatch(client, sql, batch);
           client.release();
+          return result;
+        } catch (error) {
+          client.release(error as Error); // a broken connection must not go back to the pool
+          throw error;
         }
       } catch (error) {
         const code = (error as { code?: string }).code ?? "";

@@ -38,6 +38,8 @@ export interface ProducerOptions {
   compression?: typeof COMPRESSIONS[number];
   /** @default {"all"} */
   acks?: typeof ACKS[number];
+  /** Seconds to keep retrying a batch the broker does not acknowledge. @default {60} */
+  sendTimeoutSeconds?: number;
   /** Called with each ticket as it is queued (tests keep them to compare). */
   onTicket?: (ticket: Ticket) => void;
   /** Replaces the generator, e.g. to publish given messages. */
@@ -55,6 +57,22 @@ export interface ProducerSummary {
 }
 
 const ACK_VALUES = { all: -1, "1": 1, "0": 0 } as const;
+
+/** Broker answers that no retry can fix. */
+const FATAL_TYPES = new Set([
+  "MESSAGE_TOO_LARGE",
+  "RECORD_LIST_TOO_LARGE",
+  "INVALID_RECORD",
+  "TOPIC_AUTHORIZATION_FAILED",
+  "CLUSTER_AUTHORIZATION_FAILED",
+  "INVALID_REQUIRED_ACKS",
+]);
+
+function isRetriable(error: unknown): boolean {
+  const e = error as { type?: string; name?: string; originalError?: { type?: string } };
+  const type = e.type ?? e.originalError?.type;
+  return !(type && FATAL_TYPES.has(type)) && !/SASL|Authentication/i.test(e.name ?? "");
+}
 
 /** Publishes tickets; throws UNSENT (after reporting) when any could not be published. */
 export async function runProducer(options: ProducerOptions): Promise<ProducerSummary> {
@@ -81,6 +99,38 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
     const ticket = generator.next();
     options.onTicket?.(ticket);
     return { key: ticket.ticket_id, value: JSON.stringify(ticket) };
+  };
+
+  const sendTimeoutMs = (options.sendTimeoutSeconds ?? 60) * 1000;
+  const sendWithRetry = async (
+    messages: { key: string | null; value: Buffer | string | null }[],
+  ) => {
+    const deadline = performance.now() + sendTimeoutMs;
+    for (let attempt = 1;; attempt++) {
+      try {
+        await producer.send({
+          topic: options.topic,
+          messages,
+          acks: ACK_VALUES[options.acks ?? "all"],
+          compression: options.compression === "gzip"
+            ? CompressionTypes.GZIP
+            : CompressionTypes.None,
+        });
+        return;
+      } catch (error) {
+        if (!isRetriable(error) || performance.now() > deadline || firstError !== undefined) {
+          throw error;
+        }
+        const wait = Math.min(5_000, 250 * 2 ** Math.min(attempt, 5));
+        log(
+          "warn",
+          `publishing ${messages.length} tickets failed (attempt ${attempt}): ${
+            messageOf(describeKafkaError(error, options.kafka))
+          }; retrying in ${wait} ms`,
+        );
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
   };
 
   try {
@@ -117,12 +167,7 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
       }
       if (messages.length === 0) break;
       queued += messages.length;
-      const send = producer.send({
-        topic: options.topic,
-        messages,
-        acks: ACK_VALUES[options.acks ?? "all"],
-        compression: options.compression === "gzip" ? CompressionTypes.GZIP : CompressionTypes.None,
-      }).then(() => {
+      const send = sendWithRetry(messages).then(() => {
         summary.sent += messages.length;
         const secs = (performance.now() - started) / 1000;
         progress(

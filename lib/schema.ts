@@ -103,6 +103,7 @@ export function schemaStatements(names: TableNames): string[] {
       reason      text NOT NULL,
       detail      text NOT NULL,
       received_at timestamptz NOT NULL DEFAULT now(),
+      replayed_at timestamptz,
       UNIQUE (group_id, topic, partition, "offset")
     )`,
     `CREATE TABLE IF NOT EXISTS ${q.conflicts} (

@@ -1,0 +1,178 @@
+/**
+ * Dead letters: list them, and replay chosen ones (after a fix) by publishing their original key
+ * and bytes again to their topic; each replayed letter is marked so it is not replayed twice.
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
+import { CONNECTION_FLAGS, resolveConnection } from "./config.ts";
+import { AppError } from "./errors.ts";
+import { createKafka, describeKafkaError, isValidTopicName, withDeadline } from "./kafka.ts";
+import { createPool } from "./postgres.ts";
+import { checkIdentifier, qualify } from "./schema.ts";
+
+/** `dlq.ts`. */
+export const DLQ_SPEC: CommandSpec = {
+  name: "dlq",
+  summary: "list dead letters (dlq list) or publish chosen ones again (dlq replay)",
+  flags: {
+    "table-name": { type: "string", description: "only letters for this ticket table" },
+    "schema": { type: "string", description: "schema of the pipeline tables", default: "public" },
+    "reason": { type: "string", description: "only letters with this reason, e.g. BAD_JSON" },
+    "id": { type: "string", description: "replay: comma-separated dead-letter ids" },
+    "all": { type: "boolean", description: "replay: every letter matching the filters" },
+    "again": { type: "boolean", description: "replay: include letters already replayed" },
+    "to-topic": {
+      type: "string",
+      description: "replay: publish here instead of the original topic",
+    },
+    "limit": { type: "string", description: "list: most rows shown", default: "50" },
+    "json": { type: "boolean", description: "list: JSON lines instead of a table" },
+    ...CONNECTION_FLAGS,
+  },
+  examples: [
+    "deno task dlq list --table-name movie_ticket",
+    "deno task dlq replay --table-name movie_ticket --reason BAD_EMAIL --all",
+    "deno task dlq replay --id 17,18",
+  ],
+};
+
+interface Letter {
+  id: string;
+  topic: string;
+  partition: number;
+  offset: string;
+  reason: string;
+  detail: string;
+  target_table: string;
+  received_at: Date;
+  replayed_at: Date | null;
+  message_key: Buffer | null;
+  message_value: Buffer | null;
+}
+
+function preview(value: Buffer | null): string {
+  if (!value) return "(null)";
+  const text = value.toString("utf8").replace(/\s+/g, " ");
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+/** Runs `dlq list` or `dlq replay`; returns the exit code. */
+export async function deadLetters(args: string[]): Promise<number> {
+  const action = args[0];
+  if (action === "--help" || action === undefined) {
+    parseCommandLine(DLQ_SPEC, ["--help"]);
+    return action === undefined ? 2 : 0;
+  }
+  if (action !== "list" && action !== "replay") {
+    throw new AppError("USAGE", `unknown action "${action}"; use: dlq list | dlq replay`);
+  }
+  const values = parseCommandLine(DLQ_SPEC, args.slice(1));
+  if (!values) return 0;
+  const problems = new Problems();
+  const schema = stringFlag(values, "schema") ?? "public";
+  const table = stringFlag(values, "table-name");
+  for (const [kind, name] of [["schema name", schema], ["table name", table]] as const) {
+    if (name === undefined) continue;
+    try {
+      checkIdentifier(kind, name);
+    } catch (error) {
+      problems.add((error as Error).message);
+    }
+  }
+  const limit = problems.integer(values, "limit", 50, 1, 1_000_000) ?? 50;
+  const ids = stringFlag(values, "id")?.split(",").map((s) => s.trim());
+  if (ids && !ids.every((id) => /^\d+$/.test(id))) {
+    problems.add("--id must be comma-separated numbers");
+  }
+  const toTopic = stringFlag(values, "to-topic");
+  if (toTopic !== undefined && !isValidTopicName(toTopic)) {
+    problems.add(`--to-topic "${toTopic}" is not a topic name`);
+  }
+  if (action === "replay" && !ids && !values.all) {
+    problems.add("replay needs --id LIST or --all (with optional --table-name/--reason filters)");
+  }
+  problems.throwIfAny();
+
+  const connection = resolveConnection(values, { postgres: true, kafka: action === "replay" });
+  const q = qualify({ schema, table: table ?? "x" });
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (table) where.push(`target_table = $${params.push(table)}`);
+  if (values.reason) where.push(`reason = $${params.push(String(values.reason))}`);
+  if (ids) where.push(`id = ANY($${params.push(ids)}::bigint[])`);
+  if (action === "replay" && !values.again) where.push("replayed_at IS NULL");
+  const db = await createPool({
+    uri: connection.postgresUri,
+    certPath: connection.kafka.certPath,
+    max: 1,
+    connectTimeoutMs: connection.connectTimeoutMs,
+  });
+  try {
+    const { rows } = await db.pool.query<Letter>(
+      `SELECT id, topic, partition, "offset", reason, detail, target_table, received_at, replayed_at, message_key, message_value
+       FROM ${q.deadLetters} ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id ${
+        action === "list" ? `LIMIT ${limit}` : ""
+      }`,
+      params,
+    );
+    if (action === "list") {
+      for (const r of rows) {
+        if (values.json) {
+          console.log(
+            JSON.stringify({
+              ...r,
+              message_key: r.message_key?.toString("base64") ?? null,
+              message_value: r.message_value?.toString("base64") ?? null,
+            }),
+          );
+        } else {
+          console.log(
+            `${r.id}\t${r.target_table}\t${r.topic}[${r.partition}]@${r.offset}\t${r.reason}\t${r.detail}\t${
+              r.replayed_at ? "replayed" : ""
+            }\t${preview(r.message_value)}`,
+          );
+        }
+      }
+      if (!values.json) console.error(`${rows.length} dead letter(s)`);
+      return 0;
+    }
+    if (rows.length === 0) {
+      console.log("dlq replay: nothing to replay");
+      return 0;
+    }
+    const kafka = createKafka(connection.kafka, { clientId: "tickets-dlq-replay" });
+    const producer = kafka.producer({ allowAutoTopicCreation: false });
+    try {
+      await withDeadline(
+        producer.connect(),
+        connection.connectTimeoutMs + 2_000,
+        "connecting to Kafka",
+      );
+      const byTopic = new Map<string, Letter[]>();
+      for (const r of rows) {
+        const topic = toTopic ?? r.topic;
+        byTopic.set(topic, [...(byTopic.get(topic) ?? []), r]);
+      }
+      for (const [topic, letters] of byTopic) {
+        await producer.send({
+          topic,
+          acks: -1,
+          messages: letters.map((r) => ({ key: r.message_key, value: r.message_value })),
+        });
+        await db.pool.query(
+          `UPDATE ${q.deadLetters} SET replayed_at = now() WHERE id = ANY($1::bigint[])`,
+          [letters.map((r) => r.id)],
+        );
+        console.log(`dlq replay: published ${letters.length} letter(s) again to ${topic}`);
+      }
+    } catch (error) {
+      throw error instanceof AppError ? error : describeKafkaError(error, connection.kafka);
+    } finally {
+      await producer.disconnect().catch(() => {});
+    }
+    return 0;
+  } finally {
+    await db.pool.end();
+  }
+}
