@@ -69,11 +69,16 @@ export function defaultGroupId(schema: string, table: string): string {
 }
 
 interface PartitionState {
-  /** Next offset stored in the database. */
+  /** Next offset to queue: the stored offset plus what is queued for writing. */
   next: bigint;
   /** Seeks made to `next` that still got a batch starting after it. */
   seeks: number;
+  /** Another consumer moved the stored offset: queued writes are dropped, the state reloaded. */
+  fenced: boolean;
 }
+
+/** Chunks parsed and waiting for the database, across partitions. */
+const MAX_QUEUED_CHUNKS = 4;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -104,7 +109,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     uri: options.connection.postgresUri,
     certPath: settings.certPath,
     connectTimeoutMs: options.connection.connectTimeoutMs,
-    max: 2,
+    max: 4,
     applicationName: `tickets-consumer ${groupId}`,
   });
   const kafka = createKafka(settings, { clientId: `tickets-consumer-${groupId}` });
@@ -128,7 +133,16 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   });
   let lastActivity = performance.now();
 
+  /** Last write queued per partition; writes of one partition run in order, partitions in parallel. */
+  const chains = new Map<number, Promise<void>>();
+  let queuedChunks = 0;
+  /** Waiters woken each time a queued chunk is written. */
+  const chunkDone: (() => void)[] = [];
+  let enqueued = 0;
+
   async function loadPosition(partition: number): Promise<PartitionState> {
+    // Writes still queued from before a rebalance land (or are fenced) before we read the offset.
+    await chains.get(partition)?.catch(() => {});
     const stored = await storedOffsets(db.pool, q, groupId, options.topic);
     let next = stored.get(partition);
     if (next === undefined) {
@@ -136,7 +150,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       const low = offsets.find((o) => o.partition === partition)?.low ?? "0";
       next = BigInt(low);
     }
-    const state = { next, seeks: 0 };
+    const state: PartitionState = { next, seeks: 0, fenced: false };
     positions.set(partition, state);
     return state;
   }
@@ -182,17 +196,68 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     }
   }
 
+  /** Writes one chunk after the partition's earlier chunks; drops it if the partition was fenced. */
+  function queueWrite(
+    state: PartitionState,
+    batch: Batch,
+    count: number,
+    heartbeat: () => Promise<void>,
+  ) {
+    queuedChunks++;
+    const previous = chains.get(batch.partition) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      if (state.fenced) return;
+      const result = await writeWithRetry(batch, heartbeat);
+      if (!result.committed) {
+        state.fenced = true;
+        summary.fenced++;
+        if (positions.get(batch.partition) === state) positions.delete(batch.partition);
+        log(
+          "warn",
+          `partition ${batch.partition}: stored offset moved by another consumer; re-reading it`,
+        );
+        return;
+      }
+      summary.received += count;
+      summary.stored += result.stored;
+      summary.duplicates += result.duplicates;
+      summary.conflicts += result.conflicts;
+      summary.deadLetters += result.deadLetters;
+      lastActivity = performance.now();
+      const secs = Math.max(0.001, (performance.now() - firstMessageAt!) / 1000);
+      progress(
+        `consumed ${summary.received}, stored ${summary.stored}, ${
+          Math.round(summary.received / secs)
+        }/s`,
+      );
+      if (options.maxMessages !== undefined && summary.received >= options.maxMessages) finish();
+    }).catch((error) => {
+      finish(error);
+      throw error;
+    }).finally(() => {
+      queuedChunks--;
+      for (const wake of chunkDone.splice(0)) wake();
+    });
+    chains.set(batch.partition, next);
+    next.catch(() => {});
+  }
+
   async function handleBatch(payload: EachBatchPayload) {
     const { batch, heartbeat, isRunning, isStale } = payload;
     if (batch.messages.length === 0) return;
     firstMessageAt ??= performance.now();
     const partition = batch.partition;
-    const state = positions.get(partition) ?? await loadPosition(partition);
+    let state = positions.get(partition);
+    if (!state || state.fenced) state = await loadPosition(partition);
     const first = BigInt(batch.messages[0]!.offset);
     if (first !== state.next) {
       // Behind: already stored. Ahead: a gap, unless the log really has one (seen 3 times).
       if (first < state.next || state.seeks < 3) {
         if (first > state.next) state.seeks++;
+        log(
+          "debug",
+          `partition ${partition}: batch starts at ${first}, stored position is ${state.next}: seeking`,
+        );
         consumer.seek({ topic: batch.topic, partition, offset: state.next.toString() });
         return;
       }
@@ -204,9 +269,13 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       );
       state.next = first;
     }
-    for (let start = 0; start < batch.messages.length; start += batchSize) {
-      if (!isRunning() || isStale()) return;
-      const slice = batch.messages.slice(start, start + batchSize);
+    let messages = batch.messages;
+    if (options.maxMessages !== undefined) {
+      messages = messages.slice(0, Math.max(0, options.maxMessages - enqueued));
+    }
+    for (let start = 0; start < messages.length; start += batchSize) {
+      if (!isRunning() || isStale() || state.fenced) return;
+      const slice = messages.slice(start, start + batchSize);
       const rows: IncomingRow[] = [];
       const deadLetters: DeadLetter[] = [];
       for (const m of slice) {
@@ -228,44 +297,30 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
           });
         }
       }
-      const nextOffset = BigInt(slice[slice.length - 1]!.offset) + 1n;
-      const result = await writeWithRetry({
-        groupId,
-        table: options.table,
-        topic: batch.topic,
-        partition,
-        expectedOffset: state.next,
-        nextOffset,
-        rows,
-        deadLetters,
-      }, heartbeat);
-      if (!result.committed) {
-        summary.fenced++;
-        positions.delete(partition);
-        log(
-          "warn",
-          `partition ${partition}: stored offset moved by another consumer; re-reading from the database`,
-        );
-        return;
-      }
-      state.next = nextOffset;
-      summary.received += slice.length;
-      summary.stored += result.stored;
-      summary.duplicates += result.duplicates;
-      summary.conflicts += result.conflicts;
-      summary.deadLetters += result.deadLetters;
-      lastActivity = performance.now();
-      payload.resolveOffset(slice[slice.length - 1]!.offset);
-      await heartbeat();
-      const secs = Math.max(0.001, (performance.now() - firstMessageAt) / 1000);
-      progress(
-        `consumed ${summary.received}, stored ${summary.stored}, ${
-          Math.round(summary.received / secs)
-        }/s`,
+      const last = slice[slice.length - 1]!.offset;
+      const nextOffset = BigInt(last) + 1n;
+      queueWrite(
+        state,
+        {
+          groupId,
+          table: options.table,
+          topic: batch.topic,
+          partition,
+          expectedOffset: state.next,
+          nextOffset,
+          rows,
+          deadLetters,
+        },
+        slice.length,
+        heartbeat,
       );
-      if (options.maxMessages !== undefined && summary.received >= options.maxMessages) {
-        finish();
-        return;
+      state.next = nextOffset;
+      enqueued += slice.length;
+      payload.resolveOffset(last);
+      // Back-pressure: fetching runs ahead of the database by a few chunks at most.
+      while (queuedChunks > MAX_QUEUED_CHUNKS) {
+        await new Promise<void>((resolve) => chunkDone.push(resolve));
+        await heartbeat().catch(() => {});
       }
     }
   }
@@ -295,7 +350,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 1,
+      partitionsConsumedConcurrently: 3,
       eachBatch: async (payload) => {
         try {
           await handleBatch(payload);
@@ -326,6 +381,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   } finally {
     progressDone();
     await consumer.disconnect().catch(() => {});
+    await Promise.allSettled([...chains.values()]);
     await admin.disconnect().catch(() => {});
     await db.pool.end().catch(() => {});
     summary.seconds = (performance.now() - started) / 1000;
