@@ -16,6 +16,23 @@ import type { ConsumerOptions } from "./consumer.ts";
 import { isValidTopicName } from "./kafka.ts";
 import { checkIdentifier } from "./schema.ts";
 import { AppError } from "./errors.ts";
+import { DEFAULT_METRICS_LOG } from "./metrics.ts";
+
+/** Flags of the metrics history, shared by producer and consumer. */
+const METRICS_FLAGS: CommandSpec["flags"] = {
+  "metrics-log": {
+    type: "string",
+    description: "append run metrics (JSON lines) to this file",
+    default: DEFAULT_METRICS_LOG,
+  },
+  "no-metrics-log": { type: "boolean", description: "do not write the metrics history" },
+};
+
+function metricsLogOf(values: FlagValues): string | undefined {
+  return values["no-metrics-log"]
+    ? undefined
+    : stringFlag(values, "metrics-log") ?? DEFAULT_METRICS_LOG;
+}
 
 /** `db_setup.ts`. */
 export const DB_SETUP_SPEC: CommandSpec = {
@@ -61,6 +78,7 @@ export const PRODUCER_SPEC: CommandSpec = {
       description: "seconds to keep retrying a batch the broker does not acknowledge",
       default: "60",
     },
+    ...METRICS_FLAGS,
     ...CONNECTION_FLAGS,
   },
   examples: ["deno task producer --cert-path ./certs --topic-name movie_app --num 1000"],
@@ -110,6 +128,12 @@ export const CONSUMER_SPEC: CommandSpec = {
       description: "seconds to keep retrying a failing database",
       default: "300",
     },
+    "session-timeout": {
+      type: "string",
+      description: "seconds without heartbeat before the group moves our partitions",
+      default: "30",
+    },
+    ...METRICS_FLAGS,
     ...CONNECTION_FLAGS,
   },
   examples: [
@@ -183,6 +207,7 @@ export function parseProducerArgs(args: string[]): ProducerOptions | undefined {
     compression: problems.choice(values, "compression", "none", COMPRESSIONS),
     acks: problems.choice(values, "acks", "all", ACKS),
     sendTimeoutSeconds: problems.number(values, "send-timeout", 60, 0, 86_400),
+    metricsLog: metricsLogOf(values),
   };
   problems.throwIfAny();
   options.kafka = resolveConnection(values, { kafka: true }).kafka;
@@ -223,6 +248,7 @@ export function parseConsumerArgs(args: string[]): ConsumerOptions | undefined {
     maxWaitTimeMs: problems.integer(values, "fetch-max-wait", 100, 0, 60_000),
     dbRetrySeconds: problems.number(values, "db-retry", 300, 0, 86_400),
     sessionTimeoutSeconds: problems.number(values, "session-timeout", 30, 6, 3_600),
+    metricsLog: metricsLogOf(values),
   };
   problems.throwIfAny();
   options.connection = resolveConnection(values, { kafka: true, postgres: true });

@@ -6,7 +6,8 @@
 import type { Connection } from "./config.ts";
 import { AppError, messageOf } from "./errors.ts";
 import { createKafka, describeKafkaError, type EachBatchPayload, withDeadline } from "./kafka.ts";
-import { log, progress, progressDone } from "./log.ts";
+import { log, ProgressReporter } from "./log.ts";
+import { LatencySample, MetricsLog, SNAPSHOT_SECONDS } from "./metrics.ts";
 import { createPool, type Database } from "./postgres.ts";
 import { qualify } from "./schema.ts";
 import {
@@ -44,6 +45,8 @@ export interface ConsumerOptions {
   dbRetrySeconds?: number;
   /** Seconds without a heartbeat before the group reassigns our partitions. @default {30} */
   sessionTimeoutSeconds?: number;
+  /** Metrics history file (JSON lines); undefined for none. */
+  metricsLog?: string;
   /** Aborts the run (SIGINT, SIGTERM): the batch in flight is finished and committed first. */
   signal?: AbortSignal;
 }
@@ -132,6 +135,50 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     finish = (error?: unknown) => (error ? reject(error) : resolve());
   });
   let lastActivity = performance.now();
+
+  const metrics = new MetricsLog(options.metricsLog, {
+    role: "consumer",
+    topic: options.topic,
+    table: `${schema}.${options.table}`,
+    group: groupId,
+  });
+  const latency = new LatencySample();
+  const reporter = new ProgressReporter("consumer: stored", options.maxMessages);
+  let lastLag: Record<string, number> | undefined;
+  const counts = () => ({
+    received: summary.received,
+    stored: summary.stored,
+    duplicates: summary.duplicates,
+    conflicts: summary.conflicts,
+    deadLetters: summary.deadLetters,
+  });
+
+  /** Messages in the topic not yet stored for this group, per partition. */
+  async function measureLag(): Promise<Record<string, number> | undefined> {
+    try {
+      const [stored, offsets] = await Promise.all([
+        storedOffsets(db.pool, q, groupId, options.topic),
+        admin.fetchTopicOffsets(options.topic),
+      ]);
+      const lag: Record<string, number> = {};
+      for (const o of offsets) {
+        const next = stored.get(o.partition) ?? BigInt(o.low);
+        lag[o.partition] = Math.max(0, Number(BigInt(o.high) - next));
+      }
+      return (lastLag = lag);
+    } catch {
+      return undefined; // a snapshot without lag beats no snapshot
+    }
+  }
+
+  async function snapshot(event: "snapshot" | "end", outcome?: string) {
+    const lag = await measureLag();
+    metrics.write(event, counts(), summary.received, {
+      ...(lag ? { lag } : {}),
+      ...(((l) => (l ? { latencyMs: l } : {}))(latency.take())),
+      ...(outcome ? { outcome } : {}),
+    });
+  }
 
   /** Last write queued per partition; writes of one partition run in order, partitions in parallel. */
   const chains = new Map<number, Promise<void>>();
@@ -224,11 +271,16 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       summary.conflicts += result.conflicts;
       summary.deadLetters += result.deadLetters;
       lastActivity = performance.now();
+      const now = Date.now();
+      for (const row of batch.rows) {
+        if (row.publishedAt) latency.add(now - row.publishedAt.getTime());
+      }
       const secs = Math.max(0.001, (performance.now() - firstMessageAt!) / 1000);
-      progress(
-        `consumed ${summary.received}, stored ${summary.stored}, ${
-          Math.round(summary.received / secs)
-        }/s`,
+      const lagTotal = lastLag ? Object.values(lastLag).reduce((a, b) => a + b, 0) : undefined;
+      reporter.update(
+        summary.received,
+        summary.received / secs,
+        lagTotal === undefined ? "" : `lag ${lagTotal}`,
       );
       if (options.maxMessages !== undefined && summary.received >= options.maxMessages) finish();
     }).catch((error) => {
@@ -325,6 +377,8 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     }
   }
 
+  let snapshots: ReturnType<typeof setInterval> | undefined;
+  let failure: unknown;
   try {
     await withDeadline(admin.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
     const topics = await admin.listTopics();
@@ -360,6 +414,8 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
         }
       },
     });
+    metrics.write("start", counts(), 0);
+    snapshots = setInterval(() => void snapshot("snapshot"), SNAPSHOT_SECONDS * 1000);
     const onAbort = () => finish();
     options.signal?.addEventListener("abort", onAbort, { once: true });
     if (options.signal?.aborted) finish();
@@ -377,17 +433,21 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       options.signal?.removeEventListener("abort", onAbort);
     }
   } catch (error) {
-    throw error instanceof AppError ? error : describeKafkaError(error, settings);
+    failure = error instanceof AppError ? error : describeKafkaError(error, settings);
+    throw failure;
   } finally {
-    progressDone();
+    clearInterval(snapshots);
+    reporter.done();
     await consumer.disconnect().catch(() => {});
     await Promise.allSettled([...chains.values()]);
-    await admin.disconnect().catch(() => {});
-    await db.pool.end().catch(() => {});
     summary.seconds = (performance.now() - started) / 1000;
     if (firstMessageAt !== undefined) {
       summary.activeSeconds = Math.max(0, (lastActivity - firstMessageAt) / 1000);
     }
+    await snapshot("end", failure ? messageOf(failure) : "ok").catch(() => {});
+    metrics.close();
+    await admin.disconnect().catch(() => {});
+    await db.pool.end().catch(() => {});
   }
   return summary;
 }

@@ -62,3 +62,51 @@ export function progress(message: string): void {
 export function progressDone(): void {
   if (isTerminal()) Deno.stderr.writeSync(encoder.encode("\r\x1b[2K"));
 }
+
+/**
+ * Live progress of a long run: a redrawn bar with rate and ETA on a terminal, a plain line every
+ * few seconds otherwise (so logs of unattended runs still show life).
+ */
+export class ProgressReporter {
+  #lastDraw = 0;
+  #lastPlain = performance.now();
+
+  constructor(readonly label: string, readonly total?: number, readonly plainEveryMs = 5_000) {}
+
+  /** Reports `done` items at `rate` per second, with optional extra text (e.g. lag). */
+  update(done: number, rate: number, extra = ""): void {
+    const now = performance.now();
+    const finite = this.total !== undefined && Number.isFinite(this.total) && this.total > 0;
+    const tail = `${Math.round(rate)}/s${extra ? `, ${extra}` : ""}`;
+    if (isTerminal()) {
+      if (now - this.#lastDraw < 100) return;
+      this.#lastDraw = now;
+      if (finite) {
+        const total = this.total!;
+        const share = Math.min(1, done / total);
+        const width = 24;
+        const filled = Math.round(share * width);
+        const eta = rate > 0 ? Math.max(0, (total - done) / rate) : undefined;
+        progress(
+          `${this.label} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${
+            Math.floor(share * 100)
+          }% ${done}/${total} ${tail}${eta !== undefined ? `, ETA ${formatSeconds(eta)}` : ""}`,
+        );
+      } else progress(`${this.label} ${done} ${tail}`);
+    } else if (now - this.#lastPlain >= this.plainEveryMs) {
+      this.#lastPlain = now;
+      console.error(redact(`${this.label}: ${done}${finite ? `/${this.total}` : ""}, ${tail}`));
+    }
+  }
+
+  /** Clears the bar. */
+  done(): void {
+    progressDone();
+  }
+}
+
+/** `75 s` → `1m15s`. */
+export function formatSeconds(seconds: number): string {
+  const s = Math.round(seconds);
+  return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+}

@@ -8,7 +8,8 @@ import { CompressionTypes } from "kafkajs";
 import type { KafkaSettings } from "./config.ts";
 import { AppError, messageOf } from "./errors.ts";
 import { createKafka, describeKafkaError, ensureTopic, withDeadline } from "./kafka.ts";
-import { log, progress, progressDone } from "./log.ts";
+import { log, ProgressReporter } from "./log.ts";
+import { MetricsLog, SNAPSHOT_SECONDS } from "./metrics.ts";
 import { type Ticket, TicketGenerator } from "./tickets.ts";
 
 /** Compression codecs KafkaJS ships with. */
@@ -40,6 +41,8 @@ export interface ProducerOptions {
   acks?: typeof ACKS[number];
   /** Seconds to keep retrying a batch the broker does not acknowledge. @default {60} */
   sendTimeoutSeconds?: number;
+  /** Metrics history file (JSON lines); undefined for none. */
+  metricsLog?: string;
   /** Called with each ticket as it is queued (tests keep them to compare). */
   onTicket?: (ticket: Ticket) => void;
   /** Replaces the generator, e.g. to publish given messages. */
@@ -86,6 +89,17 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
   const producer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: inFlight });
   const summary: ProducerSummary = { sent: 0, unsent: 0, seconds: 0, topicCreated: false };
   const started = performance.now();
+  const metrics = new MetricsLog(options.metricsLog, { role: "producer", topic: options.topic });
+  const counts = () => ({ sent: summary.sent, unsent: summary.unsent });
+  const reporter = new ProgressReporter(
+    "producer: sent",
+    Number.isFinite(total) ? total : undefined,
+  );
+  metrics.write("start", counts(), 0);
+  const snapshots = setInterval(
+    () => metrics.write("snapshot", counts(), summary.sent),
+    SNAPSHOT_SECONDS * 1000,
+  );
   let firstError: unknown;
   let queued = 0;
   const pending = new Set<Promise<void>>();
@@ -169,12 +183,7 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
       queued += messages.length;
       const send = sendWithRetry(messages).then(() => {
         summary.sent += messages.length;
-        const secs = (performance.now() - started) / 1000;
-        progress(
-          `sent ${summary.sent}${Number.isFinite(total) ? `/${total}` : ""}, ${
-            Math.round(summary.sent / secs)
-          }/s`,
-        );
+        reporter.update(summary.sent, summary.sent / ((performance.now() - started) / 1000));
       }, (error) => {
         summary.unsent += messages.length;
         firstError ??= error;
@@ -185,14 +194,22 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
     }
     await Promise.all(pending);
   } catch (error) {
-    throw error instanceof AppError ? error : describeKafkaError(error, options.kafka);
+    const described = error instanceof AppError ? error : describeKafkaError(error, options.kafka);
+    metrics.write("end", counts(), summary.sent, { outcome: messageOf(described) });
+    metrics.close();
+    throw described;
   } finally {
-    progressDone();
+    clearInterval(snapshots);
+    reporter.done();
     await producer.disconnect().catch(() => {});
     summary.seconds = (performance.now() - started) / 1000;
   }
+  if (firstError !== undefined && Number.isFinite(total)) summary.unsent += total - queued;
+  metrics.write("end", counts(), summary.sent, {
+    outcome: firstError === undefined ? "ok" : `${summary.unsent} not sent`,
+  });
+  metrics.close();
   if (firstError !== undefined) {
-    if (Number.isFinite(total)) summary.unsent += total - queued;
     const cause = describeKafkaError(firstError, options.kafka);
     log("error", formatProducerSummary(summary));
     throw new AppError("UNSENT", `${summary.unsent} tickets were not sent (${messageOf(cause)})`, {
