@@ -17,6 +17,7 @@ import { runProducer } from "./producer.ts";
 import { OFFSETS_TABLE, qualify } from "./schema.ts";
 import { sameTicket } from "./sink.ts";
 import type { Ticket } from "./tickets.ts";
+import { formatVerifyReport, verifyPipeline } from "./verify.ts";
 
 /** `tests.ts`. */
 export const TESTS_SPEC: CommandSpec = {
@@ -169,7 +170,12 @@ async function dataStored(s: Session): Promise<string> {
       throw new Error(`ticket ${t.ticket_id} is stored with different fields`);
     }
   }
-  return `all ${s.produced.size} tickets stored with every field equal`;
+  // and the whole topic against the whole table, as `deno task verify` does
+  const report = await verifyPipeline({ connection: s.connection, topic: s.topic, table: s.table });
+  if (!report.ok) {
+    throw new Error(formatVerifyReport(report, s.topic, s.table).slice(2, 6).join("; "));
+  }
+  return `all ${s.produced.size} tickets stored with every field equal; verify: table matches topic`;
 }
 
 const CHECKS: Check[] = [publishAndReadBack, createTable, tableExists, consumerStores, dataStored];

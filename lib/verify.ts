@@ -1,0 +1,312 @@
+/**
+ * Reconciles a topic with its table: reads the topic from its start to its current end, the table
+ * and the dead letters, and reports what is missing, extra or different.
+ * @module
+ */
+import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
+import { type Connection, CONNECTION_FLAGS, resolveConnection } from "./config.ts";
+import { defaultGroupId } from "./consumer.ts";
+import { AppError } from "./errors.ts";
+import { createKafka, describeKafkaError, isValidTopicName, withDeadline } from "./kafka.ts";
+import { createPool } from "./postgres.ts";
+import { checkIdentifier, qualify } from "./schema.ts";
+import { parseTicket, type Ticket } from "./tickets.ts";
+
+/** `verify.ts`. */
+export const VERIFY_SPEC: CommandSpec = {
+  name: "verify",
+  summary: "check that a table holds exactly the tickets of a topic (exit 1 on any mismatch)",
+  flags: {
+    "topic-name": { type: "string", description: "topic to read from its start to its end" },
+    "table-name": { type: "string", description: "ticket table to compare" },
+    "schema": { type: "string", description: "schema of the tables", default: "public" },
+    "group-id": {
+      type: "string",
+      description: "consumer group whose dead letters count",
+      default: "tickets-sink-<schema>-<table>",
+    },
+    "examples": { type: "string", description: "ids listed per kind of mismatch", default: "10" },
+    ...CONNECTION_FLAGS,
+  },
+  examples: ["deno task verify --topic-name movie_app --table-name movie_ticket"],
+};
+
+/** What `verifyPipeline` found. */
+export interface VerifyReport {
+  messages: number;
+  partitions: number;
+  /** Distinct ticket ids among the messages that parse. */
+  tickets: number;
+  notTickets: number;
+  rows: number;
+  deadLetters: number;
+  missing: string[];
+  extra: string[];
+  mismatched: string[];
+  /** Offsets (`partition@offset`) of messages that are not tickets and not in the dead letters. */
+  deadLettersMissing: string[];
+  ok: boolean;
+}
+
+interface Seen {
+  partition: number;
+  offset: string;
+  key: string;
+}
+
+/** The fields compared, normalised so that a row and a message compare equal. */
+export function fingerprint(t: {
+  theater: string;
+  movie: string;
+  name: string;
+  email: string;
+  phone_number: string;
+  seats: string;
+  showtime: number;
+  amount: number;
+  currency: string;
+  purchased_at: number;
+}): string {
+  return [
+    t.theater,
+    t.movie,
+    t.name,
+    t.email,
+    t.phone_number,
+    t.seats,
+    t.showtime,
+    Math.round(t.amount * 100),
+    t.currency,
+    t.purchased_at,
+  ].join("\u0001");
+}
+
+function ticketKey(t: Ticket): string {
+  return fingerprint({
+    ...t,
+    seats: t.seats.join(","),
+    showtime: Date.parse(t.showtime),
+    amount: t.price.amount,
+    currency: t.price.currency,
+    purchased_at: Date.parse(t.purchased_at),
+  });
+}
+
+/** Options of {@linkcode verifyPipeline}. */
+export interface VerifyOptions {
+  connection: Connection;
+  topic: string;
+  table: string;
+  schema?: string;
+  groupId?: string;
+  /** Seconds allowed to read the topic. @default {300} */
+  readTimeoutSeconds?: number;
+}
+
+/** Reads topic, table and dead letters and compares them. */
+export async function verifyPipeline(options: VerifyOptions): Promise<VerifyReport> {
+  const schema = options.schema ?? "public";
+  const q = qualify({ schema, table: options.table });
+  const groupId = options.groupId ?? defaultGroupId(schema, options.table);
+  const settings = options.connection.kafka;
+  const kafka = createKafka(settings, { clientId: "tickets-verify" });
+  const admin = kafka.admin();
+  const byId = new Map<string, Seen[]>();
+  const badOffsets: string[] = [];
+  let messages = 0;
+  let partitions = 0;
+  try {
+    await withDeadline(admin.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
+    if (!(await admin.listTopics()).includes(options.topic)) {
+      throw new AppError("KAFKA", `topic "${options.topic}" does not exist`);
+    }
+    const offsets = await admin.fetchTopicOffsets(options.topic);
+    partitions = offsets.length;
+    const remaining = new Map(
+      offsets.filter((o) => BigInt(o.high) > BigInt(o.low)).map((
+        o,
+      ) => [o.partition, BigInt(o.high) - 1n]),
+    );
+    if (remaining.size > 0) {
+      const consumer = kafka.consumer({
+        groupId: `tickets-verify-${crypto.randomUUID()}`,
+        maxWaitTimeInMs: 100,
+        maxBytesPerPartition: 4 * 1024 * 1024,
+      });
+      try {
+        await consumer.connect();
+        await consumer.subscribe({ topics: [options.topic], fromBeginning: true });
+        await withDeadline(
+          new Promise<void>((resolve, reject) => {
+            consumer.run({
+              autoCommit: false,
+              eachBatch: ({ batch }) => {
+                const last = remaining.get(batch.partition);
+                for (const m of batch.messages) {
+                  const offset = BigInt(m.offset);
+                  if (last === undefined || offset > last) continue;
+                  messages++;
+                  const parsed = parseTicket(m.value);
+                  if (parsed.ok) {
+                    const seen = byId.get(parsed.ticket.ticket_id) ?? [];
+                    seen.push({
+                      partition: batch.partition,
+                      offset: m.offset,
+                      key: ticketKey(parsed.ticket),
+                    });
+                    byId.set(parsed.ticket.ticket_id, seen);
+                  } else badOffsets.push(`${batch.partition}@${m.offset}`);
+                  if (offset === last) remaining.delete(batch.partition);
+                }
+                if (remaining.size === 0) resolve();
+                return Promise.resolve();
+              },
+            }).catch(reject);
+          }),
+          (options.readTimeoutSeconds ?? 300) * 1000,
+          "reading the topic to its end",
+        );
+      } finally {
+        await consumer.disconnect().catch(() => {});
+      }
+    }
+  } catch (error) {
+    throw error instanceof AppError ? error : describeKafkaError(error, settings);
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+
+  const db = await createPool({
+    uri: options.connection.postgresUri,
+    certPath: settings.certPath,
+    max: 1,
+    connectTimeoutMs: options.connection.connectTimeoutMs,
+  });
+  const missing: string[] = [];
+  const extra: string[] = [];
+  const mismatched: string[] = [];
+  let rows = 0;
+  let deadLetters = 0;
+  const deadLettersMissing: string[] = [];
+  try {
+    const result = await db.pool.query<{
+      ticket_id: string;
+      theater: string;
+      movie: string;
+      name: string;
+      email: string;
+      phone_number: string;
+      seats: string;
+      showtime: Date;
+      amount: number;
+      currency: string;
+      purchased_at: Date;
+      kafka_topic: string;
+      kafka_partition: number;
+      kafka_offset: string;
+    }>(`SELECT ticket_id, theater, movie, name, email, phone_number, seats, showtime,
+          price_amount::float8 AS amount, price_currency AS currency, purchased_at,
+          kafka_topic, kafka_partition, kafka_offset FROM ${q.tickets}`);
+    rows = result.rows.length;
+    const inTable = new Set<string>();
+    for (const r of result.rows) {
+      inTable.add(r.ticket_id);
+      const seen = byId.get(r.ticket_id);
+      if (!seen) {
+        extra.push(r.ticket_id);
+        continue;
+      }
+      const key = fingerprint({
+        ...r,
+        showtime: r.showtime.getTime(),
+        purchased_at: r.purchased_at.getTime(),
+      });
+      const source = seen.find((s) =>
+        s.partition === r.kafka_partition && s.offset === String(r.kafka_offset)
+      );
+      if (!source || source.key !== key) mismatched.push(r.ticket_id);
+    }
+    for (const id of byId.keys()) if (!inTable.has(id)) missing.push(id);
+    const dead = await db.pool.query<{ partition: number; offset: string }>(
+      `SELECT partition, "offset" FROM ${q.deadLetters} WHERE group_id = $1 AND topic = $2`,
+      [groupId, options.topic],
+    );
+    deadLetters = dead.rows.length;
+    const deadSet = new Set(dead.rows.map((d) => `${d.partition}@${d.offset}`));
+    for (const bad of badOffsets) if (!deadSet.has(bad)) deadLettersMissing.push(bad);
+  } finally {
+    await db.pool.end();
+  }
+  return {
+    messages,
+    partitions,
+    tickets: byId.size,
+    notTickets: badOffsets.length,
+    rows,
+    deadLetters,
+    missing,
+    extra,
+    mismatched,
+    deadLettersMissing,
+    ok: missing.length + extra.length + mismatched.length + deadLettersMissing.length === 0,
+  };
+}
+
+/** The report as lines of text. */
+export function formatVerifyReport(
+  r: VerifyReport,
+  topic: string,
+  table: string,
+  examples = 10,
+): string[] {
+  const list = (
+    ids: string[],
+  ) => (ids.length
+    ? `: ${ids.slice(0, examples).join(", ")}${ids.length > examples ? ", ..." : ""}`
+    : "");
+  return [
+    `topic ${topic}: ${r.messages} messages in ${r.partitions} partitions, ${r.tickets} distinct tickets, ${r.notTickets} not tickets`,
+    `table ${table}: ${r.rows} rows; dead letters for this group and topic: ${r.deadLetters}`,
+    `missing from the table: ${r.missing.length}${list(r.missing)}`,
+    `in the table but not in the topic: ${r.extra.length}${list(r.extra)}`,
+    `stored with different fields: ${r.mismatched.length}${list(r.mismatched)}`,
+    `not tickets and not in dead letters: ${r.deadLettersMissing.length}${
+      list(r.deadLettersMissing)
+    }`,
+    r.ok ? "verify: OK, the table matches the topic" : "verify: MISMATCH",
+  ];
+}
+
+/** Runs `verify`; returns 0 when the table matches the topic, 1 otherwise. */
+export async function verify(args: string[]): Promise<number> {
+  const values = parseCommandLine(VERIFY_SPEC, args);
+  if (!values) return 0;
+  const problems = new Problems();
+  const topic = problems.required(values, "topic-name");
+  if (topic && !isValidTopicName(topic)) {
+    problems.add(`--topic-name "${topic}" is not a topic name`);
+  }
+  const table = problems.required(values, "table-name");
+  const schema = stringFlag(values, "schema") ?? "public";
+  for (const [kind, name] of [["table name", table], ["schema name", schema]] as const) {
+    try {
+      if (name) checkIdentifier(kind, name);
+    } catch (error) {
+      problems.add((error as Error).message);
+    }
+  }
+  const examples = problems.integer(values, "examples", 10, 0, 1_000_000) ?? 10;
+  problems.throwIfAny();
+  const connection = resolveConnection(values, { kafka: true, postgres: true });
+  const report = await verifyPipeline({
+    connection,
+    topic,
+    table,
+    schema,
+    groupId: stringFlag(values, "group-id"),
+  });
+  for (const line of formatVerifyReport(report, topic, `${schema}.${table}`, examples)) {
+    console.log(line);
+  }
+  return report.ok ? 0 : 1;
+}
