@@ -37,7 +37,7 @@ function simulateRun(
     const intervalRate = t === 0 ? 0 : Math.round(speed * (1 + 0.25 * Math.sin(t / 7 + speed)));
     done += intervalRate * (t === 0 ? 0 : 5);
     const consumer = role === "consumer";
-    const behind = Math.max(0, Math.round(60_000 - done + 4000 * Math.cos(t / 5)));
+    const behind = Math.max(0, Math.round(speed * 16 - done + 4000 * Math.cos(t / 5)));
     records.push({
       ts: new Date(startAt.getTime() + t * 1000).toISOString(),
       run,
@@ -52,7 +52,12 @@ function simulateRun(
       intervalRate,
       lag: consumer ? { "0": behind >> 1, "1": behind >> 2, "2": behind >> 2 } : undefined,
       latencyMs: consumer && t > 0
-        ? { p50: 40 + 15 * Math.sin(t / 9), p99: 180 + 60 * Math.sin(t / 6), max: 400, count: 900 }
+        ? {
+          p50: 40 + 15 * Math.sin(t / 9 + speed),
+          p99: speed / 25 + 60 * Math.sin(t / 6 + speed),
+          max: 400,
+          count: 900,
+        }
         : undefined,
       peakRssMb: 90 + t / 2 + (consumer ? 40 : 0),
       outcome: t + 5 > seconds ? "ok" : undefined,
@@ -117,6 +122,7 @@ Deno.test({
           }
         }
         assert.equal(await page.locator("table tbody tr").count(), 4);
+        assert.ok(requested.includes(`file://${out}`), "the request listener saw no request");
         const outside = requested.filter((url) => !/^(file|data):/.test(url));
         assert.deepEqual(outside, [], "the page made a request outside file:// and data:");
         assert.deepEqual(errors, [], "console errors (a blocked load shows up here)");

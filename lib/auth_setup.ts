@@ -24,7 +24,9 @@ import { AppError, messageOf } from "./errors.ts";
 import { createKafka, describeKafkaError, withDeadline } from "./kafka.ts";
 import { registerSecret } from "./log.ts";
 import { createPool } from "./postgres.ts";
-import { checkCertFolder, daysUntilExpiry } from "./tls.ts";
+import { CERT_FILES, checkCertFolder, daysUntilExpiry } from "./tls.ts";
+import { checkIdentifier, qualify } from "./schema.ts";
+import { join } from "node:path";
 
 /** `auth_setup.ts`. */
 export const AUTH_SETUP_SPEC: CommandSpec = {
@@ -37,6 +39,9 @@ export const AUTH_SETUP_SPEC: CommandSpec = {
       type: "string",
       description: "SCRAM user for SASL_SSL (password from env KAFKA_SASL_PASSWORD)",
     },
+    "topic-name": { type: "string", description: "--check: also check that this topic exists" },
+    "table-name": { type: "string", description: "--check: also check that this table exists" },
+    "schema": { type: "string", description: "--check: schema of --table-name", default: "public" },
     "check": {
       type: "boolean",
       description: "connect to Kafka and PostgreSQL with the saved settings and report",
@@ -54,7 +59,19 @@ export async function authSetup(args: string[]): Promise<number> {
   if (!values) return 0;
   if (values.check) {
     const connection = resolveConnection(values, { kafka: true, postgres: true });
-    const lines = await checkServices(connection);
+    const problems = new Problems();
+    const topic = stringFlag(values, "topic-name");
+    const table = stringFlag(values, "table-name");
+    const schema = stringFlag(values, "schema") ?? "public";
+    for (const [kind, name] of [["table name", table], ["schema name", schema]] as const) {
+      try {
+        if (name !== undefined) checkIdentifier(kind, name);
+      } catch (error) {
+        problems.add((error as Error).message);
+      }
+    }
+    problems.throwIfAny();
+    const lines = await checkServices(connection, { topic, table, schema });
     for (const line of lines) console.log(line.text);
     return lines.every((l) => l.ok) ? 0 : 1;
   }
@@ -111,17 +128,64 @@ export interface CheckLine {
   text: string;
 }
 
-/** Connects to each service and returns one line per service. */
-export async function checkServices(connection: Connection): Promise<CheckLine[]> {
+/** What the doctor looks at besides the connections. */
+export interface CheckTargets {
+  topic?: string;
+  table?: string;
+  schema?: string;
+}
+
+/** Findings about the cert folder: missing or broken files, a foreign CA, expiry, key permissions. */
+export function certFindings(k: Connection["kafka"], now = new Date()): CheckLine[] {
+  if (!k.certPath) return [];
   const lines: CheckLine[] = [];
-  const k = connection.kafka;
-  const days = k.certPath ? daysUntilExpiry(k.certPath) : undefined;
-  if (days !== undefined && days < 30 && days >= 0) {
+  const clientCert = k.securityProtocol === "SSL";
+  for (const problem of checkCertFolder(k.certPath, { clientCert, now })) {
+    lines.push({ ok: false, text: `certificate: FAILED: ${problem}` });
+  }
+  const days = daysUntilExpiry(k.certPath, now);
+  if (days !== undefined && days >= 0 && days < 30) {
     lines.push({
       ok: true,
       text: `certificate: warning: expires in ${Math.floor(days)} days; download a fresh one`,
     });
   }
+  if (clientCert) {
+    try {
+      const mode = Deno.statSync(join(k.certPath, CERT_FILES.key)).mode;
+      if (mode !== null && (mode & 0o077) !== 0) {
+        lines.push({
+          ok: false,
+          text: `certificate: FAILED: ${
+            join(k.certPath, CERT_FILES.key)
+          } is readable by group or others; fix it with: chmod 600 ${
+            join(k.certPath, CERT_FILES.key)
+          }`,
+        });
+      }
+    } catch { /* reported as missing above */ }
+  }
+  if (lines.length === 0) {
+    lines.push({
+      ok: true,
+      text: `certificate: ok (${k.certPath}${
+        days !== undefined ? `, valid for ${Math.floor(days)} more days` : ""
+      })`,
+    });
+  }
+  return lines;
+}
+
+/**
+ * The doctor: checks the cert folder, connects to each service, and looks for the topic and the
+ * table when named. One line per finding; `ok` false for each failure.
+ */
+export async function checkServices(
+  connection: Connection,
+  targets: CheckTargets = {},
+): Promise<CheckLine[]> {
+  const k = connection.kafka;
+  const lines = certFindings(k);
   try {
     const kafka = createKafka(k, { clientId: "tickets-auth-check", retries: 0 });
     const admin = kafka.admin();
@@ -138,6 +202,21 @@ export async function checkServices(connection: Connection): Promise<CheckLine[]
           k.brokers.join(",")
         }, ${cluster.brokers.length} broker(s))`,
       });
+      if (targets.topic) {
+        const topics = await admin.listTopics();
+        if (topics.includes(targets.topic)) {
+          const offsets = await admin.fetchTopicOffsets(targets.topic);
+          lines.push({
+            ok: true,
+            text: `topic ${targets.topic}: present (${offsets.length} partitions)`,
+          });
+        } else {
+          lines.push({
+            ok: false,
+            text: `topic ${targets.topic}: FAILED: missing; producer.ts creates it`,
+          });
+        }
+      }
     } finally {
       await admin.disconnect().catch(() => {});
     }
@@ -151,20 +230,35 @@ export async function checkServices(connection: Connection): Promise<CheckLine[]
       connectTimeoutMs: connection.connectTimeoutMs,
       max: 1,
     });
-    const res = await db.pool.query<{ v: string; ssl: boolean }>(
-      "SELECT current_setting('server_version') AS v, coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false) AS ssl",
-    );
-    await db.pool.end();
-    const row = res.rows[0]!;
-    lines.push({
-      ok: true,
-      text: `postgres: ok (${db.label}, PostgreSQL ${row.v}, ${row.ssl ? "TLS" : "NOT encrypted"})`,
-    });
+    try {
+      const res = await db.pool.query<{ v: string; ssl: boolean }>(
+        "SELECT current_setting('server_version') AS v, coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false) AS ssl",
+      );
+      const row = res.rows[0]!;
+      lines.push({
+        ok: true,
+        text: `postgres: ok (${db.label}, PostgreSQL ${row.v}, ${
+          row.ssl ? "TLS" : "NOT encrypted"
+        })`,
+      });
+      if (targets.table) {
+        const name = qualify({ schema: targets.schema ?? "public", table: targets.table }).tickets;
+        const found = await db.pool.query<{ t: string | null }>(
+          "SELECT to_regclass($1)::text AS t",
+          [name],
+        );
+        lines.push(
+          found.rows[0]?.t ? { ok: true, text: `table ${name}: present` } : {
+            ok: false,
+            text: `table ${name}: FAILED: missing; run db_setup.ts --table-name ${targets.table}`,
+          },
+        );
+      }
+    } finally {
+      await db.pool.end();
+    }
   } catch (error) {
-    lines.push({
-      ok: false,
-      text: `postgres: FAILED: ${messageOf(error instanceof AppError ? error : error)}`,
-    });
+    lines.push({ ok: false, text: `postgres: FAILED: ${messageOf(error)}` });
   }
   return lines;
 }

@@ -285,12 +285,14 @@ function runsTable(runs: RunSummary[]): string {
       countsText(run.counts),
       `${formatNumber(run.rate, 1)} msg/s`,
       `${formatNumber(run.peakRssMb, 1)} MiB`,
-    ].map((c) => `<td>${escapeHtml(c)}</td>`);
+    ].map((c, i) => `<td${i === 6 ? ' class="counts"' : ""}>${escapeHtml(c)}</td>`);
     cells.push(`<td class="${status}">${escapeHtml(outcome)}</td>`);
     return `<tr>${cells.join("")}</tr>`;
   });
-  return `<table><thead><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr></thead>` +
-    `<tbody>${rows.join("\n")}</tbody></table>`;
+  return `<div class="scroll"><table><thead><tr>${
+    head.map((h) => `<th>${h}</th>`).join("")
+  }</tr></thead>` +
+    `<tbody>${rows.join("\n")}</tbody></table></div>`;
 }
 
 /** What the report says about its input, besides the records. */
@@ -303,17 +305,18 @@ export interface ReportContext {
   generatedAt?: Date;
 }
 
-const STYLE = `body{font:15px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1000px;
+const STYLE = `body{font:15px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;
 padding:0 16px;color:#222}h1{font-size:24px;margin:0 0 4px}p.meta{color:#555;margin:0 0 16px}
 pre{background:#f5f5f5;padding:10px 12px;overflow:auto}figure{margin:24px 0}
-svg{width:100%;max-width:960px;height:auto;display:block}svg text{font-family:system-ui,sans-serif}
+svg{width:100%;height:auto;display:block}svg text{font-family:system-ui,sans-serif}
 .title{font-size:16px;font-weight:600}.tick{font-size:13px;fill:#444}.label{font-size:13px;fill:#222}
 .empty{font-size:16px;fill:#777}.grid{stroke:#e4e4e4}.axis{stroke:#666}
 .series{fill:none;stroke-width:2;stroke-linejoin:round;stroke-linecap:round}
 .legend{list-style:none;padding:0;margin:6px 0 0 72px;display:flex;flex-wrap:wrap;gap:4px 18px}
 .swatch{display:inline-block;width:22px;margin-right:6px;border-top:3px solid;vertical-align:middle}
 .swatch.dashed{border-top-style:dashed}table{border-collapse:collapse;width:100%;font-size:14px}
-th,td{border-bottom:1px solid #ddd;padding:5px 8px;text-align:left;vertical-align:top}
+th,td{border-bottom:1px solid #ddd;padding:5px 8px;text-align:left;vertical-align:top;
+white-space:nowrap}td.counts{white-space:normal;min-width:14em}.scroll{overflow-x:auto}
 td.ok{color:#1a7f37}td.bad{color:#b42318}td.open{color:#777}.notice{font-size:18px;padding:24px;background:#fff8e1}`;
 
 /** Builds the whole report page: one HTML document that requests nothing from anywhere. */
@@ -334,7 +337,7 @@ export function buildReportHtml(records: MetricsRecord[], context: ReportContext
     ].join("\n");
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
 <title>Ticket pipeline metrics</title><style>${STYLE}</style></head>

@@ -146,3 +146,24 @@ export async function sh(command: string, cwd?: string): Promise<string> {
   if (!out.success) throw new Error(`${command} failed: ${new TextDecoder().decode(out.stderr)}`);
   return new TextDecoder().decode(out.stdout);
 }
+
+/**
+ * Writes a cert folder whose client certificate is signed by the stack's CA with the given
+ * validity (`YYYYMMDDHHMMSSZ` dates), for expiry tests. Returns the folder.
+ */
+export async function certFolderWithValidity(startdate: string, enddate: string): Promise<string> {
+  const ca = join(ROOT, ".stack/certs");
+  const dir = await Deno.makeTempDir({ prefix: "tickets-certs-" });
+  await Deno.writeTextFile(
+    join(dir, "ca.cnf"),
+    `[ca]\ndefault_ca=d\n[d]\ndatabase=${dir}/index.txt\nnew_certs_dir=${dir}\nserial=${dir}/serial\ndefault_md=sha256\npolicy=p\n[p]\ncommonName=supplied\n`,
+  );
+  await sh(
+    `touch index.txt && echo 01 > serial && cp ${ca}/ca.pem ca.pem &&
+     openssl genrsa -out service.key 2048 2>/dev/null && chmod 600 service.key &&
+     openssl req -new -key service.key -subj /CN=avnadmin -out c.csr 2>/dev/null &&
+     openssl ca -batch -config ca.cnf -cert ${ca}/ca.pem -keyfile ${ca}/ca.key -in c.csr -out service.cert -notext -startdate ${startdate} -enddate ${enddate} 2>/dev/null`,
+    dir,
+  );
+  return dir;
+}

@@ -108,11 +108,11 @@ export function checkCertFolder(dir: string, options: CertCheckOptions = {}): st
 }
 
 /** Days until the client certificate (or the CA when there is none) expires. */
-export function daysUntilExpiry(dir: string): number | undefined {
+export function daysUntilExpiry(dir: string, now = new Date()): number | undefined {
   const text = readText(join(dir, CERT_FILES.cert)) ?? readText(join(dir, CERT_FILES.ca));
   if (!text) return undefined;
   try {
-    return (new Date(new X509Certificate(text).validTo).getTime() - Date.now()) / 86_400_000;
+    return (new Date(new X509Certificate(text).validTo).getTime() - now.getTime()) / 86_400_000;
   } catch {
     return undefined;
   }
