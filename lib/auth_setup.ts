@@ -20,7 +20,7 @@ import {
   type SecurityProtocol,
   writeCreds,
 } from "./creds.ts";
-import { AppError, messageOf } from "./errors.ts";
+import { messageOf } from "./errors.ts";
 import { createKafka, describeKafkaError, withDeadline } from "./kafka.ts";
 import { registerSecret } from "./log.ts";
 import { createPool } from "./postgres.ts";

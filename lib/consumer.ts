@@ -114,6 +114,8 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     connectTimeoutMs: options.connection.connectTimeoutMs,
     max: 4,
     applicationName: `tickets-consumer ${groupId}`,
+    // a consumer frozen mid-transaction loses its locks when it loses its partitions
+    idleInTransactionTimeoutMs: (options.sessionTimeoutSeconds ?? 30) * 1000,
   });
   const kafka = createKafka(settings, { clientId: `tickets-consumer-${groupId}` });
   const admin = kafka.admin();
@@ -423,7 +425,8 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     if (options.idleTimeoutSeconds !== undefined) {
       const idleMs = options.idleTimeoutSeconds * 1000;
       idleTimer = setInterval(() => {
-        if (performance.now() - lastActivity > idleMs) finish();
+        // Idle means nothing new and nothing waiting for the database (an outage is not idleness).
+        if (queuedChunks === 0 && performance.now() - lastActivity > idleMs) finish();
       }, 100);
     }
     try {

@@ -19,6 +19,7 @@ export type ErrorCode =
   | "DB_TLS"
   | "DB_AUTH"
   | "DB"
+  | "NOT_FOUND"
   | "UNSENT"
   | "TIMEOUT";
 

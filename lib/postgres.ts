@@ -25,6 +25,11 @@ export interface PoolOptions {
   max?: number;
   /** Shown in pg_stat_activity. @default {"movie-tickets"} */
   applicationName?: string;
+  /**
+   * The server ends a transaction left idle this long (a frozen or partitioned client), so its
+   * locks cannot block the other consumers for ever. @default {30000}
+   */
+  idleInTransactionTimeoutMs?: number;
 }
 
 /** A connection pool plus the target it points at (without password). */
@@ -157,6 +162,7 @@ function poolConfig(
     connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
     application_name: options.applicationName ?? "movie-tickets",
     keepAlive: true,
+    idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? 30_000,
   };
 }
 

@@ -67,7 +67,9 @@ export function groupRuns(records: MetricsRecord[]): RunSummary[] {
   const byRun = new Map<string, MetricsRecord[]>();
   for (const record of records) {
     if (!record || typeof record.run !== "string") continue;
-    byRun.set(record.run, [...byRun.get(record.run) ?? [], record]);
+    const list = byRun.get(record.run);
+    if (list) list.push(record);
+    else byRun.set(record.run, [record]);
   }
   const runs = [...byRun.values()].map((list): RunSummary => {
     list.sort((a, b) => (a.elapsedSeconds ?? 0) - (b.elapsedSeconds ?? 0));
@@ -136,7 +138,7 @@ export function lineChart(options: ChartOptions): string {
   const y = (v: number) => (height - bottom - (v / yMax) * (height - top - bottom)).toFixed(1);
   const out = [
     `<svg data-chart="${escapeHtml(options.id)}" viewBox="0 0 ${width} ${height}" role="img"` +
-    ` aria-label="${escapeHtml(options.title)}" xmlns="http://www.w3.org/2000/svg">`,
+    ` aria-label="${escapeHtml(options.title)}">`,
     `<text class="title" x="${left}" y="22">${escapeHtml(options.title)}</text>`,
   ];
   for (const t of yTicks) {
@@ -175,21 +177,23 @@ export function lineChart(options: ChartOptions): string {
     const points = [...s.points].sort((a, b) => a[0] - b[0]);
     const d = points.map(([px, py], i) => `${i ? "L" : "M"}${x(px)},${y(py)}`).join("");
     out.push(
-      `<path class="series" d="${d}" stroke="${s.color}"${
+      `<path class="series" d="${d}" stroke="${escapeHtml(s.color)}"${
         s.dashed ? ' stroke-dasharray="6 4"' : ""
       } data-label="${escapeHtml(s.label)}"><title>${escapeHtml(s.label)}</title></path>`,
     );
     if (points.length <= 30) {
       for (const [px, py] of points) {
-        out.push(`<circle class="point" cx="${x(px)}" cy="${y(py)}" r="3" fill="${s.color}"/>`);
+        out.push(
+          `<circle class="point" cx="${x(px)}" cy="${y(py)}" r="3" fill="${escapeHtml(s.color)}"/>`,
+        );
       }
     }
   }
   out.push("</svg>");
   const legend = plotted.map((s) =>
-    `<li><span class="swatch${s.dashed ? " dashed" : ""}" style="border-color:${s.color}"></span>${
-      escapeHtml(s.label)
-    }</li>`
+    `<li><span class="swatch${s.dashed ? " dashed" : ""}" style="border-color:${
+      escapeHtml(s.color)
+    }"></span>${escapeHtml(s.label)}</li>`
   );
   return `<figure>${out.join("\n")}\n<ul class="legend">${legend.join("")}</ul></figure>`;
 }
@@ -316,7 +320,7 @@ svg{width:100%;height:auto;display:block}svg text{font-family:system-ui,sans-ser
 .swatch{display:inline-block;width:22px;margin-right:6px;border-top:3px solid;vertical-align:middle}
 .swatch.dashed{border-top-style:dashed}table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{border-bottom:1px solid #ddd;padding:5px 8px;text-align:left;vertical-align:top;
-white-space:nowrap}td.counts{white-space:normal;min-width:14em}.scroll{overflow-x:auto}
+white-space:nowrap}td.counts{white-space:normal;min-width:11em}.scroll{overflow-x:auto}
 td.ok{color:#1a7f37}td.bad{color:#b42318}td.open{color:#777}.notice{font-size:18px;padding:24px;background:#fff8e1}`;
 
 /** Builds the whole report page: one HTML document that requests nothing from anywhere. */

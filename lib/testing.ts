@@ -167,3 +167,45 @@ export async function certFolderWithValidity(startdate: string, enddate: string)
   );
   return dir;
 }
+
+/** Runs `bash dev/stack.sh ACTION PART` (fault injection: stop or start one service). */
+export async function stack(action: "up" | "down", part: "kafka" | "postgres"): Promise<void> {
+  const out = await new Deno.Command("bash", {
+    args: [join(ROOT, "dev/stack.sh"), action, part],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`stack ${action} ${part} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+/** Polls `check` every 100 ms until it returns true; throws after `timeoutMs`. */
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Collects a child's output while it runs; `text()` gives what arrived so far. */
+export function collect(
+  child: Deno.ChildProcess,
+): { stdout: () => string; stderr: () => string; done: Promise<Deno.CommandStatus> } {
+  let out = "";
+  let err = "";
+  const pump = async (stream: ReadableStream<Uint8Array>, add: (s: string) => void) => {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) add(chunk);
+  };
+  const pumps = Promise.all([
+    pump(child.stdout, (s) => (out += s)),
+    pump(child.stderr, (s) => (err += s)),
+  ]);
+  return { stdout: () => out, stderr: () => err, done: pumps.then(() => child.status) };
+}
