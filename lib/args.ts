@@ -45,7 +45,13 @@ export const DB_SETUP_SPEC: CommandSpec = {
       description: "schema of the tables (created if missing)",
       default: "public",
     },
-    ...pick(CONNECTION_FLAGS, ["creds", "postgres-uri", "cert-path", "connect-timeout"]),
+    ...pick(CONNECTION_FLAGS, [
+      "creds",
+      "postgres-uri",
+      "database",
+      "cert-path",
+      "connect-timeout",
+    ]),
   },
   examples: ["deno task db_setup --table-name movie_ticket"],
 };
@@ -58,6 +64,11 @@ export const PRODUCER_SPEC: CommandSpec = {
     "topic-name": { type: "string", description: "topic to publish to (created if missing)" },
     "num": { type: "string", description: "number of tickets to publish", default: "10" },
     "continuous": { type: "boolean", description: "publish until Ctrl-C" },
+    "seat-clash-rate": {
+      type: "string",
+      description: "share (0-1) of tickets that re-sell a seat already sold, to show SEAT_TAKEN",
+      default: "0",
+    },
     "seed": { type: "string", description: "make the run reproducible: same seed, same tickets" },
     "rate": { type: "string", description: "tickets per second", default: "as fast as possible" },
     "partitions": {
@@ -197,6 +208,7 @@ export function parseProducerArgs(args: string[]): ProducerOptions | undefined {
     topic,
     num: problems.integer(values, "num", 10, 1, 1_000_000_000),
     continuous: values.continuous === true,
+    seatClashRate: problems.number(values, "seat-clash-rate", 0, 0, 1),
     seed: problems.integer(values, "seed", undefined, 0, Number.MAX_SAFE_INTEGER),
     rate: values.rate === undefined
       ? undefined

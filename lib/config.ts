@@ -37,6 +37,10 @@ export const CONNECTION_FLAGS: Record<string, FlagSpec> = {
     type: "string",
     description: "postgres://user:password@host:port/db?sslmode=require (env POSTGRES_URI)",
   },
+  "database": {
+    type: "string",
+    description: "database to use instead of the one in the PostgreSQL URI (env POSTGRES_DATABASE)",
+  },
   "connect-timeout": {
     type: "string",
     description: "seconds to wait for a connection before giving up",
@@ -141,7 +145,21 @@ export function resolveConnection(
   const protocolRaw =
     pick("security-protocol", "KAFKA_SECURITY_PROTOCOL", creds?.kafka.securityProtocol) ?? "SSL";
   const certPath = pick("cert-path", "KAFKA_CERT_PATH", creds?.kafka.certPath);
-  const postgresUri = pick("postgres-uri", "POSTGRES_URI", creds?.postgres.uri);
+  let postgresUri = pick("postgres-uri", "POSTGRES_URI", creds?.postgres.uri);
+  const database = pick("database", "POSTGRES_DATABASE", undefined);
+  if (database !== undefined) {
+    if (!/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/.test(database)) {
+      problems.add(
+        `database "${database.slice(0, 80)}" is not allowed: use 1-63 letters, digits, _, $ or -`,
+      );
+    } else if (postgresUri !== undefined) {
+      try {
+        const url = new URL(postgresUri);
+        url.pathname = `/${database}`;
+        postgresUri = url.toString();
+      } catch { /* reported by the URI check below */ }
+    }
+  }
   const saslUsername = env.get("KAFKA_SASL_USERNAME") ?? creds?.kafka.saslUsername;
   const saslPassword = env.get("KAFKA_SASL_PASSWORD") ?? creds?.kafka.saslPassword;
   registerSecret(saslPassword);

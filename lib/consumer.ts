@@ -14,6 +14,7 @@ import {
   type Batch,
   type DeadLetter,
   type IncomingRow,
+  SeatRaceError,
   sinkStatements,
   storedOffsets,
   writeBatch,
@@ -58,6 +59,8 @@ export interface ConsumerSummary {
   duplicates: number;
   conflicts: number;
   deadLetters: number;
+  /** Tickets refused because a seat was already sold (also counted in deadLetters). */
+  seatTaken: number;
   /** Batches dropped because another group member had moved the stored offset. */
   fenced: number;
   /** Wall time of the run, waits included. */
@@ -101,6 +104,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     duplicates: 0,
     conflicts: 0,
     deadLetters: 0,
+    seatTaken: 0,
     fenced: 0,
     seconds: 0,
     activeSeconds: 0,
@@ -218,6 +222,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
           throw error;
         }
       } catch (error) {
+        if (error instanceof SeatRaceError) continue; // fresh seat owners on the next try
         const code = (error as { code?: string }).code ?? "";
         // Errors of the data or the schema will not heal by waiting.
         if (/^(22|23|42)/.test(code)) {
@@ -272,6 +277,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       summary.duplicates += result.duplicates;
       summary.conflicts += result.conflicts;
       summary.deadLetters += result.deadLetters;
+      summary.seatTaken += result.seatTaken;
       lastActivity = performance.now();
       const now = Date.now();
       for (const row of batch.rows) {
@@ -339,6 +345,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
             ticket: parsed.ticket,
             offset: m.offset,
             value: m.value!,
+            key: m.key ?? null,
             publishedAt: new Date(Number(m.timestamp)),
           });
         } else {
@@ -460,5 +467,7 @@ export function formatConsumerSummary(s: ConsumerSummary): string {
   const rate = s.activeSeconds > 0 ? Math.round(s.received / s.activeSeconds) : s.received;
   return `consumed ${s.received} messages in ${
     s.activeSeconds.toFixed(2)
-  } s of work (${rate} tickets/s): stored ${s.stored}, duplicates ${s.duplicates}, conflicts ${s.conflicts}, dead letters ${s.deadLetters}`;
+  } s of work (${rate} tickets/s): stored ${s.stored}, duplicates ${s.duplicates}, conflicts ${s.conflicts}, dead letters ${s.deadLetters}${
+    s.seatTaken ? ` (${s.seatTaken} SEAT_TAKEN)` : ""
+  }`;
 }

@@ -108,10 +108,10 @@ export function describeKafkaError(error: unknown, settings: KafkaSettings): App
       `no answer from Kafka at ${where} within the connect timeout; check host, port, firewall and --security-protocol`,
     );
   }
-  if (/Closed connection|closed|ECONNRESET|socket hang up|EPIPE/i.test(chain)) {
+  if (/Closed connection|closed|Not connected|ECONNRESET|socket hang up|EPIPE/i.test(chain)) {
     return make(
       "KAFKA_UNREACHABLE",
-      `Kafka at ${where} closed the connection (${msg}); check --security-protocol (${settings.securityProtocol}) and the port`,
+      `Kafka at ${where} closed the connection (${msg}); check --security-protocol (${settings.securityProtocol}), the port, and that the broker accepts the client certificate`,
     );
   }
   return make("KAFKA", `Kafka error at ${where}: ${msg}`);

@@ -27,6 +27,8 @@ export interface ProducerOptions {
   continuous?: boolean;
   /** Same seed, same tickets. */
   seed?: number;
+  /** Share of tickets that re-sell a seat already sold (SEAT_TAKEN demo). @default {0} */
+  seatClashRate?: number;
   /** Tickets per second; undefined for as fast as possible. */
   rate?: number;
   /** Partitions of the topic when it has to be created. @default {3} */
@@ -84,7 +86,10 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
     : options.num ?? 10;
   const batchSize = options.batchSize ?? 1000;
   const inFlight = Math.max(1, options.inFlight ?? 4);
-  const generator = new TicketGenerator({ seed: options.seed });
+  const generator = new TicketGenerator({
+    seed: options.seed,
+    seatClashRate: options.seatClashRate,
+  });
   const kafka = createKafka(options.kafka, { clientId: "tickets-producer" });
   const producer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: inFlight });
   const summary: ProducerSummary = { sent: 0, unsent: 0, seconds: 0, topicCreated: false };

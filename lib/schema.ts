@@ -35,6 +35,10 @@ export interface TableNames {
 /** Fully qualified, quoted names of the pipeline's tables. */
 export interface QualifiedNames {
   tickets: string;
+  /** One row per sold seat, unique per show. */
+  seats: string;
+  /** One payment transaction per ticket. */
+  transactions: string;
   offsets: string;
   deadLetters: string;
   conflicts: string;
@@ -53,6 +57,8 @@ export function qualify(names: TableNames): QualifiedNames {
   const table = quoteIdent(checkIdentifier("table name", names.table));
   return {
     tickets: `${schema}.${table}`,
+    seats: `${schema}.${quoteIdent(`${names.table}_seats`)}`,
+    transactions: `${schema}.${quoteIdent(`${names.table}_transactions`)}`,
     offsets: `${schema}.${quoteIdent(OFFSETS_TABLE)}`,
     deadLetters: `${schema}.${quoteIdent(DEAD_LETTERS_TABLE)}`,
     conflicts: `${schema}.${quoteIdent(CONFLICTS_TABLE)}`,
@@ -82,6 +88,25 @@ export function schemaStatements(names: TableNames): string[] {
       kafka_offset    bigint NOT NULL,
       published_at    timestamptz,
       stored_at       timestamptz NOT NULL DEFAULT clock_timestamp()
+    )`,
+    `CREATE TABLE IF NOT EXISTS ${q.seats} (
+      theater     text NOT NULL,
+      movie       text NOT NULL,
+      showtime    timestamptz NOT NULL,
+      seat        text NOT NULL,
+      ticket_id   text NOT NULL,
+      PRIMARY KEY (theater, movie, showtime, seat)
+    )`,
+    `CREATE INDEX IF NOT EXISTS ${
+      quoteIdent(`${names.table}_seats_ticket`)
+    } ON ${q.seats} (ticket_id)`,
+    `CREATE TABLE IF NOT EXISTS ${q.transactions} (
+      transaction_id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+      ticket_id   text NOT NULL UNIQUE,
+      amount      numeric(12,2) NOT NULL,
+      currency    char(3) NOT NULL,
+      status      text NOT NULL DEFAULT 'PAID',
+      created_at  timestamptz NOT NULL
     )`,
     `CREATE TABLE IF NOT EXISTS ${q.offsets} (
       group_id    text NOT NULL,

@@ -14,7 +14,7 @@ import { messageOf } from "./errors.ts";
 import { createKafka, withDeadline } from "./kafka.ts";
 import { createPool } from "./postgres.ts";
 import { runProducer } from "./producer.ts";
-import { OFFSETS_TABLE, qualify } from "./schema.ts";
+import { checkIdentifier, OFFSETS_TABLE, qualify, quoteIdent } from "./schema.ts";
 import { sameTicket } from "./sink.ts";
 import type { Ticket } from "./tickets.ts";
 import { formatVerifyReport, verifyPipeline } from "./verify.ts";
@@ -30,6 +30,11 @@ export const TESTS_SPEC: CommandSpec = {
       description: "menu entry to run (1-7); also accepted as a bare number",
     },
     "num": { type: "string", description: "tickets published by test 1", default: "10" },
+    "schema": {
+      type: "string",
+      description: "schema of the test table (created if missing)",
+      default: "public",
+    },
     "keep": { type: "boolean", description: "keep the test topic and table afterwards" },
     ...CONNECTION_FLAGS,
   },
@@ -51,6 +56,7 @@ interface Session {
   connection: Connection;
   topic: string;
   table: string;
+  schema: string;
   num: number;
   produced: Map<string, Ticket>;
   tableCreated: boolean;
@@ -119,7 +125,7 @@ async function query<T>(s: Session, text: string, params: unknown[] = []): Promi
 }
 
 async function createTable(s: Session): Promise<string> {
-  const name = await setupDatabase(s.connection, { schema: "public", table: s.table });
+  const name = await setupDatabase(s.connection, { schema: s.schema, table: s.table });
   s.tableCreated = true;
   return `created ${name}`;
 }
@@ -127,9 +133,9 @@ async function createTable(s: Session): Promise<string> {
 async function tableExists(s: Session): Promise<string> {
   if (!s.tableCreated) await createTable(s);
   const rows = await query<{ t: string | null }>(s, "SELECT to_regclass($1)::text AS t", [
-    `public.${s.table}`,
+    qualify({ schema: s.schema, table: s.table }).tickets,
   ]);
-  if (!rows[0]?.t) throw new Error(`table public.${s.table} not found`);
+  if (!rows[0]?.t) throw new Error(`table ${s.schema}.${s.table} not found`);
   return `table ${rows[0].t} exists`;
 }
 
@@ -137,6 +143,7 @@ async function consumerStores(s: Session): Promise<string> {
   if (s.produced.size === 0) await publishAndReadBack(s);
   if (!s.tableCreated) await createTable(s);
   const summary = await runConsumer({
+    schema: s.schema,
     connection: s.connection,
     topic: s.topic,
     table: s.table,
@@ -145,7 +152,7 @@ async function consumerStores(s: Session): Promise<string> {
   });
   const rows = await query<{ n: string }>(
     s,
-    `SELECT count(*) AS n FROM ${qualify({ schema: "public", table: s.table }).tickets}`,
+    `SELECT count(*) AS n FROM ${qualify({ schema: s.schema, table: s.table }).tickets}`,
   );
   const count = Number(rows[0]?.n);
   if (count !== s.produced.size) {
@@ -160,7 +167,7 @@ async function dataStored(s: Session): Promise<string> {
     s,
     `SELECT ticket_id, theater, movie, name, email, phone_number, seats, showtime,
        price_amount::float8 AS price_amount, price_currency, purchased_at
-     FROM ${qualify({ schema: "public", table: s.table }).tickets}`,
+     FROM ${qualify({ schema: s.schema, table: s.table }).tickets}`,
   );
   const byId = new Map(rows.map((r) => [r.ticket_id, r]));
   for (const t of s.produced.values()) {
@@ -171,7 +178,12 @@ async function dataStored(s: Session): Promise<string> {
     }
   }
   // and the whole topic against the whole table, as `deno task verify` does
-  const report = await verifyPipeline({ connection: s.connection, topic: s.topic, table: s.table });
+  const report = await verifyPipeline({
+    connection: s.connection,
+    topic: s.topic,
+    table: s.table,
+    schema: s.schema,
+  });
   if (!report.ok) {
     throw new Error(formatVerifyReport(report, s.topic, s.table).slice(2, 6).join("; "));
   }
@@ -197,9 +209,11 @@ async function runEntry(s: Session, entry: number): Promise<boolean> {
 
 async function cleanup(s: Session): Promise<void> {
   try {
-    const q = qualify({ schema: "public", table: s.table });
-    await query(s, `DROP TABLE IF EXISTS ${q.tickets}`);
-    await query(s, `DELETE FROM public.${OFFSETS_TABLE} WHERE topic = $1`, [s.topic]).catch(
+    const q = qualify({ schema: s.schema, table: s.table });
+    await query(s, `DROP TABLE IF EXISTS ${q.tickets}, ${q.seats}, ${q.transactions}`);
+    await query(s, `DELETE FROM ${quoteIdent(s.schema)}.${OFFSETS_TABLE} WHERE topic = $1`, [
+      s.topic,
+    ]).catch(
       () => {},
     );
   } catch { /* the table may never have been created */ }
@@ -224,12 +238,19 @@ export async function selfTest(args: string[]): Promise<number> {
   const problems = new Problems();
   const num = problems.integer(values, "num", 10, 1, 100_000) ?? 10;
   const entryFlag = stringFlag(values, "entry") ?? bare[0];
+  const schema = stringFlag(values, "schema") ?? "public";
+  try {
+    checkIdentifier("schema name", schema);
+  } catch (error) {
+    problems.add((error as Error).message);
+  }
   problems.throwIfAny();
   const id = crypto.randomUUID().slice(0, 8);
   const session: Session = {
     connection: resolveConnection(values, { kafka: true, postgres: true }),
     topic: `tickets_selftest_${id}`,
     table: `selftest_${id}`,
+    schema,
     num,
     produced: new Map(),
     tableCreated: false,

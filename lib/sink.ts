@@ -12,8 +12,10 @@ import type { Ticket } from "./tickets.ts";
 export interface IncomingRow {
   ticket: Ticket;
   offset: string;
-  /** The raw message value, kept to record a conflict. */
+  /** The raw message value, kept to record a conflict or a refusal. */
   value: Uint8Array;
+  /** The raw message key. */
+  key?: Uint8Array | null;
   /** Kafka message timestamp (publish time). */
   publishedAt?: Date;
 }
@@ -51,7 +53,17 @@ export interface BatchResult {
   duplicates: number;
   /** Same ticket_id with different content: first stored wins, the newcomer is recorded. */
   conflicts: number;
+  /** Dead letters written: the batch's unparseable messages plus tickets refused (SEAT_TAKEN). */
   deadLetters: number;
+  /** Tickets refused because a seat was already sold for that show. */
+  seatTaken: number;
+}
+
+/** Another transaction sold one of the batch's seats meanwhile: the batch is rolled back and retried. */
+export class SeatRaceError extends Error {
+  constructor() {
+    super("a seat of this batch was sold concurrently; retrying the batch");
+  }
 }
 
 const toBuffer = (bytes: Uint8Array | null) =>
@@ -76,6 +88,15 @@ export function sinkStatements(q: QualifiedNames) {
         AS u(id, theater, movie, name, email, phone, seats, showtime, amount, currency, purchased, off, published)
       ON CONFLICT (ticket_id) DO NOTHING
       RETURNING kafka_offset`,
+    selectSeatOwners: `SELECT s.theater, s.movie, s.showtime, s.seat, s.ticket_id
+      FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS u(theater, movie, showtime, seat)
+      JOIN ${q.seats} s USING (theater, movie, showtime, seat)`,
+    insertSeats: `INSERT INTO ${q.seats} (theater, movie, showtime, seat, ticket_id)
+      SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
+      ON CONFLICT DO NOTHING`,
+    insertTransactions: `INSERT INTO ${q.transactions} (ticket_id, amount, currency, created_at)
+      SELECT * FROM unnest($1::text[], $2::numeric[], $3::text[], $4::timestamptz[])
+      ON CONFLICT (ticket_id) DO NOTHING`,
     selectExisting: `SELECT ticket_id, theater, movie, name, email, phone_number, seats,
         showtime, price_amount::float8 AS price_amount, price_currency, purchased_at
       FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
@@ -119,10 +140,60 @@ export function sameTicket(row: ExistingRow, t: Ticket): boolean {
     row.purchased_at.getTime() === Date.parse(t.purchased_at);
 }
 
+function seatKey(theater: string, movie: string, showtime: number, seat: string): string {
+  return `${theater}\u0001${movie}\u0001${showtime}\u0001${seat}`;
+}
+
+/** Rows whose seats are free (or their own), and rows refused with the seat already sold. */
+async function checkSeats(client: PoolClient, sql: SinkStatements, rows: IncomingRow[]) {
+  const cols: [string[], string[], string[], string[]] = [[], [], [], []];
+  for (const { ticket: t } of rows) {
+    for (const seat of t.seats) {
+      cols[0].push(t.theater), cols[1].push(t.movie), cols[2].push(t.showtime), cols[3].push(seat);
+    }
+  }
+  const owners = new Map<string, string>();
+  const existing = await client.query<
+    { theater: string; movie: string; showtime: Date; seat: string; ticket_id: string }
+  >(
+    sql.selectSeatOwners,
+    cols,
+  );
+  for (const r of existing.rows) {
+    owners.set(seatKey(r.theater, r.movie, r.showtime.getTime(), r.seat), r.ticket_id);
+  }
+  const accepted: IncomingRow[] = [];
+  const refused: DeadLetter[] = [];
+  for (const row of rows) {
+    const t = row.ticket;
+    const show = Date.parse(t.showtime);
+    const keys = t.seats.map((seat) => seatKey(t.theater, t.movie, show, seat));
+    const taken = keys.findIndex((k) => owners.has(k) && owners.get(k) !== t.ticket_id);
+    if (taken >= 0) {
+      refused.push({
+        offset: row.offset,
+        key: row.key ?? null,
+        value: row.value,
+        reason: "SEAT_TAKEN",
+        detail: `seat ${
+          t.seats[taken]
+        } of ${t.movie} at ${t.theater}, ${t.showtime} is sold to ticket ${
+          owners.get(keys[taken]!)
+        }`,
+      });
+      continue;
+    }
+    for (const k of keys) owners.set(k, t.ticket_id);
+    accepted.push(row);
+  }
+  return { accepted, refused };
+}
+
 /**
  * Writes one batch in one transaction: claims the offset range (fails, writing nothing, if the
- * stored offset is not `expectedOffset`), inserts tickets skipping known ids, records conflicts
- * and dead letters, then commits.
+ * stored offset is not `expectedOffset`), refuses tickets whose seat is sold (as SEAT_TAKEN dead
+ * letters), inserts the others with their seats and transactions (skipping known ids), records
+ * conflicts and dead letters, then commits.
  */
 export async function writeBatch(
   client: PoolClient,
@@ -135,6 +206,7 @@ export async function writeBatch(
     duplicates: 0,
     conflicts: 0,
     deadLetters: 0,
+    seatTaken: 0,
   };
   await client.query("BEGIN");
   try {
@@ -149,36 +221,19 @@ export async function writeBatch(
       await client.query("ROLLBACK");
       return result;
     }
+    const deadLetters = [...batch.deadLetters];
     if (batch.rows.length > 0) {
-      const n = batch.rows.length;
-      const cols: unknown[][] = Array.from({ length: 13 }, () => new Array(n));
-      for (let i = 0; i < n; i++) {
-        const { ticket: t, offset, publishedAt } = batch.rows[i]!;
-        cols[0]![i] = t.ticket_id;
-        cols[1]![i] = t.theater;
-        cols[2]![i] = t.movie;
-        cols[3]![i] = t.name;
-        cols[4]![i] = t.email;
-        cols[5]![i] = t.phone_number;
-        cols[6]![i] = t.seats.join(",");
-        cols[7]![i] = t.showtime;
-        cols[8]![i] = t.price.amount;
-        cols[9]![i] = t.price.currency;
-        cols[10]![i] = t.purchased_at;
-        cols[11]![i] = offset;
-        cols[12]![i] = publishedAt ? publishedAt.toISOString() : null;
-      }
-      const inserted = await client.query<{ kafka_offset: string }>(sql.insertTickets, [
-        ...cols.slice(0, 11),
-        batch.topic,
-        batch.partition,
-        cols[11],
-        cols[12],
-      ]);
-      result.stored = inserted.rowCount ?? 0;
-      if (result.stored < n) {
-        const done = new Set(inserted.rows.map((r) => String(r.kafka_offset)));
-        const skipped = batch.rows.filter((r) => !done.has(r.offset));
+      const { accepted, refused } = await checkSeats(client, sql, batch.rows);
+      result.seatTaken = refused.length;
+      deadLetters.push(...refused);
+      const inserted = accepted.length > 0
+        ? await insertTickets(client, sql, batch, accepted)
+        : new Set<string>();
+      result.stored = inserted.size;
+      const fresh = accepted.filter((r) => inserted.has(r.offset));
+      if (fresh.length > 0) await insertSeatsAndTransactions(client, sql, fresh);
+      if (result.stored < accepted.length) {
+        const skipped = accepted.filter((r) => !inserted.has(r.offset));
         const existing = await client.query<ExistingRow>(sql.selectExisting, [
           [...new Set(skipped.map((r) => r.ticket.ticket_id))],
         ]);
@@ -201,20 +256,19 @@ export async function writeBatch(
         }
       }
     }
-    if (batch.deadLetters.length > 0) {
-      const d = batch.deadLetters;
+    if (deadLetters.length > 0) {
       await client.query(sql.insertDeadLetters, [
         batch.groupId,
         batch.table,
         batch.topic,
         batch.partition,
-        d.map((x) => x.offset),
-        d.map((x) => toBuffer(x.key)),
-        d.map((x) => toBuffer(x.value)),
-        d.map((x) => x.reason),
-        d.map((x) => x.detail),
+        deadLetters.map((x) => x.offset),
+        deadLetters.map((x) => toBuffer(x.key)),
+        deadLetters.map((x) => toBuffer(x.value)),
+        deadLetters.map((x) => x.reason),
+        deadLetters.map((x) => x.detail),
       ]);
-      result.deadLetters = d.length;
+      result.deadLetters = deadLetters.length;
     }
     await client.query("COMMIT");
     result.committed = true;
@@ -223,6 +277,65 @@ export async function writeBatch(
     await client.query("ROLLBACK").catch(() => {});
     throw error;
   }
+}
+
+/** Inserts tickets, skipping ids already stored; returns the offsets of the rows inserted. */
+async function insertTickets(
+  client: PoolClient,
+  sql: SinkStatements,
+  batch: Batch,
+  rows: IncomingRow[],
+): Promise<Set<string>> {
+  const n = rows.length;
+  const cols: unknown[][] = Array.from({ length: 13 }, () => new Array(n));
+  for (let i = 0; i < n; i++) {
+    const { ticket: t, offset, publishedAt } = rows[i]!;
+    cols[0]![i] = t.ticket_id;
+    cols[1]![i] = t.theater;
+    cols[2]![i] = t.movie;
+    cols[3]![i] = t.name;
+    cols[4]![i] = t.email;
+    cols[5]![i] = t.phone_number;
+    cols[6]![i] = t.seats.join(",");
+    cols[7]![i] = t.showtime;
+    cols[8]![i] = t.price.amount;
+    cols[9]![i] = t.price.currency;
+    cols[10]![i] = t.purchased_at;
+    cols[11]![i] = offset;
+    cols[12]![i] = publishedAt ? publishedAt.toISOString() : null;
+  }
+  const inserted = await client.query<{ kafka_offset: string }>(sql.insertTickets, [
+    ...cols.slice(0, 11),
+    batch.topic,
+    batch.partition,
+    cols[11],
+    cols[12],
+  ]);
+  return new Set(inserted.rows.map((r) => String(r.kafka_offset)));
+}
+
+/** Sells the seats of newly stored tickets and records their payments. */
+async function insertSeatsAndTransactions(
+  client: PoolClient,
+  sql: SinkStatements,
+  rows: IncomingRow[],
+) {
+  const seatCols: [string[], string[], string[], string[], string[]] = [[], [], [], [], []];
+  for (const { ticket: t } of rows) {
+    for (const seat of t.seats) {
+      seatCols[0].push(t.theater), seatCols[1].push(t.movie), seatCols[2].push(t.showtime);
+      seatCols[3].push(seat), seatCols[4].push(t.ticket_id);
+    }
+  }
+  const seats = await client.query(sql.insertSeats, seatCols);
+  // A seat sold by a concurrent transaction since checkSeats: roll back, retry with fresh owners.
+  if (seats.rowCount !== seatCols[0].length) throw new SeatRaceError();
+  await client.query(sql.insertTransactions, [
+    rows.map((r) => r.ticket.ticket_id),
+    rows.map((r) => r.ticket.price.amount),
+    rows.map((r) => r.ticket.price.currency),
+    rows.map((r) => r.ticket.purchased_at),
+  ]);
 }
 
 /** Next offset stored for each partition of a topic, for one consumer group. */

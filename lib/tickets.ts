@@ -75,7 +75,9 @@ function sfc32(a: number, b: number, c: number, d: number): () => number {
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 const ROWS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-const SHOW_HOURS = [11, 13, 15, 17, 19, 20, 21, 22];
+const SHOW_HOURS = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21];
+const SHOW_DAYS = 30;
+const SEATS_PER_ROW = 30;
 const PRICES = [8.5, 9.5, 11, 12.5, 14, 16.5];
 const POOL_SIZE = 2048;
 
@@ -85,6 +87,11 @@ export interface GeneratorOptions {
   seed?: number;
   /** Start of the generated purchase times. @default {now; a fixed date when seeded} */
   startTime?: Date;
+  /**
+   * Share of tickets (0-1) that re-sell a seat this run already sold, to show the SEAT_TAKEN
+   * rule at work. Otherwise a run never sells a seat twice. @default {0}
+   */
+  seatClashRate?: number;
 }
 
 /** Generates realistic tickets quickly; reproducible with a seed. */
@@ -94,6 +101,10 @@ export class TicketGenerator {
   readonly #emails: string[] = [];
   readonly #phones: string[] = [];
   readonly #base: number;
+  readonly #clashRate: number;
+  /** Sale state per show (see #allocate). */
+  readonly #sold = new Map<string, number>();
+  readonly #recent: { theater: string; movie: string; showtime: string; seat: string }[] = [];
   #count = 0;
 
   constructor(options: GeneratorOptions = {}) {
@@ -111,6 +122,7 @@ export class TicketGenerator {
       this.#emails.push(faker.internet.email({ firstName: first, lastName: last }).toLowerCase());
       this.#phones.push(faker.phone.number({ style: "international" }));
     }
+    this.#clashRate = options.seatClashRate ?? 0;
     this.#base = (options.startTime ??
       (options.seed === undefined ? new Date() : new Date("2026-01-01T00:00:00Z"))).getTime();
   }
@@ -132,28 +144,70 @@ export class TicketGenerator {
     return s;
   }
 
+  /**
+   * Sells `count` adjacent seats of a show, or undefined when it has no room. Each show starts at
+   * a random row (so separate runs rarely sell the same seat) and fills rows in order, wrapping
+   * round once. The state of a show is packed in one number: `used * 1024 + next`.
+   */
+  #allocate(show: string, count: number): string[] | undefined {
+    const capacity = ROWS.length * SEATS_PER_ROW;
+    const state = this.#sold.get(show) ?? (this.#next() % ROWS.length) * SEATS_PER_ROW;
+    let index = state % 1024;
+    let used = Math.floor(state / 1024);
+    const inRow = index % SEATS_PER_ROW;
+    if (inRow + count > SEATS_PER_ROW) {
+      used += SEATS_PER_ROW - inRow;
+      index = (index + SEATS_PER_ROW - inRow) % capacity;
+    }
+    if (used + count > capacity) return undefined;
+    const seats: string[] = [];
+    for (let i = index; i < index + count; i++) {
+      seats.push(`${ROWS[Math.floor(i / SEATS_PER_ROW)]}${(i % SEATS_PER_ROW) + 1}`);
+    }
+    this.#sold.set(show, (used + count) * 1024 + ((index + count) % capacity));
+    return seats;
+  }
+
   /** The next ticket. */
   next(): Ticket {
     const { movies, theaters } = fixtureLists();
     const person = this.#next() % POOL_SIZE;
-    const count = 1 + (this.#next() % MAX_SEATS);
-    const row = ROWS[this.#next() % ROWS.length]!;
-    const first = 1 + (this.#next() % 20);
-    const seats: string[] = [];
-    for (let i = 0; i < count; i++) seats.push(`${row}${first + i}`);
+    let count = 1 + (this.#next() % MAX_SEATS);
     const purchased = this.#base + this.#count * 7;
-    const day = new Date(purchased + (1 + (this.#next() % 14)) * 86_400_000);
-    day.setUTCHours(this.#pick(SHOW_HOURS), (this.#next() % 4) * 15, 0, 0);
     this.#count++;
+    let theater: string, movie: string, showtime: string, seats: string[] | undefined;
+    const clash = this.#clashRate > 0 && this.#recent.length > 0 &&
+      this.#next() / 2 ** 32 < this.#clashRate;
+    if (clash) {
+      // on purpose: one seat that an earlier ticket of this run already bought
+      const sold = this.#recent[this.#next() % this.#recent.length]!;
+      ({ theater, movie, showtime } = sold);
+      seats = [sold.seat];
+      count = 1;
+    } else {
+      do {
+        theater = this.#pick(theaters);
+        movie = this.#pick(movies);
+        const day = new Date(purchased + (1 + (this.#next() % SHOW_DAYS)) * 86_400_000);
+        day.setUTCHours(this.#pick(SHOW_HOURS), (this.#next() % 4) * 15, 0, 0);
+        showtime = day.toISOString();
+        seats = this.#allocate(`${theater}|${movie}|${showtime}`, count);
+      } while (!seats);
+      if (this.#clashRate > 0) {
+        const memory = { theater, movie, showtime, seat: seats[0]! };
+        if (this.#recent.length < 1000) this.#recent.push(memory);
+        else this.#recent[this.#next() % 1000] = memory;
+      }
+    }
     return {
       ticket_id: this.#uuid(),
-      theater: this.#pick(theaters),
-      movie: this.#pick(movies),
+      theater: theater!,
+      movie: movie!,
       name: this.#names[person]!,
       email: this.#emails[person]!,
       phone_number: this.#phones[person]!,
-      seats,
-      showtime: day.toISOString(),
+      seats: seats!,
+      showtime: showtime!,
       price: { amount: Math.round(this.#pick(PRICES) * count * 100) / 100, currency: "USD" },
       purchased_at: new Date(purchased).toISOString(),
     };

@@ -91,3 +91,26 @@ Deno.test("TicketGenerator() makes 1 to 8 distinct seats and fixture titles", ()
   }
   assert.equal(counts.size, MAX_SEATS);
 });
+
+Deno.test("TicketGenerator() never sells a seat twice in a run, unless asked to clash", () => {
+  const key = (t: ReturnType<TicketGenerator["next"]>, seat: string) =>
+    `${t.theater}|${t.movie}|${t.showtime}|${seat}`;
+  const sold = new Set<string>();
+  const generator = new TicketGenerator({ seed: 5 });
+  for (let i = 0; i < 20_000; i++) {
+    const t = generator.next();
+    for (const seat of t.seats) {
+      assert.ok(!sold.has(key(t, seat)), `seat ${seat} sold twice`);
+      sold.add(key(t, seat));
+    }
+  }
+  const clashing = new TicketGenerator({ seed: 5, seatClashRate: 0.05 });
+  const seen = new Set<string>();
+  let clashes = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const t = clashing.next();
+    if (t.seats.some((seat) => seen.has(key(t, seat)))) clashes++;
+    for (const seat of t.seats) seen.add(key(t, seat));
+  }
+  assert.ok(clashes > 700 && clashes < 1300, `${clashes} clashes for a 5% rate`);
+});

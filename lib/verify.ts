@@ -40,6 +40,8 @@ export interface VerifyReport {
   notTickets: number;
   rows: number;
   deadLetters: number;
+  /** Valid tickets refused as a whole (e.g. SEAT_TAKEN) and recorded as dead letters. */
+  refused: number;
   missing: string[];
   extra: string[];
   mismatched: string[];
@@ -187,6 +189,7 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
   const mismatched: string[] = [];
   let rows = 0;
   let deadLetters = 0;
+  let refused = 0;
   const deadLettersMissing: string[] = [];
   try {
     const result = await db.pool.query<{
@@ -226,13 +229,18 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
       );
       if (!source || source.key !== key) mismatched.push(r.ticket_id);
     }
-    for (const id of byId.keys()) if (!inTable.has(id)) missing.push(id);
     const dead = await db.pool.query<{ partition: number; offset: string }>(
       `SELECT partition, "offset" FROM ${q.deadLetters} WHERE group_id = $1 AND topic = $2`,
       [groupId, options.topic],
     );
     deadLetters = dead.rows.length;
     const deadSet = new Set(dead.rows.map((d) => `${d.partition}@${d.offset}`));
+    for (const [id, seen] of byId) {
+      if (inTable.has(id)) continue;
+      // a ticket refused as a whole (seat already sold) is a dead letter, not a loss
+      if (seen.every((s) => deadSet.has(`${s.partition}@${s.offset}`))) refused++;
+      else missing.push(id);
+    }
     for (const bad of badOffsets) if (!deadSet.has(bad)) deadLettersMissing.push(bad);
   } finally {
     await db.pool.end();
@@ -244,6 +252,7 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
     notTickets: badOffsets.length,
     rows,
     deadLetters,
+    refused,
     missing,
     extra,
     mismatched,
@@ -266,7 +275,7 @@ export function formatVerifyReport(
     : "");
   return [
     `topic ${topic}: ${r.messages} messages in ${r.partitions} partitions, ${r.tickets} distinct tickets, ${r.notTickets} not tickets`,
-    `table ${table}: ${r.rows} rows; dead letters for this group and topic: ${r.deadLetters}`,
+    `table ${table}: ${r.rows} rows; dead letters for this group and topic: ${r.deadLetters} (${r.refused} refused tickets)`,
     `missing from the table: ${r.missing.length}${list(r.missing)}`,
     `in the table but not in the topic: ${r.extra.length}${list(r.extra)}`,
     `stored with different fields: ${r.mismatched.length}${list(r.mismatched)}`,
