@@ -66,7 +66,11 @@ export function parseCommandLine(spec: CommandSpec, args: string[]): FlagValues 
     parsed = parseArgs({ args, options, strict: true, allowPositionals: false });
   } catch (error) {
     const known = Object.keys(flags).map((f) => `--${f}`).join(", ");
-    const what = String((error as Error).message).split("\n")[0]?.replace(/\. To specify.*$/, "");
+    let what = String((error as Error).message).split("\n")[0]?.replace(/\. To specify.*$/, "");
+    const ambiguous = /Option '(--[\w-]+)' argument is ambiguous/.exec(what ?? "");
+    if (ambiguous) {
+      what = `${ambiguous[1]} got a value starting with "-": write it as ${ambiguous[1]}=VALUE`;
+    }
     throw new AppError("USAGE", `${what}; known flags: ${known}`);
   }
   const values = parsed.values as FlagValues;

@@ -5,10 +5,16 @@
  */
 import type { Connection } from "./config.ts";
 import { AppError, messageOf } from "./errors.ts";
-import { createKafka, describeKafkaError, type EachBatchPayload, withDeadline } from "./kafka.ts";
+import {
+  createKafka,
+  describeKafkaError,
+  type EachBatchPayload,
+  probeKafka,
+  withDeadline,
+} from "./kafka.ts";
 import { log, ProgressReporter } from "./log.ts";
 import { LatencySample, MetricsLog, SNAPSHOT_SECONDS } from "./metrics.ts";
-import { createPool, type Database } from "./postgres.ts";
+import { createPool, type Database, type PoolClient } from "./postgres.ts";
 import { qualify } from "./schema.ts";
 import {
   type Batch,
@@ -19,7 +25,7 @@ import {
   storedOffsets,
   writeBatch,
 } from "./sink.ts";
-import { MAX_TICKET_BYTES, parseTicket } from "./tickets.ts";
+import { MAX_TICKET_BYTES, type ParseResult, parseTicket } from "./tickets.ts";
 
 /** Options of {@linkcode runConsumer}. */
 export interface ConsumerOptions {
@@ -67,6 +73,35 @@ export interface ConsumerSummary {
   seconds: number;
   /** From the first message received to the last batch committed. */
   activeSeconds: number;
+}
+
+const keyDecoder = new TextDecoder();
+
+/**
+ * Tickets are keyed by their ticket_id (so one ticket always lands in one partition): a ticket
+ * whose key is missing or different is refused as BAD_KEY.
+ */
+export function checkKey(
+  parsed: ParseResult,
+  key: Uint8Array | null | undefined,
+): ParseResult | { ok: false; reason: "BAD_KEY"; detail: string } {
+  if (!parsed.ok) return parsed;
+  if (!key || key.length === 0) {
+    return {
+      ok: false,
+      reason: "BAD_KEY",
+      detail: "message key is null; producers must key tickets by ticket_id",
+    };
+  }
+  const text = keyDecoder.decode(key);
+  if (text !== parsed.ticket.ticket_id) {
+    return {
+      ok: false,
+      reason: "BAD_KEY",
+      detail: `message key ${JSON.stringify(text.slice(0, 64))} is not the ticket_id`,
+    };
+  }
+  return parsed;
 }
 
 /** Default consumer group of a table. */
@@ -141,6 +176,8 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     finish = (error?: unknown) => (error ? reject(error) : resolve());
   });
   let lastActivity = performance.now();
+  /** When the broker last answered a fetch. */
+  let lastFetch = 0;
 
   const metrics = new MetricsLog(options.metricsLog, {
     role: "consumer",
@@ -193,10 +230,17 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   const chunkDone: (() => void)[] = [];
   let enqueued = 0;
 
-  async function loadPosition(partition: number): Promise<PartitionState> {
+  async function loadPosition(
+    partition: number,
+    heartbeat: () => Promise<void>,
+  ): Promise<PartitionState> {
     // Writes still queued from before a rebalance land (or are fenced) before we read the offset.
     await chains.get(partition)?.catch(() => {});
-    const stored = await storedOffsets(db.pool, q, groupId, options.topic);
+    const stored = await withDbRetry(
+      "reading stored offsets",
+      (client) => storedOffsets(client, q, groupId, options.topic),
+      heartbeat,
+    );
     let next = stored.get(partition);
     if (next === undefined) {
       const offsets = await admin.fetchTopicOffsets(options.topic);
@@ -208,13 +252,21 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     return state;
   }
 
-  async function writeWithRetry(batch: Batch, heartbeat: () => Promise<void>) {
+  /**
+   * Runs `work` on a pooled connection, retrying with capped backoff (one log line per attempt)
+   * while the database is unreachable, restarting or killed our connection, until --db-retry.
+   */
+  async function withDbRetry<T>(
+    what: string,
+    work: (client: PoolClient) => Promise<T>,
+    heartbeat: () => Promise<void>,
+  ): Promise<T> {
     const deadline = performance.now() + retryMs;
     for (let attempt = 1;; attempt++) {
       try {
         const client = await db.pool.connect();
         try {
-          const result = await writeBatch(client, sql, batch);
+          const result = await work(client);
           client.release();
           return result;
         } catch (error) {
@@ -228,7 +280,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
         if (/^(22|23|42)/.test(code)) {
           throw new AppError(
             "DB",
-            `cannot store batch in ${q.tickets}: ${messageOf(error)}; did you run db_setup.ts?`,
+            `${what} in ${q.tickets}: ${messageOf(error)}; did you run db_setup.ts?`,
             { cause: error },
           );
         }
@@ -242,7 +294,9 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
         const wait = Math.min(8_000, 250 * 2 ** Math.min(attempt, 5));
         log(
           "warn",
-          `database write failed (attempt ${attempt}): ${messageOf(error)}; retrying in ${wait} ms`,
+          `database ${what} failed (attempt ${attempt}): ${
+            messageOf(error)
+          }; retrying in ${wait} ms`,
         );
         await sleep(wait);
         await heartbeat().catch(() => {});
@@ -261,7 +315,11 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     const previous = chains.get(batch.partition) ?? Promise.resolve();
     const next = previous.then(async () => {
       if (state.fenced) return;
-      const result = await writeWithRetry(batch, heartbeat);
+      const result = await withDbRetry(
+        "write",
+        (client) => writeBatch(client, sql, batch),
+        heartbeat,
+      );
       if (!result.committed) {
         state.fenced = true;
         summary.fenced++;
@@ -308,7 +366,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     firstMessageAt ??= performance.now();
     const partition = batch.partition;
     let state = positions.get(partition);
-    if (!state || state.fenced) state = await loadPosition(partition);
+    if (!state || state.fenced) state = await loadPosition(partition, heartbeat);
     const first = BigInt(batch.messages[0]!.offset);
     if (first !== state.next) {
       // Behind: already stored. Ahead: a gap, unless the log really has one (seen 3 times).
@@ -339,7 +397,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       const rows: IncomingRow[] = [];
       const deadLetters: DeadLetter[] = [];
       for (const m of slice) {
-        const parsed = parseTicket(m.value, maxBytes);
+        const parsed = checkKey(parseTicket(m.value, maxBytes), m.key);
         if (parsed.ok) {
           rows.push({
             ticket: parsed.ticket,
@@ -389,8 +447,8 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   let snapshots: ReturnType<typeof setInterval> | undefined;
   let failure: unknown;
   try {
+    const topics = await probeKafka(settings);
     await withDeadline(admin.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
-    const topics = await admin.listTopics();
     if (!topics.includes(options.topic)) {
       throw new AppError(
         "KAFKA",
@@ -406,6 +464,9 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     consumer.on(consumer.events.GROUP_JOIN, () => {
       positions.clear();
       lastActivity = performance.now();
+    });
+    consumer.on(consumer.events.FETCH, () => {
+      lastFetch = performance.now();
     });
     consumer.on(consumer.events.CRASH, (event) => {
       if (!event.payload.restart) finish(event.payload.error);
@@ -432,8 +493,10 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     if (options.idleTimeoutSeconds !== undefined) {
       const idleMs = options.idleTimeoutSeconds * 1000;
       idleTimer = setInterval(() => {
-        // Idle means nothing new and nothing waiting for the database (an outage is not idleness).
-        if (queuedChunks === 0 && performance.now() - lastActivity > idleMs) finish();
+        // Idle: the broker answers fetches, yet nothing new arrives and nothing waits for the
+        // database. An outage of either is not idleness.
+        const now = performance.now();
+        if (queuedChunks === 0 && now - lastActivity > idleMs && now - lastFetch < 3_000) finish();
       }, 100);
     }
     try {

@@ -42,7 +42,10 @@ export function createKafka(settings: KafkaSettings, options: KafkaClientOptions
       log("debug", `kafkajs ${label} [${namespace}] ${entry.message}`);
     },
   };
-  if (Deno.env.get("KAFKAJS_DEBUG")) config.logLevel = KafkaLogLevel.INFO;
+  const kafkaDebug = Deno.env.get("KAFKAJS_DEBUG");
+  if (kafkaDebug) {
+    config.logLevel = kafkaDebug === "debug" ? KafkaLogLevel.DEBUG : KafkaLogLevel.INFO;
+  }
   if (settings.securityProtocol === "SSL") {
     if (!settings.certPath) throw new AppError("USAGE", "SSL needs --cert-path DIR");
     const tls = loadCertFolder(settings.certPath, { clientCert: true });
@@ -130,6 +133,26 @@ export async function withDeadline<T>(work: Promise<T>, ms: number, what: string
     return await Promise.race([work, deadline]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/**
+ * Connects once with few retries and lists the topics: a wrong host, port, certificate or
+ * password fails here within the connect timeout, with its own message rather than a time-out.
+ */
+export async function probeKafka(settings: KafkaSettings): Promise<string[]> {
+  const admin = createKafka(settings, { clientId: "tickets-probe", retries: 1 }).admin();
+  try {
+    await withDeadline(
+      admin.connect(),
+      settings.connectTimeoutMs * 2 + 2_000,
+      "connecting to Kafka",
+    );
+    return await admin.listTopics();
+  } catch (error) {
+    throw describeKafkaError(error, settings);
+  } finally {
+    await admin.disconnect().catch(() => {});
   }
 }
 

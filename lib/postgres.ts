@@ -59,7 +59,7 @@ function readCa(target: PostgresTarget, certPath: string | undefined): string | 
 
 /**
  * TLS options for a target. Whatever the mode, an encrypted connection always verifies the
- * server's chain (never `rejectUnauthorized: false`): against the CA when one is given, else the
+ * server's chain (verification is never switched off): against the CA when one is given, else the
  * system's CAs. `require` and `verify-ca` skip the host-name check when a CA is given (as libpq
  * does); `verify-full` always checks it.
  */

@@ -7,7 +7,7 @@ import { Buffer } from "node:buffer";
 import { CompressionTypes } from "kafkajs";
 import type { KafkaSettings } from "./config.ts";
 import { AppError, messageOf } from "./errors.ts";
-import { createKafka, describeKafkaError, ensureTopic, withDeadline } from "./kafka.ts";
+import { createKafka, describeKafkaError, ensureTopic, probeKafka, withDeadline } from "./kafka.ts";
 import { log, ProgressReporter } from "./log.ts";
 import { MetricsLog, SNAPSHOT_SECONDS } from "./metrics.ts";
 import { type Ticket, TicketGenerator } from "./tickets.ts";
@@ -153,11 +153,13 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
   };
 
   try {
-    summary.topicCreated = await withDeadline(
-      ensureTopic(kafka, options.topic, options.partitions ?? 3),
-      options.kafka.connectTimeoutMs + 5_000,
-      "connecting to Kafka",
-    );
+    const topics = await probeKafka(options.kafka);
+    summary.topicCreated = !topics.includes(options.topic) &&
+      await withDeadline(
+        ensureTopic(kafka, options.topic, options.partitions ?? 3),
+        options.kafka.connectTimeoutMs + 10_000,
+        "creating the topic",
+      );
     await withDeadline(
       producer.connect(),
       options.kafka.connectTimeoutMs + 2_000,

@@ -131,6 +131,8 @@ export function schemaStatements(names: TableNames): string[] {
       replayed_at timestamptz,
       UNIQUE (group_id, topic, partition, "offset")
     )`,
+    // tables made by an earlier version gain the columns added since
+    `ALTER TABLE ${q.deadLetters} ADD COLUMN IF NOT EXISTS replayed_at timestamptz`,
     `CREATE TABLE IF NOT EXISTS ${q.conflicts} (
       id          bigserial PRIMARY KEY,
       target_table text NOT NULL,
