@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # dev/stack.sh — local dev stack: Apache Kafka (KRaft, single node) + PostgreSQL.
 #
-#   bash dev/stack.sh up|down|status [kafka|postgres]
+#   bash dev/stack.sh up [kafka|postgres|embedded] [--postgres embedded|server]
+#   bash dev/stack.sh down|status [kafka|postgres|embedded]
 #   bash dev/stack.sh run -- CMD ARGS...   # up what is not running, run CMD, stop what it started
 #   bash dev/stack.sh reset                # down + delete runtime data (keeps jars and .stack/m2)
 #   bash dev/stack.sh tool CLASS ARGS...   # run a Kafka Java class, e.g. org.apache.kafka.tools.ProducerPerformance
@@ -10,6 +11,7 @@
 # <repo>/.stack/. Connection details for tests: .stack/stack.json (mode 0600).
 # Kafka: 127.0.0.1:9092 PLAINTEXT, :9093 SSL (client cert required), :9094 SASL_SSL
 # (SCRAM-SHA-256), :9095 controller. PostgreSQL: 127.0.0.1:55432, SSL + scram only.
+# Embedded PostgreSQL (PGlite, dev/embedded_pg.ts): 127.0.0.1:55433, no TLS (loopback only).
 set -euo pipefail
 
 DEV="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -25,6 +27,10 @@ PGDIR="$STACK/pg"
 PGDATA="$PGDIR/data"
 PGLOG="$PGDIR/postgres.log"
 PG_PORT=55432
+EPGDIR="$STACK/pglite"
+EPGPID="$EPGDIR/server.pid"
+EPGLOG="$EPGDIR/server.log"
+EPG_PORT="${EMBEDDED_POSTGRES_PORT:-55433}"
 WAIT_SECS="${STACK_WAIT_SECS:-90}"
 SCRAM_USER=avnadmin
 PG_USER=avnadmin
@@ -37,18 +43,25 @@ usage() {
   cat <<'EOF'
 usage: bash dev/stack.sh COMMAND [PART]
 
-  up [kafka|postgres]      start (idempotent) and wait until healthy; writes .stack/stack.json
-  down [kafka|postgres]    stop what this script started (data is kept)
-  status [kafka|postgres]  one line per part; exit 0 if all up, 3 otherwise
-  run -- CMD ARGS...       start the parts not running, run CMD (STACK_JSON is exported),
-                           stop only the parts it started, exit with CMD's exit code
+  up [PART] [--postgres embedded|server]
+                           start (idempotent) and wait until healthy; writes .stack/stack.json.
+                           Without PART: Kafka and the embedded PostgreSQL (PGlite), or with
+                           --postgres server Kafka and Debian's PostgreSQL
+  down [PART]              stop what this script started (data is kept)
+  status [PART]            one line per part; exit 0 if Kafka and a PostgreSQL answer (with PART:
+                           if that part does), 3 otherwise
+  run -- CMD ARGS...       start Kafka and Debian's PostgreSQL where not running, run CMD
+                           (STACK_JSON is exported), stop only the parts it started, exit with
+                           CMD's exit code
   reset                    down, then delete runtime data (keeps downloaded jars and .stack/m2)
   tool CLASS ARGS...       run a Java class with the Kafka classpath
                            (e.g. org.apache.kafka.tools.ProducerPerformance)
   --help                   this text
 
 Kafka: 127.0.0.1:9092 plaintext, 9093 ssl (client cert), 9094 sasl_ssl (scram-sha-256), 9095 controller
+PARTS: kafka, postgres (Debian's PostgreSQL), embedded (PGlite; needs deno on PATH or $DENO)
 PostgreSQL: 127.0.0.1:55432 (ssl, scram-sha-256), user avnadmin, database defaultdb
+Embedded PostgreSQL: 127.0.0.1:55433 (no TLS, loopback only), user postgres, database postgres
 Client certs (Aiven layout): .stack/certs/client/{ca.pem,service.cert,service.key}
 EOF
 }
@@ -71,11 +84,13 @@ pg_bin_dir() {
   echo "$best"
 }
 
-ensure_packages() {
+ensure_packages() { # [parts]: PostgreSQL's package only when the server is among them
   local need=()
   command -v kcat >/dev/null || need+=(kcat)
   command -v openssl >/dev/null || need+=(openssl)
-  { [[ -n "$(pg_bin_dir)" ]] && command -v psql >/dev/null && getent passwd postgres >/dev/null; } || need+=(postgresql)
+  if [[ " ${1:-postgres} " == *" postgres "* ]]; then
+    { [[ -n "$(pg_bin_dir)" ]] && command -v psql >/dev/null && getent passwd postgres >/dev/null; } || need+=(postgresql)
+  fi
   command -v java >/dev/null || [[ -n "${JAVA_HOME:-}" ]] || need+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || need+=(maven)
   if ((${#need[@]})); then
@@ -381,6 +396,89 @@ pg_status() {
   echo "postgres: running pid $pid, NOT answering on 127.0.0.1:$PG_PORT"; return 1
 }
 
+# ---------------------------------------------------------------- embedded postgres (PGlite)
+
+epg_uri() { echo "postgres://postgres@127.0.0.1:$EPG_PORT/postgres?sslmode=disable"; }
+
+deno_bin() {
+  if command -v deno >/dev/null; then command -v deno
+  elif [[ -n "${DENO:-}" && -x "$DENO" ]]; then echo "$DENO"
+  elif [[ -x "$STACK/deno/node_modules/.bin/deno" ]]; then echo "$STACK/deno/node_modules/.bin/deno" # .ci/run's
+  else die "the embedded PostgreSQL needs deno: put it on PATH or set DENO=/path/to/deno"; fi
+}
+
+epg_pid() { # pid of our embedded server if it is alive, else nothing (and stale pid file removed)
+  [[ -f "$EPGPID" ]] || return 0
+  local pid; pid="$(cat "$EPGPID")"
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null \
+     && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$DEV/embedded_pg.ts"; then
+    echo "$pid"
+  else
+    rm -f "$EPGPID"
+  fi
+}
+
+epg_query_ok() { # the server listens only once the database is open; psql also runs a query
+  if command -v psql >/dev/null; then
+    PGCONNECT_TIMEOUT=5 timeout 15 psql -X -q -At "$(epg_uri)" -c 'select 1' >/dev/null 2>&1
+  else
+    port_open "$EPG_PORT"
+  fi
+}
+
+epg_start() { # starts the embedded server unless it runs; sets DID_START=1 if it did
+  DID_START=0
+  [[ -n "$(epg_pid)" ]] && return 0
+  port_open "$EPG_PORT" && die "port 127.0.0.1:$EPG_PORT is in use by another process (not our embedded PostgreSQL)"
+  local deno; deno="$(deno_bin)"
+  mkdir -p "$EPGDIR"
+  log "starting the embedded PostgreSQL (PGlite) (log: .stack/pglite/server.log)"
+  (
+    cd "$ROOT"
+    setsid nohup "$deno" run --no-prompt --allow-read --allow-write="$EPGDIR" \
+      --allow-net="127.0.0.1:$EPG_PORT" --allow-env=EMBEDDED_POSTGRES_PORT "$DEV/embedded_pg.ts" \
+      --port "$EPG_PORT" --data-dir "$EPGDIR/data" </dev/null >>"$EPGLOG" 2>&1 9>&- &
+    echo $! >"$EPGPID"
+  )
+  DID_START=1
+}
+
+epg_wait() { # the first start downloads PGlite (npm) and creates the database: allow for it
+  local deadline=$((SECONDS + WAIT_SECS + 90))
+  until epg_query_ok; do
+    if [[ -z "$(epg_pid)" ]]; then
+      tail -n 25 "$EPGLOG" >&2 2>/dev/null || true
+      die "the embedded PostgreSQL exited during startup (see .stack/pglite/server.log)"
+    fi
+    if ((SECONDS >= deadline)); then
+      tail -n 25 "$EPGLOG" >&2 2>/dev/null || true
+      die "the embedded PostgreSQL did not answer on 127.0.0.1:$EPG_PORT in time"
+    fi
+    sleep 0.5
+  done
+  log "embedded postgres up on 127.0.0.1:$EPG_PORT (no TLS, loopback only), pid $(epg_pid)"
+}
+
+epg_stop() {
+  local pid; pid="$(epg_pid)"
+  if [[ -z "$pid" ]]; then log "embedded postgres: not running"; return 0; fi
+  log "stopping the embedded PostgreSQL (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local i; for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "embedded postgres did not stop within 30s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$EPGPID"
+}
+
+epg_status() {
+  local pid; pid="$(epg_pid)"
+  if [[ -z "$pid" ]]; then echo "embedded postgres: stopped"; return 1; fi
+  if epg_query_ok; then echo "embedded postgres: running pid $pid, answering on 127.0.0.1:$EPG_PORT"; return 0; fi
+  echo "embedded postgres: running pid $pid, NOT answering on 127.0.0.1:$EPG_PORT"; return 1
+}
+
 # ---------------------------------------------------------------- stack.json
 
 write_stack_json() {
@@ -396,7 +494,8 @@ write_stack_json() {
   },
   "certPath": "$CERTS/client",
   "postgresUri": "$(pg_uri)",
-  "postgresAdminUri": "postgres://postgres:$(secret pg-postgres.pass)@127.0.0.1:$PG_PORT/postgres?sslmode=require"
+  "postgresAdminUri": "postgres://postgres:$(secret pg-postgres.pass)@127.0.0.1:$PG_PORT/postgres?sslmode=require",
+  "embeddedPostgresUri": "$(epg_uri)"
 }
 EOF
   )
@@ -408,12 +507,15 @@ EOF
 STARTED=()  # parts started by this invocation
 DID_START=0
 
-parts_of() { case "${1:-}" in "") echo "postgres kafka" ;; kafka | postgres) echo "$1" ;; *) die "unknown part '$1' (kafka|postgres)" ;; esac; }
+parts_of() { case "${1:-}" in "") echo "postgres embedded kafka" ;; kafka | postgres | embedded) echo "$1" ;; *) die "unknown part '$1' (kafka|postgres|embedded)" ;; esac; }
 
-cmd_up() { # [part]; records started parts in STARTED
-  local parts; parts="$(parts_of "${1:-}")"
+cmd_up() { # [part] [embedded|server: the PostgreSQL when no part is given]; records started parts in STARTED
+  local parts
+  if [[ -n "${1:-}" ]]; then parts="$(parts_of "$1")"
+  elif [[ "${2:-embedded}" == server ]]; then parts="postgres kafka"
+  else parts="embedded kafka"; fi
   mkdir -p "$STACK" "$KDIR"; chmod 0711 "$STACK"
-  ensure_packages
+  ensure_packages "$parts"
   ensure_secrets
   ensure_certs
   # start Kafka first (slow JVM boot) and bring PostgreSQL up meanwhile
@@ -421,6 +523,12 @@ cmd_up() { # [part]; records started parts in STARTED
   if [[ " $parts " == *" kafka "* ]]; then
     kafka_start
     if ((DID_START)); then STARTED+=(kafka); kafka_started=1; fi
+  fi
+  if [[ " $parts " == *" embedded "* ]]; then
+    epg_start
+    if ((DID_START)); then STARTED+=(embedded); epg_wait
+    elif epg_query_ok; then log "embedded postgres already running (pid $(epg_pid)) and healthy"
+    else log "embedded postgres running (pid $(epg_pid)) but not answering yet, waiting"; epg_wait; fi
   fi
   if [[ " $parts " == *" postgres "* ]]; then
     pg_start
@@ -439,15 +547,20 @@ cmd_up() { # [part]; records started parts in STARTED
 cmd_down() {
   local part
   for part in $(parts_of "${1:-}"); do
-    case "$part" in kafka) kafka_stop ;; postgres) pg_stop ;; esac
+    case "$part" in kafka) kafka_stop ;; postgres) pg_stop ;; embedded) epg_stop ;; esac
   done
 }
 
-cmd_status() {
-  local rc=0 part
+cmd_status() { # without a part: healthy when Kafka and at least one PostgreSQL answer
+  local rc=0 part dbs=0
   for part in $(parts_of "${1:-}"); do
-    case "$part" in kafka) kafka_status || rc=3 ;; postgres) pg_status || rc=3 ;; esac
+    case "$part" in
+      kafka) kafka_status || rc=3 ;;
+      postgres) if pg_status; then dbs=$((dbs + 1)); elif [[ -n "${1:-}" ]]; then rc=3; fi ;;
+      embedded) if epg_status; then dbs=$((dbs + 1)); elif [[ -n "${1:-}" ]]; then rc=3; fi ;;
+    esac
   done
+  [[ -n "${1:-}" ]] || ((dbs > 0)) || rc=3
   return $rc
 }
 
@@ -471,7 +584,7 @@ cmd_run() {
   trap 'stop_started' EXIT
   trap 'on_signal INT 130' INT
   trap 'on_signal TERM 143' TERM
-  lock; cmd_up; unlock
+  lock; cmd_up "" server; unlock
   export STACK_JSON="$STACK/stack.json"
   # CMD runs as a background job (stdin kept) so that a TERM/INT to us is handled at once
   local rc=0
@@ -487,14 +600,32 @@ cmd_reset() {
   cmd_down
   log "deleting runtime data (keeping .stack/m2 and .stack/kafka/libs)"
   local sock; sock="$(pg_sockdir)"; [[ "$sock" == /tmp/.stack-pg-* ]] && rm -rf "$sock"
-  rm -rf "$PGDIR" "$CERTS" "$SECRETS" "$KDIR/data" "$STACK/stack.json" "$KPROPS" "$KPID"
+  rm -rf "$PGDIR" "$EPGDIR" "$CERTS" "$SECRETS" "$KDIR/data" "$STACK/stack.json" "$KPROPS" "$KPID"
   rm -f "$KDIR"/*.log "$KDIR"/*.log.*
+}
+
+UP_PART=""
+UP_POSTGRES=""
+parse_up_args() { # [part] [--postgres embedded|server] in any order
+  while (($#)); do
+    case "$1" in
+      --postgres) (($# >= 2)) || die "--postgres needs a value: embedded or server"; UP_POSTGRES="$2"; shift 2; continue ;;
+      --postgres=*) UP_POSTGRES="${1#--postgres=}" ;;
+      -*) die "unknown flag '$1' of up (--postgres embedded|server)" ;;
+      *) [[ -z "$UP_PART" ]] || die "up takes one part, got '$UP_PART' and '$1'"; parts_of "$1" >/dev/null; UP_PART="$1" ;;
+    esac
+    shift
+  done
+  [[ -z "$UP_PART" || -z "$UP_POSTGRES" ]] || die "--postgres applies to up without a part (got part '$UP_PART')"
+  UP_POSTGRES="${UP_POSTGRES:-embedded}"
+  [[ "$UP_POSTGRES" == embedded || "$UP_POSTGRES" == server ]] \
+    || die "--postgres must be embedded or server, not '$UP_POSTGRES'"
 }
 
 main() {
   local cmd="${1:-}"; (($#)) && shift
   case "$cmd" in
-    up) lock; cmd_up "${1:-}" ;;
+    up) parse_up_args "$@"; lock; cmd_up "$UP_PART" "$UP_POSTGRES" ;;
     down) lock; cmd_down "${1:-}" ;;
     status) cmd_status "${1:-}" || exit 3 ;;
     run) cmd_run "$@" ;;

@@ -20,7 +20,6 @@ import {
   type Batch,
   type DeadLetter,
   type IncomingRow,
-  SeatRaceError,
   sinkStatements,
   storedOffsets,
   writeBatch,
@@ -274,7 +273,6 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
           throw error;
         }
       } catch (error) {
-        if (error instanceof SeatRaceError) continue; // fresh seat owners on the next try
         const code = (error as { code?: string }).code ?? "";
         // Errors of the data or the schema will not heal by waiting.
         if (/^(22|23|42)/.test(code)) {

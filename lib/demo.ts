@@ -1,6 +1,8 @@
 /**
  * The demo: local stack up, auth_setup against it (SSL with client certificates), db_setup,
- * producer --num 10000, consumer until drained, then a short report.
+ * producer --num 10000, consumer until drained, then a short report. The database is the
+ * embedded PostgreSQL (PGlite, no system install) unless `--postgres server` (Debian's
+ * PostgreSQL with SSL) or `--postgres-uri` says otherwise; Kafka is always the real broker.
  * @module
  */
 import { join } from "node:path";
@@ -8,10 +10,17 @@ import { main as authSetup } from "../auth_setup.ts";
 import { main as consumer } from "../consumer.ts";
 import { main as dbSetup } from "../db_setup.ts";
 import { main as producer } from "../producer.ts";
+import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
+import { checkPostgresUri } from "./config.ts";
 import { AppError } from "./errors.ts";
+import { isValidTopicName } from "./kafka.ts";
+import { redact } from "./log.ts";
 import { createPool } from "./postgres.ts";
-import { qualify } from "./schema.ts";
+import { checkIdentifier, qualify } from "./schema.ts";
 import { ROOT, stackInfo } from "./testing.ts";
+
+/** Which PostgreSQL the demo stores the tickets in. */
+export type DemoDatabase = "embedded" | "server";
 
 /** Names and sizes of the demo run. */
 export interface DemoOptions {
@@ -21,6 +30,81 @@ export interface DemoOptions {
   topic?: string;
   /** @default {"movie_ticket"} */
   table?: string;
+  /**
+   * `embedded`: PGlite started by the stack (no TLS, loopback); `server`: Debian's PostgreSQL with
+   * SSL. Ignored when `postgresUri` is given. @default {"embedded"}
+   */
+  postgres?: DemoDatabase;
+  /** Any PostgreSQL instead of the stack's; only Kafka is started then. */
+  postgresUri?: string;
+  /** Creds file the demo writes and the steps read. @default {"<repo>/creds.json"} */
+  creds?: string;
+}
+
+/** `deno task demo`. */
+export const DEMO_SPEC: CommandSpec = {
+  name: "demo",
+  summary: "run the whole pipeline on the local stack: auth_setup, db_setup, producer, consumer",
+  flags: {
+    "postgres": {
+      type: "string",
+      description:
+        "embedded (PGlite, no system install) | server (Debian's PostgreSQL with SSL, as the tests)",
+      default: "embedded",
+    },
+    "postgres-uri": {
+      type: "string",
+      description: "use this PostgreSQL instead of the stack's (only Kafka is started)",
+    },
+    "num": { type: "string", description: "tickets to publish and store", default: "10000" },
+    "topic-name": { type: "string", description: "topic to publish to", default: "movie_app" },
+    "table-name": { type: "string", description: "ticket table", default: "movie_ticket" },
+    "creds": {
+      type: "string",
+      description: "creds file to write and use",
+      default: "creds.json in the repository",
+    },
+  },
+  examples: [
+    "deno task demo",
+    "deno task demo --postgres server",
+    "deno task demo --postgres-uri 'postgres://avnadmin:PASSWORD@pg-x.aivencloud.com:11339/defaultdb?sslmode=require'",
+  ],
+};
+
+/** Parses the demo's command line; undefined after `--help`. */
+export function parseDemoArgs(args: string[]): DemoOptions | undefined {
+  const values = parseCommandLine(DEMO_SPEC, args);
+  if (!values) return undefined;
+  const problems = new Problems();
+  const postgres = problems.choice<DemoDatabase>(values, "postgres", "embedded", [
+    "embedded",
+    "server",
+  ]);
+  const postgresUri = stringFlag(values, "postgres-uri");
+  if (postgresUri !== undefined && values.postgres !== undefined) {
+    problems.add("give either --postgres or --postgres-uri, not both");
+  }
+  checkPostgresUri(problems, "--postgres-uri", postgresUri);
+  const num = problems.integer(values, "num", 10_000, 1, 10_000_000);
+  const topic = stringFlag(values, "topic-name") ?? "movie_app";
+  if (!isValidTopicName(topic)) {
+    problems.add(`--topic-name "${topic}" is not a valid topic name (letters, digits, . _ -)`);
+  }
+  const table = stringFlag(values, "table-name") ?? "movie_ticket";
+  try {
+    checkIdentifier("--table-name", table);
+  } catch (error) {
+    problems.add((error as Error).message);
+  }
+  problems.throwIfAny();
+  return { num, topic, table, postgres, postgresUri, creds: stringFlag(values, "creds") };
+}
+
+/** Runs the demo with command-line arguments; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const options = parseDemoArgs(args);
+  return options ? await runDemo(options) : 0;
 }
 
 async function step(title: string, command: string[], run: () => Promise<number>) {
@@ -31,14 +115,32 @@ async function step(title: string, command: string[], run: () => Promise<number>
   }
 }
 
-/** Runs the demo; returns the exit code. */
-export async function runDemo(options: DemoOptions = {}): Promise<number> {
+/**
+ * Runs the demo; returns the exit code. Without options it reads them from the command line
+ * (`deno task demo --postgres server`).
+ */
+export async function runDemo(options?: DemoOptions): Promise<number> {
+  if (!options) return await main(Deno.args);
+  const started = performance.now();
   const num = options.num ?? 10_000;
   const topic = options.topic ?? "movie_app";
   const table = options.table ?? "movie_ticket";
-  console.log("== local stack: Kafka (KRaft, SSL with client certificates) and PostgreSQL (SSL)");
+  const database = options.postgresUri ? "uri" : options.postgres ?? "embedded";
+  const stackArgs = database === "uri"
+    ? ["up", "kafka"]
+    : database === "server"
+    ? ["up", "--postgres", "server"]
+    : ["up"];
+  console.log(
+    database === "embedded"
+      ? "== local stack: Kafka (KRaft, SSL with client certificates) and the embedded PostgreSQL (PGlite)"
+      : database === "server"
+      ? "== local stack: Kafka (KRaft, SSL with client certificates) and PostgreSQL (SSL)"
+      : "== local stack: Kafka (KRaft, SSL with client certificates); PostgreSQL from --postgres-uri",
+  );
   const up = await new Deno.Command("bash", {
-    args: [join(ROOT, "dev/stack.sh"), "up"],
+    args: [join(ROOT, "dev/stack.sh"), ...stackArgs],
+    env: { DENO: Deno.execPath() }, // the embedded PostgreSQL runs on this Deno
     stdout: "inherit",
     stderr: "inherit",
   }).output();
@@ -48,10 +150,21 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
       "the local stack did not start; see the lines above and .stack/ logs",
     );
   }
-  const info = stackInfo();
+  const info = stackInfo() as ReturnType<typeof stackInfo> & { embeddedPostgresUri?: string };
+  const postgresUri = database === "uri"
+    ? options.postgresUri!
+    : database === "server"
+    ? info.postgresUri
+    : info.embeddedPostgresUri;
+  if (!postgresUri) {
+    throw new AppError(
+      "DB_UNREACHABLE",
+      ".stack/stack.json has no embeddedPostgresUri; run `deno task stack up` again",
+    );
+  }
   const [host, port] = info.kafka.ssl.split(":");
-  const creds = join(ROOT, "creds.json");
-  const shownUri = info.postgresUri.replace(/:[^:@/]*@/, ":***@");
+  const creds = options.creds ?? join(ROOT, "creds.json");
+  const shownUri = redact(postgresUri);
   await step(
     "auth_setup: save and check the connection settings",
     [
@@ -74,7 +187,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
         "--cert-path",
         info.certPath,
         "--postgres-uri",
-        info.postgresUri,
+        postgresUri,
         "--creds",
         creds,
       ]),
@@ -121,7 +234,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
         creds,
       ]),
   );
-  const db = await createPool({ uri: info.postgresUri, certPath: info.certPath, max: 1 });
+  const db = await createPool({ uri: postgresUri, certPath: info.certPath, max: 1 });
   try {
     const q = qualify({ schema: "public", table });
     const { rows } = await db.pool.query<
@@ -135,14 +248,17 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
     );
     const r = rows[0]!;
     console.log(
-      `\n== report\ntable ${q.tickets}: ${r.rows} rows; dead letters: ${r.dead}; conflicts: ${r.conflicts}`,
+      `\n== report\ntable ${q.tickets} in ${db.label}: ${r.rows} rows; dead letters: ${r.dead}; conflicts: ${r.conflicts}`,
     );
     if (r.latest) console.log(`latest ticket: ${r.latest}`);
   } finally {
     await db.pool.end();
   }
+  console.log(`demo finished in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   console.log(
-    "\nThe stack is still running: `deno task tests` runs the menu; `deno task stack down` stops it.",
+    database === "embedded"
+      ? "\nThe stack is still running: `deno task tests` runs the menu; `deno task stack down embedded` stops the embedded PostgreSQL, `deno task stack down` everything."
+      : "\nThe stack is still running: `deno task tests` runs the menu; `deno task stack down` stops it.",
   );
   return 0;
 }

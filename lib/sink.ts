@@ -59,13 +59,6 @@ export interface BatchResult {
   seatTaken: number;
 }
 
-/** Another transaction sold one of the batch's seats meanwhile: the batch is rolled back and retried. */
-export class SeatRaceError extends Error {
-  constructor() {
-    super("a seat of this batch was sold concurrently; retrying the batch");
-  }
-}
-
 const toBuffer = (bytes: Uint8Array | null) =>
   bytes === null ? null : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
@@ -88,12 +81,16 @@ export function sinkStatements(q: QualifiedNames) {
         AS u(id, theater, movie, name, email, phone, seats, showtime, amount, currency, purchased, off, published)
       ON CONFLICT (ticket_id) DO NOTHING
       RETURNING kafka_offset`,
-    selectSeatOwners: `SELECT s.theater, s.movie, s.showtime, s.seat, s.ticket_id
-      FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS u(theater, movie, showtime, seat)
-      JOIN ${q.seats} s USING (theater, movie, showtime, seat)`,
-    insertSeats: `INSERT INTO ${q.seats} (theater, movie, showtime, seat, ticket_id)
+    claimSeats: `INSERT INTO ${q.seats} (theater, movie, showtime, seat, ticket_id)
       SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
-      ON CONFLICT DO NOTHING`,
+      ON CONFLICT DO NOTHING
+      RETURNING ticket_id, seat`,
+    seatOwners: `SELECT s.theater, s.movie, s.showtime, s.seat, s.ticket_id
+      FROM ${q.seats} s
+      WHERE (s.theater, s.movie, s.showtime, s.seat) IN (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]))`,
+    releaseSeats: `DELETE FROM ${q.seats} WHERE (theater, movie, showtime, seat, ticket_id) IN (
+      SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]))`,
     insertTransactions: `INSERT INTO ${q.transactions} (ticket_id, amount, currency, created_at)
       SELECT * FROM unnest($1::text[], $2::numeric[], $3::text[], $4::timestamptz[])
       ON CONFLICT (ticket_id) DO NOTHING`,
@@ -144,49 +141,119 @@ function seatKey(theater: string, movie: string, showtime: number, seat: string)
   return `${theater}\u0001${movie}\u0001${showtime}\u0001${seat}`;
 }
 
-/** Rows whose seats are free (or their own), and rows refused with the seat already sold. */
-async function checkSeats(client: PoolClient, sql: SinkStatements, rows: IncomingRow[]) {
-  const cols: [string[], string[], string[], string[]] = [[], [], [], []];
+function seatColumns(rows: IncomingRow[], withTicket: boolean): string[][] {
+  const cols: string[][] = withTicket ? [[], [], [], [], []] : [[], [], [], []];
   for (const { ticket: t } of rows) {
     for (const seat of t.seats) {
-      cols[0].push(t.theater), cols[1].push(t.movie), cols[2].push(t.showtime), cols[3].push(seat);
+      cols[0]!.push(t.theater),
+        cols[1]!.push(t.movie),
+        cols[2]!.push(t.showtime),
+        cols[3]!.push(seat);
+      if (withTicket) cols[4]!.push(t.ticket_id);
     }
   }
+  return cols;
+}
+
+/** Seats one batch took, per ticket_id. */
+type Claims = Map<string, string[]>;
+
+/**
+ * Sells the seats of the batch's tickets in one insert (first ticket by offset wins a seat, the
+ * unique key decides between concurrent batches). A ticket that did not get all its seats either
+ * owns them already (a duplicate) or clashes: clashing tickets are refused as SEAT_TAKEN dead
+ * letters and give back what they took.
+ */
+async function claimSeats(client: PoolClient, sql: SinkStatements, rows: IncomingRow[]) {
+  const claimed = await client.query<{ ticket_id: string; seat: string }>(
+    sql.claimSeats,
+    seatColumns(rows, true),
+  );
+  const claims: Claims = new Map();
+  for (const r of claimed.rows) {
+    claims.set(r.ticket_id, [...(claims.get(r.ticket_id) ?? []), r.seat]);
+  }
+  const short = rows.filter((r) =>
+    (claims.get(r.ticket.ticket_id)?.length ?? 0) < r.ticket.seats.length
+  );
+  if (short.length === 0) {
+    return {
+      accepted: rows,
+      refusedRows: [] as IncomingRow[],
+      refused: [] as DeadLetter[],
+      claims,
+    };
+  }
+  // the rare path: who holds the seats the short tickets did not get?
   const owners = new Map<string, string>();
-  const existing = await client.query<
+  const held = await client.query<
     { theater: string; movie: string; showtime: Date; seat: string; ticket_id: string }
   >(
-    sql.selectSeatOwners,
-    cols,
+    sql.seatOwners,
+    seatColumns(short, false),
   );
-  for (const r of existing.rows) {
+  for (const r of held.rows) {
     owners.set(seatKey(r.theater, r.movie, r.showtime.getTime(), r.seat), r.ticket_id);
   }
-  const accepted: IncomingRow[] = [];
+  const refusedRows = new Set<IncomingRow>();
   const refused: DeadLetter[] = [];
-  for (const row of rows) {
+  for (const row of short) {
     const t = row.ticket;
     const show = Date.parse(t.showtime);
-    const keys = t.seats.map((seat) => seatKey(t.theater, t.movie, show, seat));
-    const taken = keys.findIndex((k) => owners.has(k) && owners.get(k) !== t.ticket_id);
-    if (taken >= 0) {
-      refused.push({
-        offset: row.offset,
-        key: row.key ?? null,
-        value: row.value,
-        reason: "SEAT_TAKEN",
-        detail: `seat ${
-          t.seats[taken]
-        } of ${t.movie} at ${t.theater}, ${t.showtime} is sold to ticket ${
-          owners.get(keys[taken]!)
-        }`,
-      });
-      continue;
-    }
-    for (const k of keys) owners.set(k, t.ticket_id);
-    accepted.push(row);
+    const owner = (seat: string) => owners.get(seatKey(t.theater, t.movie, show, seat));
+    const taken = t.seats.findIndex((seat) => owner(seat) !== t.ticket_id);
+    if (taken < 0) continue; // every seat is its own: a ticket seen before
+    refusedRows.add(row);
+    refused.push({
+      offset: row.offset,
+      key: row.key ?? null,
+      value: row.value,
+      reason: "SEAT_TAKEN",
+      detail: `seat ${
+        t.seats[taken]
+      } of ${t.movie} at ${t.theater}, ${t.showtime} is sold to ticket ${
+        owner(t.seats[taken]!) ?? "(unknown)"
+      }`,
+    });
   }
-  return { accepted, refused };
+  return {
+    accepted: rows.filter((r) => !refusedRows.has(r)),
+    refusedRows: [...refusedRows],
+    refused,
+    claims,
+  };
+}
+
+/**
+ * Gives back the seats that `rows` (refused, or not stored because their id was known) took in
+ * this batch, except the seats of a stored ticket with the same id.
+ */
+async function releaseSeats(
+  client: PoolClient,
+  sql: SinkStatements,
+  rows: IncomingRow[],
+  claims: Claims,
+  stored: IncomingRow[],
+) {
+  const keep = new Map<string, Set<string>>();
+  for (const { ticket: t } of stored) {
+    keep.set(t.ticket_id, new Set([...(keep.get(t.ticket_id) ?? []), ...t.seats]));
+  }
+  const cols: string[][] = [[], [], [], [], []];
+  for (const { ticket: t } of rows) {
+    const mine = new Set(claims.get(t.ticket_id) ?? []);
+    for (const seat of t.seats) {
+      if (!mine.has(seat) || keep.get(t.ticket_id)?.has(seat)) continue;
+      mine.delete(seat);
+      cols[0]!.push(t.theater),
+        cols[1]!.push(t.movie),
+        cols[2]!.push(t.showtime),
+        cols[3]!.push(seat);
+      cols[4]!.push(t.ticket_id);
+    }
+    claims.set(t.ticket_id, [...mine]);
+  }
+  if (cols[0]!.length > 0) await client.query(sql.releaseSeats, cols);
 }
 
 /**
@@ -223,7 +290,7 @@ export async function writeBatch(
     }
     const deadLetters = [...batch.deadLetters];
     if (batch.rows.length > 0) {
-      const { accepted, refused } = await checkSeats(client, sql, batch.rows);
+      const { accepted, refusedRows, refused, claims } = await claimSeats(client, sql, batch.rows);
       result.seatTaken = refused.length;
       deadLetters.push(...refused);
       const inserted = accepted.length > 0
@@ -231,9 +298,13 @@ export async function writeBatch(
         : new Set<string>();
       result.stored = inserted.size;
       const fresh = accepted.filter((r) => inserted.has(r.offset));
-      if (fresh.length > 0) await insertSeatsAndTransactions(client, sql, fresh);
+      const skipped = accepted.filter((r) => !inserted.has(r.offset));
+      // a refused ticket, or a known ticket_id (duplicate, conflict), keeps no seat it took now
+      if (refusedRows.length + skipped.length > 0) {
+        await releaseSeats(client, sql, [...refusedRows, ...skipped], claims, fresh);
+      }
+      if (fresh.length > 0) await insertTransactions(client, sql, fresh);
       if (result.stored < accepted.length) {
-        const skipped = accepted.filter((r) => !inserted.has(r.offset));
         const existing = await client.query<ExistingRow>(sql.selectExisting, [
           [...new Set(skipped.map((r) => r.ticket.ticket_id))],
         ]);
@@ -314,22 +385,8 @@ async function insertTickets(
   return new Set(inserted.rows.map((r) => String(r.kafka_offset)));
 }
 
-/** Sells the seats of newly stored tickets and records their payments. */
-async function insertSeatsAndTransactions(
-  client: PoolClient,
-  sql: SinkStatements,
-  rows: IncomingRow[],
-) {
-  const seatCols: [string[], string[], string[], string[], string[]] = [[], [], [], [], []];
-  for (const { ticket: t } of rows) {
-    for (const seat of t.seats) {
-      seatCols[0].push(t.theater), seatCols[1].push(t.movie), seatCols[2].push(t.showtime);
-      seatCols[3].push(seat), seatCols[4].push(t.ticket_id);
-    }
-  }
-  const seats = await client.query(sql.insertSeats, seatCols);
-  // A seat sold by a concurrent transaction since checkSeats: roll back, retry with fresh owners.
-  if (seats.rowCount !== seatCols[0].length) throw new SeatRaceError();
+/** Records the payments of newly stored tickets. */
+async function insertTransactions(client: PoolClient, sql: SinkStatements, rows: IncomingRow[]) {
   await client.query(sql.insertTransactions, [
     rows.map((r) => r.ticket.ticket_id),
     rows.map((r) => r.ticket.price.amount),

@@ -1,0 +1,210 @@
+/**
+ * End to end: N tickets published with our producer, then drained by our consumer (a subprocess)
+ * into a fresh table, checked to hold exactly N distinct rows; the consumer's peak RSS; and the
+ * original Python project's consumer loop (`bench/baseline.py`) on a smaller sample.
+ * @module
+ */
+import { join } from "node:path";
+import { messageOf } from "../lib/errors.ts";
+import { runProducer } from "../lib/producer.ts";
+import {
+  benchName,
+  CleanupScope,
+  countRows,
+  freshPipeline,
+  perSecond,
+  progress,
+  ratio,
+  releaseAccess,
+  ROOT,
+  runProcess,
+  type StackAccess,
+  stackAccess,
+  tail,
+} from "./common.ts";
+import { startConsumer } from "./consumer_process.ts";
+import type { ThroughputFigure } from "./producer_bench.ts";
+
+/** Seconds without a new message after which the consumer exits. */
+const IDLE_TIMEOUT_SECONDS = 3;
+/** The system Python with Debian's kafka-python and psycopg2 (not a pyenv one on PATH). */
+const SYSTEM_PYTHON = "/usr/bin/python3";
+
+/** Sizes of the end-to-end benchmark. */
+export interface EndToEndSizes {
+  tickets: number;
+  /** Messages for the Python baseline. */
+  pythonTickets: number;
+}
+
+/** The drain by our consumer. */
+export interface ConsumeFigure extends ThroughputFigure {
+  /** Wall time of the consumer process, start-up and idle timeout included. */
+  processSeconds: number;
+  rows: number;
+  distinctRows: number;
+  /** Tickets refused as a whole (SEAT_TAKEN) and recorded as dead letters instead of rows. */
+  refused: number;
+  /** Every ticket exactly once: N distinct rows, or N counting the refused ones, no duplicate. */
+  exact: boolean;
+}
+
+/** The Python baseline's figure, or why it could not run. */
+export type PythonFigure =
+  | (ThroughputFigure & { client: string; rows: number })
+  | { error: string };
+
+/** Results of {@linkcode benchEndToEnd}. */
+export interface EndToEndResults {
+  tickets: number;
+  listener: "SSL";
+  produce: ThroughputFigure;
+  consume: ConsumeFigure;
+  python: PythonFigure;
+  ratios: { vsPython: number | null };
+}
+
+/** The consumer's memory during the drain. */
+export interface MemoryResults {
+  tickets: number;
+  consumerPeakRssMiB: number;
+}
+
+/** Runs the end-to-end drain and the Python baseline. */
+export async function benchEndToEnd(
+  suffix: string,
+  sizes: EndToEndSizes,
+): Promise<{ e2e: EndToEndResults; memory: MemoryResults }> {
+  const access = await stackAccess("SSL");
+  try {
+    const { produce, consume, peakRssMiB } = await drain(access, suffix, sizes.tickets);
+    const python = await pythonBaseline(access, suffix, sizes.pythonTickets);
+    const pythonRate = "error" in python ? undefined : python.ticketsPerSecond;
+    return {
+      e2e: {
+        tickets: sizes.tickets,
+        listener: "SSL",
+        produce,
+        consume,
+        python,
+        ratios: { vsPython: ratio(consume.ticketsPerSecond, pythonRate) },
+      },
+      memory: { tickets: sizes.tickets, consumerPeakRssMiB: peakRssMiB },
+    };
+  } finally {
+    await releaseAccess(access);
+  }
+}
+
+async function drain(access: StackAccess, suffix: string, tickets: number) {
+  const scope = new CleanupScope();
+  try {
+    const name = await freshPipeline(access, scope, "e2e", suffix);
+    progress(`e2e: producing ${tickets} tickets`);
+    const sent = await runProducer({ kafka: access.connection.kafka, topic: name, num: tickets });
+    const produce = {
+      tickets: sent.sent,
+      seconds: sent.seconds,
+      ticketsPerSecond: perSecond(sent.sent, sent.seconds),
+    };
+    progress(`e2e: produced at ${Math.round(produce.ticketsPerSecond)} tickets/s; draining`);
+    const consumer = startConsumer(access, name, name, IDLE_TIMEOUT_SECONDS);
+    scope.add("stop the consumer", async () => {
+      consumer.stop();
+      await consumer.wait().catch(() => {});
+    });
+    const run = await consumer.wait();
+    const counts = await countRows(access, name);
+    const summary = run.summary!;
+    const consume: ConsumeFigure = {
+      tickets: summary.consumed,
+      seconds: summary.seconds,
+      ticketsPerSecond: summary.ticketsPerSecond,
+      processSeconds: run.seconds,
+      ...counts,
+      exact: counts.rows === counts.distinctRows && counts.rows + counts.refused === tickets,
+    };
+    progress(
+      `e2e: consumed at ${consume.ticketsPerSecond} tickets/s; table has ${counts.distinctRows} distinct rows + ${counts.refused} refused of ${tickets} (${
+        consume.exact ? "exact" : "NOT EXACT"
+      }); consumer peak RSS ${run.peakRssMiB.toFixed(0)} MiB`,
+    );
+    return { produce, consume, peakRssMiB: run.peakRssMiB };
+  } finally {
+    await scope.close();
+  }
+}
+
+/** Installs kafka-python and psycopg2 for the system Python when missing (idempotent). */
+async function ensurePython(): Promise<string | undefined> {
+  const out = await runProcess("bash", [join(ROOT, "bench/ensure_python.sh")]);
+  return out.code === 0 ? undefined : `bench/ensure_python.sh failed: ${tail(out.stderr, 3)}`;
+}
+
+async function kafkaPythonVersion(): Promise<string> {
+  const out = await runProcess(SYSTEM_PYTHON, ["-c", "import kafka; print(kafka.__version__)"]);
+  return `kafka-python ${out.stdout.trim() || "?"}`;
+}
+
+async function pythonBaseline(
+  access: StackAccess,
+  suffix: string,
+  tickets: number,
+): Promise<PythonFigure> {
+  const missing = await ensurePython();
+  if (missing) return { error: missing };
+  const scope = new CleanupScope();
+  const groupId = benchName("python", suffix);
+  try {
+    const name = await freshPipeline(access, scope, "python", suffix, [groupId]);
+    progress(`python baseline: producing ${tickets} tickets`);
+    await runProducer({ kafka: access.connection.kafka, topic: name, num: tickets });
+    progress(`python baseline: kafka-python + psycopg2, one INSERT and commit per message`);
+    const out = await runProcess(SYSTEM_PYTHON, [
+      join(ROOT, "bench/baseline.py"),
+      "--bootstrap",
+      access.bootstrap,
+      "--security-protocol",
+      access.protocol,
+      "--cert-path",
+      access.certPath,
+      "--topic",
+      name,
+      "--table",
+      name,
+      "--group-id",
+      groupId,
+      "--num",
+      String(tickets),
+    ], { env: { POSTGRES_URI: access.connection.postgresUri } });
+    const result = parseBaselineOutput(out.stdout);
+    if (out.code !== 0 || !result) {
+      return {
+        error: `bench/baseline.py exited with code ${out.code}: ${
+          tail(out.stderr || out.stdout, 3)
+        }`,
+      };
+    }
+    const { rows } = await countRows(access, name);
+    progress(`python baseline: ${Math.round(result.ticketsPerSecond)} tickets/s`);
+    return { ...result, client: await kafkaPythonVersion(), rows };
+  } catch (error) {
+    return { error: messageOf(error) };
+  } finally {
+    await scope.close();
+  }
+}
+
+function parseBaselineOutput(stdout: string): ThroughputFigure | undefined {
+  try {
+    const last = JSON.parse(stdout.trim().split("\n").at(-1) ?? "");
+    if (typeof last.ticketsPerSecond !== "number") return undefined;
+    return {
+      tickets: last.messages,
+      seconds: last.seconds,
+      ticketsPerSecond: last.ticketsPerSecond,
+    };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,368 @@
+/**
+ * Sink throughput into PostgreSQL: our `writeBatch` (batches of 5,000 parsed tickets) against one
+ * autocommitted INSERT per row (the original Python project's way) and `psql \copy` from CSV (the
+ * database's practical limit). Each runs into a fresh table, dropped afterwards.
+ * @module
+ */
+import { join } from "node:path";
+import { setupDatabase } from "../lib/db_setup.ts";
+import { parsePostgresUri } from "../lib/postgres_uri.ts";
+import type { PoolClient } from "../lib/postgres.ts";
+import { qualify } from "../lib/schema.ts";
+import {
+  type Batch,
+  type IncomingRow,
+  type SinkStatements,
+  sinkStatements,
+  writeBatch,
+} from "../lib/sink.ts";
+import { encodeTicket, parseTicket, type Ticket } from "../lib/tickets.ts";
+import {
+  benchName,
+  CleanupScope,
+  openDatabase,
+  perSecond,
+  progress,
+  ratio,
+  releaseAccess,
+  runProcess,
+  sampleTickets,
+  type StackAccess,
+  stackAccess,
+  tail,
+  timed,
+} from "./common.ts";
+
+/** Tickets per `writeBatch` call, as the consumer's default batch size. */
+export const SINK_BATCH_SIZE = 5000;
+/** Partitions written in parallel in the consumer-shaped variant (the topic default). */
+const PARALLEL_PARTITIONS = 3;
+/** Tries of one batch that lost a seat race or a deadlock to another partition's batch. */
+const MAX_ATTEMPTS = 10;
+
+/** Sizes of the sink benchmark. */
+export interface SinkSizes {
+  /** Rows for writeBatch and for \copy. */
+  rows: number;
+  /** Rows for the one-INSERT-per-row baseline. */
+  rowAtATimeRows: number;
+}
+
+/** One write path's measured throughput (rows: tickets handled, stored or refused). */
+export interface RowsFigure {
+  rows: number;
+  seconds: number;
+  rowsPerSecond: number;
+}
+
+/** writeBatch's figure: also what it stored, refused (SEAT_TAKEN) and retried. */
+export type WriteBatchFigure = RowsFigure & WriteCounts;
+
+/** Results of {@linkcode benchSink}. */
+export interface SinkResults {
+  batchSize: number;
+  /** writeBatch, batches in sequence on one connection: the figure compared with the baselines. */
+  ours: WriteBatchFigure;
+  /** writeBatch, 3 partitions written in parallel on a pool of 4, as the consumer does. */
+  oursParallel: WriteBatchFigure & { partitions: number };
+  rowAtATime: RowsFigure;
+  /** `psql \copy` time as psql's `\timing` reports it; `wallSeconds` adds start and connection. */
+  copy: RowsFigure & { wallSeconds: number };
+  ratios: { vsRowAtATime: number | null; vsCopy: number | null; parallelVsCopy: number | null };
+}
+
+const COLUMNS = [
+  "ticket_id",
+  "theater",
+  "movie",
+  "name",
+  "email",
+  "phone_number",
+  "seats",
+  "showtime",
+  "price_amount",
+  "price_currency",
+  "purchased_at",
+  "kafka_topic",
+  "kafka_partition",
+  "kafka_offset",
+  "published_at",
+] as const;
+
+/** Runs the write paths on the same generated rows. */
+export async function benchSink(suffix: string, sizes: SinkSizes): Promise<SinkResults> {
+  const access = await stackAccess("SSL");
+  const scope = new CleanupScope();
+  try {
+    const rows = parsedRows(sizes.rows);
+    const ours = await oursSequential(access, scope, suffix, rows);
+    const oursParallel = await oursInParallel(access, scope, suffix, rows);
+    const rowAtATime = await insertRowAtATime(
+      access,
+      scope,
+      suffix,
+      rows.slice(0, sizes.rowAtATimeRows),
+    );
+    const copy = await psqlCopy(access, scope, suffix, rows);
+    return {
+      batchSize: SINK_BATCH_SIZE,
+      ours,
+      oursParallel,
+      rowAtATime,
+      copy,
+      ratios: {
+        vsRowAtATime: ratio(ours.rowsPerSecond, rowAtATime.rowsPerSecond),
+        vsCopy: ratio(ours.rowsPerSecond, copy.rowsPerSecond),
+        parallelVsCopy: ratio(oursParallel.rowsPerSecond, copy.rowsPerSecond),
+      },
+    };
+  } finally {
+    await scope.close();
+    await releaseAccess(access);
+  }
+}
+
+/** Generated tickets, encoded and parsed back as the consumer does (outside the timing). */
+function parsedRows(count: number): IncomingRow[] {
+  const publishedAt = new Date();
+  return sampleTickets(count, 42).map((ticket, i) => {
+    const value = encodeTicket(ticket);
+    const parsed = parseTicket(value);
+    if (!parsed.ok) throw new Error(`generated ticket does not parse: ${parsed.detail}`);
+    return { ticket: parsed.ticket, offset: String(i), value, publishedAt };
+  });
+}
+
+/** Makes a fresh ticket table (and the shared pipeline tables); drops it at scope close. */
+async function freshTable(
+  access: StackAccess,
+  scope: CleanupScope,
+  table: string,
+  groupIds: string[] = [],
+): Promise<void> {
+  scope.table(access, table, groupIds);
+  await setupDatabase(access.connection, { schema: "public", table });
+}
+
+function chunks<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** Stored and refused (e.g. SEAT_TAKEN) tickets of a write, and batches retried. */
+interface WriteCounts {
+  stored: number;
+  refused: number;
+  retries: number;
+}
+
+/** Writes a batch, retrying as the consumer does when two partitions' batches deadlock on seats. */
+async function writeWithRetry(client: PoolClient, sql: SinkStatements, batch: Batch) {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return { result: await writeBatch(client, sql, batch), retries: attempt - 1 };
+    } catch (error) {
+      const raced = (error as { code?: string }).code === "40P01"; // deadlock between partitions' seats
+      if (!raced || attempt >= MAX_ATTEMPTS) throw error;
+    }
+  }
+}
+
+/** Writes rows as one partition's batches, in order, each in its own transaction. */
+async function writePartition(
+  client: PoolClient,
+  table: string,
+  partition: number,
+  rows: IncomingRow[],
+): Promise<WriteCounts> {
+  const sql = sinkStatements(qualify({ schema: "public", table }));
+  const counts: WriteCounts = { stored: 0, refused: 0, retries: 0 };
+  let expected = 0n;
+  for (const chunk of chunks(rows, SINK_BATCH_SIZE)) {
+    const next = expected + BigInt(chunk.length);
+    const { result, retries } = await writeWithRetry(client, sql, {
+      groupId: table,
+      table,
+      topic: table,
+      partition,
+      expectedOffset: expected,
+      nextOffset: next,
+      rows: chunk,
+      deadLetters: [],
+    });
+    // Every ticket is either stored or refused as a dead letter (a seat sold twice).
+    if (!result.committed || result.stored + result.deadLetters !== chunk.length) {
+      throw new Error(
+        `writeBatch stored ${result.stored} and refused ${result.deadLetters} of ${chunk.length}`,
+      );
+    }
+    counts.stored += result.stored;
+    counts.refused += result.deadLetters;
+    counts.retries += retries;
+    expected = next;
+  }
+  return counts;
+}
+
+async function oursSequential(
+  access: StackAccess,
+  scope: CleanupScope,
+  suffix: string,
+  rows: IncomingRow[],
+): Promise<WriteBatchFigure> {
+  const table = benchName("sink", suffix);
+  await freshTable(access, scope, table, [table]);
+  progress(`sink: writeBatch, ${rows.length} rows in batches of ${SINK_BATCH_SIZE}, 1 connection`);
+  const db = await openDatabase(access, 4);
+  try {
+    const client = await db.pool.connect();
+    try {
+      const { seconds, value } = await timed(() => writePartition(client, table, 0, rows));
+      return { ...report("writeBatch", rows.length, seconds), ...value };
+    } finally {
+      client.release();
+    }
+  } finally {
+    await db.pool.end();
+  }
+}
+
+async function oursInParallel(
+  access: StackAccess,
+  scope: CleanupScope,
+  suffix: string,
+  rows: IncomingRow[],
+): Promise<WriteBatchFigure & { partitions: number }> {
+  const table = benchName("sink_parallel", suffix);
+  await freshTable(access, scope, table, [table]);
+  progress(`sink: writeBatch, ${rows.length} rows, ${PARALLEL_PARTITIONS} partitions in parallel`);
+  const perPartition = Math.ceil(rows.length / PARALLEL_PARTITIONS);
+  const parts = chunks(rows, perPartition);
+  const db = await openDatabase(access, 4);
+  try {
+    const { seconds, value } = await timed(() =>
+      Promise.all(parts.map(async (part, partition) => {
+        const client = await db.pool.connect();
+        try {
+          return await writePartition(client, table, partition, part);
+        } finally {
+          client.release();
+        }
+      }))
+    );
+    const counts = value.reduce((a, b) => ({
+      stored: a.stored + b.stored,
+      refused: a.refused + b.refused,
+      retries: a.retries + b.retries,
+    }));
+    return {
+      ...report("writeBatch parallel", rows.length, seconds),
+      ...counts,
+      partitions: parts.length,
+    };
+  } finally {
+    await db.pool.end();
+  }
+}
+
+/** The column values of a row, in {@linkcode COLUMNS} order. */
+function rowValues(row: IncomingRow, topic: string): (string | number | null)[] {
+  const t: Ticket = row.ticket;
+  return [
+    t.ticket_id,
+    t.theater,
+    t.movie,
+    t.name,
+    t.email,
+    t.phone_number,
+    t.seats.join(","),
+    t.showtime,
+    t.price.amount,
+    t.price.currency,
+    t.purchased_at,
+    topic,
+    0,
+    row.offset,
+    row.publishedAt?.toISOString() ?? null,
+  ];
+}
+
+async function insertRowAtATime(
+  access: StackAccess,
+  scope: CleanupScope,
+  suffix: string,
+  rows: IncomingRow[],
+): Promise<RowsFigure> {
+  const table = benchName("sink_rows", suffix);
+  await freshTable(access, scope, table);
+  progress(`sink: one autocommitted INSERT per row, ${rows.length} rows`);
+  const insert = `INSERT INTO ${qualify({ schema: "public", table }).tickets} (${
+    COLUMNS.join(", ")
+  }) VALUES (${COLUMNS.map((_, i) => `$${i + 1}`).join(", ")})`;
+  const db = await openDatabase(access, 1);
+  try {
+    const { seconds } = await timed(async () => {
+      for (const row of rows) await db.pool.query(insert, rowValues(row, table));
+    });
+    return report("row-at-a-time", rows.length, seconds);
+  } finally {
+    await db.pool.end();
+  }
+}
+
+function csvField(value: string | number | null): string {
+  if (value === null) return "";
+  return typeof value === "number" ? String(value) : `"${value.replaceAll('"', '""')}"`;
+}
+
+async function psqlCopy(
+  access: StackAccess,
+  scope: CleanupScope,
+  suffix: string,
+  rows: IncomingRow[],
+): Promise<RowsFigure & { wallSeconds: number }> {
+  const table = benchName("sink_copy", suffix);
+  await freshTable(access, scope, table);
+  const dir = await Deno.makeTempDir({ prefix: "tickets-bench-" });
+  scope.add("remove the CSV file", () => Deno.remove(dir, { recursive: true }));
+  const csv = join(dir, "tickets.csv");
+  await Deno.writeTextFile(
+    csv,
+    rows.map((row) => rowValues(row, table).map(csvField).join(",")).join("\n") + "\n",
+  );
+  progress(`sink: psql \\copy, ${rows.length} rows`);
+  const copy = `\\copy ${qualify({ schema: "public", table }).tickets} (${
+    COLUMNS.join(", ")
+  }) FROM '${csv}' WITH (FORMAT csv)`;
+  const out = await runProcess(
+    "psql",
+    ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", "-c", copy],
+    { env: psqlEnvironment(access) },
+  );
+  const ms = /Time: ([\d.]+) ms/.exec(out.stdout)?.[1];
+  if (out.code !== 0 || ms === undefined) {
+    throw new Error(`psql \\copy failed (exit ${out.code}): ${tail(out.stderr || out.stdout, 3)}`);
+  }
+  return { ...report("psql \\copy", rows.length, Number(ms) / 1000), wallSeconds: out.seconds };
+}
+
+/** libpq environment for psql: the password travels in PGPASSWORD, never on the command line. */
+function psqlEnvironment(access: StackAccess): Record<string, string> {
+  const target = parsePostgresUri(access.connection.postgresUri);
+  return {
+    PGHOST: target.host,
+    PGPORT: String(target.port),
+    PGUSER: target.user,
+    PGPASSWORD: target.password ?? "",
+    PGDATABASE: target.database,
+    PGSSLMODE: target.sslmode === "disable" ? "disable" : "require",
+    PGSSLROOTCERT: target.sslrootcert ?? join(access.certPath, "ca.pem"),
+  };
+}
+
+function report(what: string, rows: number, seconds: number): RowsFigure {
+  const figure = { rows, seconds, rowsPerSecond: perSecond(rows, seconds) };
+  progress(`sink: ${what} ${Math.round(figure.rowsPerSecond)} rows/s`);
+  return figure;
+}

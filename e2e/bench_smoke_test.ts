@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ROOT } from "../lib/testing.ts";
+
+/** Figures every smoke run must record as numbers, by section (no thresholds: tiny sizes). */
+const FIGURES: Record<string, string[]> = {
+  producer: [
+    "ours.ticketsPerSecond",
+    "naive.ticketsPerSecond",
+    "producerPerformance.recordsPerSecond",
+    "ratios.vsNaive",
+    "ratios.vsProducerPerformance",
+  ],
+  sink: [
+    "ours.rowsPerSecond",
+    "oursParallel.rowsPerSecond",
+    "rowAtATime.rowsPerSecond",
+    "copy.rowsPerSecond",
+    "ratios.vsRowAtATime",
+    "ratios.vsCopy",
+  ],
+  e2e: [
+    "produce.ticketsPerSecond",
+    "consume.ticketsPerSecond",
+    "python.ticketsPerSecond",
+    "ratios.vsPython",
+  ],
+  latency: ["p50Ms", "p99Ms", "maxMs", "rows"],
+  memory: ["consumerPeakRssMiB"],
+};
+
+function at(value: unknown, path: string): unknown {
+  return path.split(".").reduce<unknown>(
+    (v, key) => (v as Record<string, unknown> | undefined)?.[key],
+    value,
+  );
+}
+
+Deno.test("bench/run.ts main() --smoke exits 0 and records every section's figures", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bench-smoke-" });
+  try {
+    const out = join(dir, "results.json");
+    const run = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", join(ROOT, "bench/run.ts"), "--smoke", "--out", out],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(run.stderr);
+    assert.equal(run.code, 0, `bench/run.ts --smoke failed:\n${stderr}`);
+    const results = JSON.parse(await Deno.readTextFile(out));
+    assert.equal(results.smoke, true);
+    for (const [section, paths] of Object.entries(FIGURES)) {
+      const figures = results.sections[section];
+      assert.ok(figures && !("error" in figures), `section ${section}: ${figures?.error}`);
+      for (const path of paths) {
+        const value = at(figures, path);
+        assert.ok(
+          typeof value === "number" && Number.isFinite(value),
+          `${section}.${path} is ${value}`,
+        );
+      }
+    }
+    assert.equal(results.sections.e2e.consume.exact, true, "every ticket stored exactly once");
+    assert.equal(results.targets.length, 8);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
