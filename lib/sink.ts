@@ -82,9 +82,13 @@ export function sinkStatements(q: QualifiedNames) {
       ON CONFLICT (ticket_id) DO NOTHING
       RETURNING kafka_offset`,
     claimSeats: `INSERT INTO ${q.seats} (theater, movie, showtime, seat, ticket_id)
-      SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
-      ON CONFLICT DO NOTHING
-      RETURNING ticket_id, seat`,
+      SELECT u.theater, u.movie, u.showtime, s.seat, u.id
+      FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
+        AS u(theater, movie, showtime, id, seats),
+        unnest(string_to_array(u.seats, ',')) AS s(seat)
+      ON CONFLICT DO NOTHING`,
+    claimedSeats: `SELECT ticket_id, seat FROM ${q.seats} WHERE ticket_id = ANY($1::text[])`,
+    storedSeats: `SELECT ticket_id, seats FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
     seatOwners: `SELECT s.theater, s.movie, s.showtime, s.seat, s.ticket_id
       FROM ${q.seats} s
       WHERE (s.theater, s.movie, s.showtime, s.seat) IN (
@@ -155,6 +159,14 @@ function seatColumns(rows: IncomingRow[], withTicket: boolean): string[][] {
   return cols;
 }
 
+/** Seats held by tickets stored before this batch, per ticket_id (a ticket's seats are its row's). */
+async function ownersBefore(client: PoolClient, sql: SinkStatements, rows: IncomingRow[]) {
+  const stored = await client.query<{ ticket_id: string; seats: string }>(sql.storedSeats, [
+    [...new Set(rows.map((r) => r.ticket.ticket_id))],
+  ]);
+  return new Map(stored.rows.map((r) => [r.ticket_id, new Set(r.seats.split(","))]));
+}
+
 /** Seats one batch took, per ticket_id. */
 type Claims = Map<string, string[]>;
 
@@ -165,12 +177,37 @@ type Claims = Map<string, string[]>;
  * letters and give back what they took.
  */
 async function claimSeats(client: PoolClient, sql: SinkStatements, rows: IncomingRow[]) {
-  const claimed = await client.query<{ ticket_id: string; seat: string }>(
-    sql.claimSeats,
-    seatColumns(rows, true),
-  );
+  const total = rows.reduce((n, r) => n + r.ticket.seats.length, 0);
+  const claimed = await client.query(sql.claimSeats, [
+    rows.map((r) => r.ticket.theater),
+    rows.map((r) => r.ticket.movie),
+    rows.map((r) => r.ticket.showtime),
+    rows.map((r) => r.ticket.ticket_id),
+    rows.map((r) => r.ticket.seats.join(",")),
+  ]);
   const claims: Claims = new Map();
-  for (const r of claimed.rows) {
+  if (claimed.rowCount === total) {
+    for (const r of rows) {
+      claims.set(r.ticket.ticket_id, [
+        ...(claims.get(r.ticket.ticket_id) ?? []),
+        ...r.ticket.seats,
+      ]);
+    }
+    return {
+      accepted: rows,
+      refusedRows: [] as IncomingRow[],
+      refused: [] as DeadLetter[],
+      claims,
+    };
+  }
+  // the rare path: some seat was taken (or a ticket seen before): learn who holds what
+  const mine = await client.query<{ ticket_id: string; seat: string }>(sql.claimedSeats, [
+    [...new Set(rows.map((r) => r.ticket.ticket_id))],
+  ]);
+  const before = await ownersBefore(client, sql, rows);
+  for (const r of mine.rows) {
+    // seats this batch took are those held by the id now that it did not hold before the batch
+    if (before.get(r.ticket_id)?.has(r.seat)) continue;
     claims.set(r.ticket_id, [...(claims.get(r.ticket_id) ?? []), r.seat]);
   }
   const short = rows.filter((r) =>
