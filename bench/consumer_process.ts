@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { CONSUMER_SPEC } from "../lib/args.ts";
-import { defaultGroupId } from "../lib/consumer.ts";
+import { CONSUMER_V8_FLAGS, defaultGroupId } from "../lib/consumer.ts";
 import { createKafka } from "../lib/kafka.ts";
 import { PeakRssWatcher, progress, ROOT, type StackAccess, tail } from "./common.ts";
 import { type ConsumerSummaryLine, parseConsumerSummary } from "./parse.ts";
@@ -32,6 +32,7 @@ export function consumerArgs(
   const args = [
     "run",
     "-A",
+    CONSUMER_V8_FLAGS,
     join(ROOT, "consumer.ts"),
     "--creds",
     access.credsPath,

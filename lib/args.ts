@@ -127,7 +127,7 @@ export const CONSUMER_SPEC: CommandSpec = {
     "fetch-max-bytes": {
       type: "string",
       description: "bytes fetched per partition per request",
-      default: "4194304",
+      default: "1048576",
     },
     "fetch-max-wait": {
       type: "string",
@@ -253,7 +253,7 @@ export function parseConsumerArgs(args: string[]): ConsumerOptions | undefined {
     maxBytesPerPartition: problems.integer(
       values,
       "fetch-max-bytes",
-      4 * 1024 * 1024,
+      1024 * 1024,
       1024,
       256 * 1024 * 1024,
     ),
