@@ -15,7 +15,6 @@ import { ACKS, COMPRESSIONS, type ProducerOptions } from "./producer.ts";
 import type { ConsumerOptions } from "./consumer.ts";
 import { isValidTopicName } from "./kafka.ts";
 import { checkIdentifier } from "./schema.ts";
-import { AppError } from "./errors.ts";
 import { DEFAULT_METRICS_LOG } from "./metrics.ts";
 
 /** Flags of the metrics history, shared by producer and consumer. */
@@ -169,12 +168,7 @@ function checkTopic(problems: Problems, values: FlagValues): string {
 }
 
 function checkName(problems: Problems, kind: string, value: string): void {
-  if (!value) return;
-  try {
-    checkIdentifier(kind, value);
-  } catch (error) {
-    problems.add((error as AppError).message);
-  }
+  if (value) problems.attempt(() => checkIdentifier(kind, value));
 }
 
 /** Options of db_setup. */

@@ -63,13 +63,8 @@ export async function authSetup(args: string[]): Promise<number> {
     const topic = stringFlag(values, "topic-name");
     const table = stringFlag(values, "table-name");
     const schema = stringFlag(values, "schema") ?? "public";
-    for (const [kind, name] of [["table name", table], ["schema name", schema]] as const) {
-      try {
-        if (name !== undefined) checkIdentifier(kind, name);
-      } catch (error) {
-        problems.add((error as Error).message);
-      }
-    }
+    if (table !== undefined) problems.attempt(() => checkIdentifier("table name", table));
+    problems.attempt(() => checkIdentifier("schema name", schema));
     problems.throwIfAny();
     const lines = await checkServices(connection, { topic, table, schema });
     for (const line of lines) console.log(line.text);

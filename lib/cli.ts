@@ -4,7 +4,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { AppError } from "./errors.ts";
+import { AppError, messageOf } from "./errors.ts";
 import { type LogLevel, setLogLevel } from "./log.ts";
 
 /** One flag of a command. */
@@ -101,6 +101,15 @@ export class Problems {
   throwIfAny(code: "BAD_INPUT" | "USAGE" = "USAGE"): void {
     if (this.list.length === 0) return;
     throw new AppError(code, this.list.join("; "));
+  }
+
+  /** Runs a check that throws on bad input, recording its message instead. */
+  attempt(check: () => unknown): void {
+    try {
+      check();
+    } catch (error) {
+      this.add(messageOf(error));
+    }
   }
 
   /** Reads an integer flag within [min, max]; records a problem and returns undefined if bad. */

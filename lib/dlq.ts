@@ -72,14 +72,8 @@ export async function deadLetters(args: string[]): Promise<number> {
   const problems = new Problems();
   const schema = stringFlag(values, "schema") ?? "public";
   const table = stringFlag(values, "table-name");
-  for (const [kind, name] of [["schema name", schema], ["table name", table]] as const) {
-    if (name === undefined) continue;
-    try {
-      checkIdentifier(kind, name);
-    } catch (error) {
-      problems.add((error as Error).message);
-    }
-  }
+  problems.attempt(() => checkIdentifier("schema name", schema));
+  if (table !== undefined) problems.attempt(() => checkIdentifier("table name", table));
   const limit = problems.integer(values, "limit", 50, 1, 1_000_000) ?? 50;
   const ids = stringFlag(values, "id")?.split(",").map((s) => s.trim());
   if (ids && !ids.every((id) => /^\d+$/.test(id))) {

@@ -239,11 +239,7 @@ export async function selfTest(args: string[]): Promise<number> {
   const num = problems.integer(values, "num", 10, 1, 100_000) ?? 10;
   const entryFlag = stringFlag(values, "entry") ?? bare[0];
   const schema = stringFlag(values, "schema") ?? "public";
-  try {
-    checkIdentifier("schema name", schema);
-  } catch (error) {
-    problems.add((error as Error).message);
-  }
+  problems.attempt(() => checkIdentifier("schema name", schema));
   problems.throwIfAny();
   const id = crypto.randomUUID().slice(0, 8);
   const session: Session = {

@@ -297,13 +297,8 @@ export async function verify(args: string[]): Promise<number> {
   }
   const table = problems.required(values, "table-name");
   const schema = stringFlag(values, "schema") ?? "public";
-  for (const [kind, name] of [["table name", table], ["schema name", schema]] as const) {
-    try {
-      if (name) checkIdentifier(kind, name);
-    } catch (error) {
-      problems.add((error as Error).message);
-    }
-  }
+  if (table) problems.attempt(() => checkIdentifier("table name", table));
+  problems.attempt(() => checkIdentifier("schema name", schema));
   const examples = problems.integer(values, "examples", 10, 0, 1_000_000) ?? 10;
   problems.throwIfAny();
   const connection = resolveConnection(values, { kafka: true, postgres: true });
