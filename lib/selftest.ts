@@ -60,11 +60,14 @@ interface Session {
   num: number;
   produced: Map<string, Ticket>;
   tableCreated: boolean;
+  /** Something was created in Kafka or PostgreSQL, so there is something to clean up. */
+  touched: boolean;
 }
 
 type Check = (s: Session) => Promise<string>;
 
 async function publishAndReadBack(s: Session): Promise<string> {
+  s.touched = true;
   const sent: Ticket[] = [];
   await runProducer({
     kafka: s.connection.kafka,
@@ -125,6 +128,7 @@ async function query<T>(s: Session, text: string, params: unknown[] = []): Promi
 }
 
 async function createTable(s: Session): Promise<string> {
+  s.touched = true;
   const name = await setupDatabase(s.connection, { schema: s.schema, table: s.table });
   s.tableCreated = true;
   return `created ${name}`;
@@ -250,6 +254,7 @@ export async function selfTest(args: string[]): Promise<number> {
     num,
     produced: new Map(),
     tableCreated: false,
+    touched: false,
   };
   let failed = false;
   const interactive = entryFlag === undefined && Deno.stdin.isTerminal();
@@ -287,7 +292,7 @@ export async function selfTest(args: string[]): Promise<number> {
     }
   } finally {
     rl.close();
-    if (!values.keep) await cleanup(session);
+    if (!values.keep && session.touched) await cleanup(session);
   }
   return failed ? 1 : 0;
 }
