@@ -167,6 +167,19 @@ function poolConfig(
 }
 
 /**
+ * A pool whose connections, killed by the server (restart, pg_terminate_backend), cannot crash
+ * the process, whether idle in the pool or checked out between two queries: the loss is logged,
+ * the next query on that connection fails and the caller's retry takes a fresh one.
+ */
+function newPool(config: pg.PoolConfig): pg.Pool {
+  const pool = new pg.Pool(config);
+  const lost = (error: Error) => log("warn", `PostgreSQL connection lost: ${messageOf(error)}`);
+  pool.on("error", lost);
+  pool.on("connect", (client) => client.on("error", lost));
+  return pool;
+}
+
+/**
  * Creates a pool and proves it works with one query, so a bad URI, password or certificate fails
  * here with a clear message. `allow`/`prefer` fall back to plain text only when the server has no SSL.
  */
@@ -178,7 +191,7 @@ export async function createPool(options: PoolOptions): Promise<Database> {
     throw new AppError("BAD_INPUT", `PostgreSQL URI ${messageOf(error)}`);
   }
   let ssl = tlsOptions(target, options.certPath);
-  let pool = new pg.Pool(poolConfig(target, ssl, options));
+  let pool = newPool(poolConfig(target, ssl, options));
   try {
     await pool.query("select 1");
   } catch (error) {
@@ -187,7 +200,7 @@ export async function createPool(options: PoolOptions): Promise<Database> {
       /does not support SSL/i.test(messageOf(error));
     if (!fallback) throw describePgError(error, target);
     ssl = false;
-    pool = new pg.Pool(poolConfig(target, ssl, options));
+    pool = newPool(poolConfig(target, ssl, options));
     try {
       await pool.query("select 1");
     } catch (error2) {
@@ -195,7 +208,5 @@ export async function createPool(options: PoolOptions): Promise<Database> {
       throw describePgError(error2, target);
     }
   }
-  // An idle connection killed by the server (restart, pg_terminate_backend) must not crash us.
-  pool.on("error", (error) => log("warn", `PostgreSQL connection lost: ${messageOf(error)}`));
   return { pool, target, label: describeTarget(target) };
 }
