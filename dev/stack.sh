@@ -263,17 +263,21 @@ kafka_wait() {
   log "kafka up on 127.0.0.1:9093 (ssl), 9092 (plaintext), 9094 (sasl_ssl), pid $(kafka_pid)"
 }
 
+# stop_pid NAME PID: SIGTERM, wait up to 30 s, then SIGKILL and wait up to 5 s more.
+stop_pid() {
+  local name="$1" pid="$2" i
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  log "$name did not stop within 30s, sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+}
+
 kafka_stop() {
   local pid; pid="$(kafka_pid)"
   if [[ -z "$pid" ]]; then log "kafka: not running"; return 0; fi
   log "stopping Kafka (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local i; for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "kafka did not stop within 30s, sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
+  stop_pid kafka "$pid"
   rm -f "$KPID"
 }
 
@@ -463,12 +467,7 @@ epg_stop() {
   local pid; pid="$(epg_pid)"
   if [[ -z "$pid" ]]; then log "embedded postgres: not running"; return 0; fi
   log "stopping the embedded PostgreSQL (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local i; for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "embedded postgres did not stop within 30s, sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
+  stop_pid "embedded postgres" "$pid"
   rm -f "$EPGPID"
 }
 

@@ -7,7 +7,7 @@ import { runConsumer } from "../lib/consumer.ts";
 import { setupDatabase } from "../lib/db_setup.ts";
 import { runProducer } from "../lib/producer.ts";
 import { qualify } from "../lib/schema.ts";
-import { sameTicket } from "../lib/sink.ts";
+import { sameTicket, type StoredTicketRow } from "../lib/sink.ts";
 import { type Ticket, TicketGenerator } from "../lib/tickets.ts";
 import {
   deleteTopics,
@@ -19,19 +19,7 @@ import {
   writeStackCreds,
 } from "../lib/testing.ts";
 
-interface Row {
-  ticket_id: string;
-  theater: string;
-  movie: string;
-  name: string;
-  email: string;
-  phone_number: string;
-  seats: string;
-  showtime: Date;
-  price_amount: number;
-  price_currency: string;
-  purchased_at: Date;
-}
+type Row = StoredTicketRow;
 
 async function tableRows(table: string): Promise<Row[]> {
   return await sql<Row>(

@@ -15,7 +15,7 @@ import { createKafka, withDeadline } from "./kafka.ts";
 import { createPool } from "./postgres.ts";
 import { runProducer } from "./producer.ts";
 import { checkIdentifier, OFFSETS_TABLE, qualify, quoteIdent } from "./schema.ts";
-import { sameTicket } from "./sink.ts";
+import { sameTicket, type StoredTicketRow } from "./sink.ts";
 import type { Ticket } from "./tickets.ts";
 import { formatVerifyReport, verifyPipeline } from "./verify.ts";
 
@@ -167,7 +167,7 @@ async function consumerStores(s: Session): Promise<string> {
 
 async function dataStored(s: Session): Promise<string> {
   if (s.produced.size === 0) await consumerStores(s);
-  const rows = await query<Parameters<typeof sameTicket>[0]>(
+  const rows = await query<StoredTicketRow>(
     s,
     `SELECT ticket_id, theater, movie, name, email, phone_number, seats, showtime,
        price_amount::float8 AS price_amount, price_currency, purchased_at

@@ -117,7 +117,8 @@ export function sinkStatements(q: QualifiedNames) {
 /** SQL of a table's batch writes. */
 export type SinkStatements = ReturnType<typeof sinkStatements>;
 
-interface ExistingRow {
+/** A stored ticket row, in the form `sameTicket` compares. */
+export interface StoredTicketRow {
   ticket_id: string;
   theater: string;
   movie: string;
@@ -132,7 +133,7 @@ interface ExistingRow {
 }
 
 /** True when a stored row holds the same ticket. */
-export function sameTicket(row: ExistingRow, t: Ticket): boolean {
+export function sameTicket(row: StoredTicketRow, t: Ticket): boolean {
   return row.theater === t.theater && row.movie === t.movie && row.name === t.name &&
     row.email === t.email && row.phone_number === t.phone_number &&
     row.seats === t.seats.join(",") && row.showtime.getTime() === Date.parse(t.showtime) &&
@@ -342,7 +343,7 @@ export async function writeBatch(
       }
       if (fresh.length > 0) await insertTransactions(client, sql, fresh);
       if (result.stored < accepted.length) {
-        const existing = await client.query<ExistingRow>(sql.selectExisting, [
+        const existing = await client.query<StoredTicketRow>(sql.selectExisting, [
           [...new Set(skipped.map((r) => r.ticket.ticket_id))],
         ]);
         const byId = new Map(existing.rows.map((r) => [r.ticket_id, r]));
