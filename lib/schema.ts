@@ -72,7 +72,7 @@ export function schemaStatements(names: TableNames): string[] {
   return [
     `CREATE SCHEMA IF NOT EXISTS ${schema}`,
     `CREATE TABLE IF NOT EXISTS ${q.tickets} (
-      ticket_id       text PRIMARY KEY,
+      ticket_id       text COLLATE "C" PRIMARY KEY,
       theater         text NOT NULL,
       movie           text NOT NULL,
       name            text NOT NULL,
@@ -90,19 +90,16 @@ export function schemaStatements(names: TableNames): string[] {
       stored_at       timestamptz NOT NULL DEFAULT clock_timestamp()
     )`,
     `CREATE TABLE IF NOT EXISTS ${q.seats} (
-      theater     text NOT NULL,
-      movie       text NOT NULL,
+      theater     text COLLATE "C" NOT NULL,
+      movie       text COLLATE "C" NOT NULL,
       showtime    timestamptz NOT NULL,
-      seat        text NOT NULL,
+      seat        text COLLATE "C" NOT NULL,
       ticket_id   text NOT NULL,
-      PRIMARY KEY (theater, movie, showtime, seat)
+      PRIMARY KEY (showtime, seat, theater, movie)
     )`,
-    `CREATE INDEX IF NOT EXISTS ${
-      quoteIdent(`${names.table}_seats_ticket`)
-    } ON ${q.seats} (ticket_id)`,
     `CREATE TABLE IF NOT EXISTS ${q.transactions} (
       transaction_id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-      ticket_id   text NOT NULL UNIQUE,
+      ticket_id   text COLLATE "C" NOT NULL UNIQUE,
       amount      numeric(12,2) NOT NULL,
       currency    char(3) NOT NULL,
       status      text NOT NULL DEFAULT 'PAID',

@@ -4,7 +4,7 @@ import { createPool } from "./postgres.ts";
 import { qualify } from "./schema.ts";
 import { type Batch, sinkStatements, storedOffsets, writeBatch } from "./sink.ts";
 import { stackConnection, stackInfo, uniqueSuffix } from "./testing.ts";
-import { encodeTicket, TicketGenerator } from "./tickets.ts";
+import { encodeTicket, type Ticket, TicketGenerator } from "./tickets.ts";
 
 async function withTable(
   fn: (table: string, q: ReturnType<typeof qualify>, pool: import("pg").Pool) => Promise<void>,
@@ -21,9 +21,10 @@ async function withTable(
   try {
     await fn(table, q, db.pool);
   } finally {
-    await db.pool.query(`DROP TABLE ${q.tickets}`);
+    await db.pool.query(`DROP TABLE ${q.tickets}, ${q.seats}, ${q.transactions}`);
     await db.pool.query(`DELETE FROM ${q.offsets} WHERE group_id = $1`, [`g_${table}`]);
     await db.pool.query(`DELETE FROM ${q.conflicts} WHERE target_table = $1`, [table]);
+    await db.pool.query(`DELETE FROM ${q.deadLetters} WHERE target_table = $1`, [table]);
     await db.pool.end();
   }
 }
@@ -93,6 +94,81 @@ Deno.test("writeBatch() keeps the first of a ticket_id: same content is a duplic
         [table],
       );
       assert.deepEqual(conflicts.rows, [{ ticket_id: t.ticket_id, offset: "2" }]);
+    } finally {
+      client.release();
+    }
+  });
+});
+
+/** Every sold seat as `ticket_id:showtime:seat`, sorted. */
+async function soldSeats(client: import("pg").PoolClient, q: ReturnType<typeof qualify>) {
+  const { rows } = await client.query<{ k: string }>(
+    `SELECT ticket_id || ':' || extract(epoch FROM showtime)::bigint || ':' || seat AS k
+     FROM ${q.seats} ORDER BY 1`,
+  );
+  return rows.map((r) => r.k);
+}
+
+function seatsOf(...tickets: Ticket[]): string[] {
+  return tickets.flatMap((t) =>
+    t.seats.map((seat) => `${t.ticket_id}:${Date.parse(t.showtime) / 1000}:${seat}`)
+  ).sort();
+}
+
+Deno.test("writeBatch() refuses only the ticket whose seat is sold; the others keep theirs and nothing leaks", async () => {
+  await withTable(async (table, q, pool) => {
+    const sql = sinkStatements(q);
+    const gen = new TicketGenerator({ seed: 7 });
+    const [a, b, d] = [gen.next(), gen.next(), gen.next()];
+    // c wants a's first seat plus one a does not have
+    const c: Ticket = {
+      ...gen.next(),
+      theater: a.theater,
+      movie: a.movie,
+      showtime: a.showtime,
+      seats: [a.seats[0]!, "Z99"],
+    };
+    const client = await pool.connect();
+    try {
+      await writeBatch(client, sql, batchOf(table, 0n, [a]));
+      const second = await writeBatch(client, sql, batchOf(table, 1n, [b, c, d]));
+      assert.deepEqual(
+        [second.committed, second.stored, second.seatTaken, second.deadLetters],
+        [true, 2, 1, 1],
+      );
+      assert.deepEqual(await soldSeats(client, q), seatsOf(a, b, d));
+      const tx = await client.query(`SELECT ticket_id FROM ${q.transactions} ORDER BY 1`);
+      assert.deepEqual(tx.rows.map((r) => r.ticket_id), [a, b, d].map((t) => t.ticket_id).sort());
+      const dead = await client.query(
+        `SELECT reason, "offset" FROM ${q.deadLetters} WHERE target_table = $1`,
+        [table],
+      );
+      assert.deepEqual(dead.rows, [{ reason: "SEAT_TAKEN", offset: "2" }]);
+      assert.equal((await storedOffsets(client, q, `g_${table}`, "t")).get(0), 4n);
+    } finally {
+      client.release();
+    }
+  });
+});
+
+Deno.test("writeBatch() stores a ticket sent twice in one batch once, and a new version for another show keeps no seat", async () => {
+  await withTable(async (table, q, pool) => {
+    const sql = sinkStatements(q);
+    const gen = new TicketGenerator({ seed: 11 });
+    const [t, u] = [gen.next(), gen.next()];
+    const client = await pool.connect();
+    try {
+      const first = await writeBatch(client, sql, batchOf(table, 0n, [t, u, t]));
+      assert.deepEqual([first.stored, first.duplicates, first.conflicts], [2, 1, 0]);
+      const moved: Ticket = {
+        ...t,
+        showtime: new Date(Date.parse(t.showtime) + 86_400_000).toISOString(),
+      };
+      const second = await writeBatch(client, sql, batchOf(table, 3n, [moved]));
+      assert.deepEqual([second.stored, second.conflicts, second.seatTaken], [0, 1, 0]);
+      assert.deepEqual(await soldSeats(client, q), seatsOf(t, u));
+      const { rows } = await client.query(`SELECT count(*)::int AS n FROM ${q.transactions}`);
+      assert.equal(rows[0].n, 2);
     } finally {
       client.release();
     }
