@@ -10,6 +10,7 @@ import { qualify } from "../lib/schema.ts";
 import {
   collect,
   deleteTopics,
+  dropPipeline,
   spawnScript,
   sql,
   stack,
@@ -51,9 +52,7 @@ async function withCase(name: string, fn: (c: Case) => Promise<void>): Promise<v
     // whatever happened, the stack is whole again for the next case
     await stack("up", "postgres");
     await stack("up", "kafka");
-    const q = qualify({ schema: "public", table });
-    await sql(`DROP TABLE IF EXISTS ${q.tickets}`);
-    await sql(`DELETE FROM ${q.offsets} WHERE topic = $1`, [topic]);
+    await dropPipeline(table);
     await deleteTopics(connection, [topic]).catch(() => {});
   }
 }

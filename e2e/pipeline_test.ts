@@ -11,6 +11,7 @@ import { sameTicket, type StoredTicketRow } from "../lib/sink.ts";
 import { type Ticket, TicketGenerator } from "../lib/tickets.ts";
 import {
   deleteTopics,
+  dropPipeline,
   runScript,
   spawnScript,
   sql,
@@ -37,13 +38,6 @@ async function counts(table: string): Promise<{ n: number; distinct: number }> {
     }`,
   );
   return { n: Number(row!.n), distinct: Number(row!.d) };
-}
-
-async function dropTable(table: string) {
-  const q = qualify({ schema: "public", table });
-  await sql(`DROP TABLE IF EXISTS ${q.tickets}`);
-  await sql(`DELETE FROM ${q.deadLetters} WHERE target_table = $1`, [table]);
-  await sql(`DELETE FROM ${q.offsets} WHERE group_id LIKE $1`, [`%${table}%`]);
 }
 
 Deno.test("pipeline stores 1,000 tickets exactly as produced, and a second consumer run adds nothing", async () => {
@@ -76,7 +70,7 @@ Deno.test("pipeline stores 1,000 tickets exactly as produced, and a second consu
     assert.equal(second.stored, 0);
     assert.equal((await counts(table)).n, 1000);
   } finally {
-    await dropTable(table);
+    await dropPipeline(table);
     await deleteTopics(connection, [topic]);
   }
 });
@@ -131,7 +125,7 @@ Deno.test("consumer killed with SIGKILL mid-stream and restarted stores 100,000 
     );
     assert.equal(Number(missing!.n), 0);
   } finally {
-    await dropTable(table);
+    await dropPipeline(table);
     await deleteTopics(connection, [topic]);
   }
 });
@@ -178,7 +172,7 @@ Deno.test("a message that is not a ticket goes to dead letters; the good ones ar
     assert.equal(dead[0]!.offset, "11");
     assert.equal(dead[0]!.topic, topic);
   } finally {
-    await dropTable(table);
+    await dropPipeline(table);
     await deleteTopics(connection, [topic]);
   }
 });
@@ -212,7 +206,7 @@ Deno.test("db_setup creates the tables and is harmless when run twice", async ()
     ]);
     assert.equal(row!.t, table);
   } finally {
-    await dropTable(table);
+    await dropPipeline(table);
   }
 });
 
@@ -260,7 +254,7 @@ Deno.test("SIGINT and SIGTERM stop producer and consumer gracefully: batch commi
     assert.match(new TextDecoder().decode(cOut.stdout), /^consumed \d+ messages/m);
     assert.equal((await counts(table)).n, sent);
   } finally {
-    await dropTable(table);
+    await dropPipeline(table);
     await deleteTopics(connection, [topic]);
   }
 });

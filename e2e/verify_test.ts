@@ -5,6 +5,7 @@ import { runProducer } from "../lib/producer.ts";
 import { qualify } from "../lib/schema.ts";
 import {
   deleteTopics,
+  dropPipeline,
   runScript,
   sql,
   stackConnection,
@@ -60,7 +61,7 @@ Deno.test("verify passes on a clean run and names the ids after rows are deleted
       assert.match(r.stdout, /verify: MISMATCH/);
     });
   } finally {
-    await sql(`DROP TABLE IF EXISTS ${q.tickets}`);
+    await dropPipeline(table);
     await deleteTopics(connection, [topic]);
   }
 });

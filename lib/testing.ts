@@ -8,6 +8,7 @@ import { type Connection, resolveConnection } from "./config.ts";
 import { type Creds, writeCreds } from "./creds.ts";
 import { createKafka } from "./kafka.ts";
 import { createPool } from "./postgres.ts";
+import { qualify } from "./schema.ts";
 
 /** What `deno task stack up` writes to `.stack/stack.json`. */
 export interface StackInfo {
@@ -84,6 +85,19 @@ export async function sql<T = Record<string, unknown>>(
   } finally {
     await db.pool.end();
   }
+}
+
+/**
+ * Removes what a pipeline test left in the stack's database: the ticket table with its seats and
+ * transactions tables, and the table's dead letters, conflicts and stored offsets (of groups
+ * whose id contains the table name, as every test's group does).
+ */
+export async function dropPipeline(table: string, schema = "public"): Promise<void> {
+  const q = qualify({ schema, table });
+  await sql(`DROP TABLE IF EXISTS ${q.tickets}, ${q.seats}, ${q.transactions}`);
+  await sql(`DELETE FROM ${q.deadLetters} WHERE target_table = $1`, [table]).catch(() => {});
+  await sql(`DELETE FROM ${q.conflicts} WHERE target_table = $1`, [table]).catch(() => {});
+  await sql(`DELETE FROM ${q.offsets} WHERE group_id LIKE $1`, [`%${table}%`]).catch(() => {});
 }
 
 /** Deletes topics (ignores ones that do not exist). */
