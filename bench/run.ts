@@ -49,7 +49,7 @@ export const FULL_SIZES: Sizes = {
   producerTickets: 1_000_000,
   naiveTickets: 5_000,
   sinkRows: 200_000,
-  rowAtATimeRows: 5_000,
+  rowAtATimeRows: 2_000,
   e2eTickets: 1_000_000,
   pythonTickets: 20_000,
   latencyRate: 1_000,

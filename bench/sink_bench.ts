@@ -1,7 +1,8 @@
 /**
  * Sink throughput into PostgreSQL: our `writeBatch` (batches of 5,000 parsed tickets) against one
  * autocommitted INSERT per row (the original Python project's way) and `psql \copy` from CSV (the
- * database's practical limit). Each runs into a fresh table, dropped afterwards.
+ * database's practical limit). All three write the same rows: per ticket its ticket row, one row
+ * per seat and one payment transaction, into a fresh set of tables dropped afterwards.
  * @module
  */
 import { join } from "node:path";
@@ -48,10 +49,15 @@ export interface SinkSizes {
   rowAtATimeRows: number;
 }
 
-/** One write path's measured throughput (rows: tickets handled, stored or refused). */
+/**
+ * One write path's measured throughput. `tickets`: tickets handled (stored or refused); `rows`:
+ * rows it wrote, counted in the tables afterwards (tickets + seats + transactions).
+ */
 export interface RowsFigure {
+  tickets: number;
   rows: number;
   seconds: number;
+  ticketsPerSecond: number;
   rowsPerSecond: number;
 }
 
@@ -68,6 +74,7 @@ export interface SinkResults {
   rowAtATime: RowsFigure;
   /** `psql \copy` time as psql's `\timing` reports it; `wallSeconds` adds start and connection. */
   copy: RowsFigure & { wallSeconds: number };
+  /** ours ÷ theirs, in rows/s (every path writes the same rows per ticket). */
   ratios: { vsRowAtATime: number | null; vsCopy: number | null; parallelVsCopy: number | null };
 }
 
@@ -219,7 +226,8 @@ async function oursSequential(
     const client = await db.pool.connect();
     try {
       const { seconds, value } = await timed(() => writePartition(client, table, 0, rows));
-      return { ...report("writeBatch", rows.length, seconds), ...value };
+      const written = await tableRows(access, table);
+      return { ...report("writeBatch", rows.length, written, seconds), ...value };
     } finally {
       client.release();
     }
@@ -257,7 +265,7 @@ async function oursInParallel(
       retries: a.retries + b.retries,
     }));
     return {
-      ...report("writeBatch parallel", rows.length, seconds),
+      ...report("writeBatch parallel", rows.length, await tableRows(access, table), seconds),
       ...counts,
       partitions: parts.length,
     };
@@ -288,6 +296,54 @@ function rowValues(row: IncomingRow, topic: string): (string | number | null)[] 
   ];
 }
 
+/** Columns of a seat row and of a transaction row, as the sink writes them. */
+const SEAT_COLUMNS = ["theater", "movie", "showtime", "seat", "ticket_id"] as const;
+const TRANSACTION_COLUMNS = [
+  "ticket_id",
+  "amount",
+  "currency",
+  "created_at",
+  "transaction_id",
+] as const;
+
+/** A ticket's rows in the three tables, in column order: its ticket row, seats, transaction. */
+function ticketRows(row: IncomingRow, topic: string) {
+  const t = row.ticket;
+  return {
+    ticket: rowValues(row, topic),
+    seats: t.seats.map((seat) => [t.theater, t.movie, t.showtime, seat, t.ticket_id]),
+    transaction: [
+      t.ticket_id,
+      t.price.amount,
+      t.price.currency,
+      t.purchased_at,
+      crypto.randomUUID(),
+    ],
+  };
+}
+
+/** Rows in a ticket table and its seats and transactions tables. */
+async function tableRows(access: StackAccess, table: string): Promise<number> {
+  const q = qualify({ schema: "public", table });
+  const db = await openDatabase(access, 1);
+  try {
+    const { rows } = await db.pool.query<{ n: string }>(
+      `SELECT (SELECT count(*) FROM ${q.tickets}) + (SELECT count(*) FROM ${q.seats})
+        + (SELECT count(*) FROM ${q.transactions}) AS n`,
+    );
+    return Number(rows[0]!.n);
+  } finally {
+    await db.pool.end();
+  }
+}
+
+/** `INSERT INTO table (columns) VALUES ($1, ...)` */
+function insertStatement(table: string, columns: readonly string[]): string {
+  return `INSERT INTO ${table} (${columns.join(", ")}) VALUES (${
+    columns.map((_, i) => `$${i + 1}`).join(", ")
+  })`;
+}
+
 async function insertRowAtATime(
   access: StackAccess,
   scope: CleanupScope,
@@ -296,16 +352,24 @@ async function insertRowAtATime(
 ): Promise<RowsFigure> {
   const table = benchName("sink_rows", suffix);
   await freshTable(access, scope, table);
-  progress(`sink: one autocommitted INSERT per row, ${rows.length} rows`);
-  const insert = `INSERT INTO ${qualify({ schema: "public", table }).tickets} (${
-    COLUMNS.join(", ")
-  }) VALUES (${COLUMNS.map((_, i) => `$${i + 1}`).join(", ")})`;
+  progress(
+    `sink: one autocommitted INSERT per row (ticket, seats, transaction), ${rows.length} tickets`,
+  );
+  const q = qualify({ schema: "public", table });
+  const insertTicket = insertStatement(q.tickets, COLUMNS);
+  const insertSeat = insertStatement(q.seats, SEAT_COLUMNS);
+  const insertTransaction = insertStatement(q.transactions, TRANSACTION_COLUMNS);
   const db = await openDatabase(access, 1);
   try {
     const { seconds } = await timed(async () => {
-      for (const row of rows) await db.pool.query(insert, rowValues(row, table));
+      for (const row of rows) {
+        const r = ticketRows(row, table);
+        await db.pool.query(insertTicket, r.ticket);
+        for (const seat of r.seats) await db.pool.query(insertSeat, seat);
+        await db.pool.query(insertTransaction, r.transaction);
+      }
     });
-    return report("row-at-a-time", rows.length, seconds);
+    return report("row-at-a-time", rows.length, await tableRows(access, table), seconds);
   } finally {
     await db.pool.end();
   }
@@ -316,6 +380,8 @@ function csvField(value: string | number | null): string {
   return typeof value === "number" ? String(value) : `"${value.replaceAll('"', '""')}"`;
 }
 
+const csvLine = (values: (string | number | null)[]) => values.map(csvField).join(",");
+
 async function psqlCopy(
   access: StackAccess,
   scope: CleanupScope,
@@ -325,26 +391,39 @@ async function psqlCopy(
   const table = benchName("sink_copy", suffix);
   await freshTable(access, scope, table);
   const dir = await Deno.makeTempDir({ prefix: "tickets-bench-" });
-  scope.add("remove the CSV file", () => Deno.remove(dir, { recursive: true }));
-  const csv = join(dir, "tickets.csv");
-  await Deno.writeTextFile(
-    csv,
-    rows.map((row) => rowValues(row, table).map(csvField).join(",")).join("\n") + "\n",
-  );
-  progress(`sink: psql \\copy, ${rows.length} rows`);
-  const copy = `\\copy ${qualify({ schema: "public", table }).tickets} (${
-    COLUMNS.join(", ")
-  }) FROM '${csv}' WITH (FORMAT csv)`;
+  scope.add("remove the CSV files", () => Deno.remove(dir, { recursive: true }));
+  const all = rows.map((row) => ticketRows(row, table));
+  const q = qualify({ schema: "public", table });
+  const files = [
+    { table: q.tickets, columns: COLUMNS, lines: all.map((r) => csvLine(r.ticket)) },
+    { table: q.seats, columns: SEAT_COLUMNS, lines: all.flatMap((r) => r.seats.map(csvLine)) },
+    {
+      table: q.transactions,
+      columns: TRANSACTION_COLUMNS,
+      lines: all.map((r) => csvLine(r.transaction)),
+    },
+  ];
+  const copies: string[] = [];
+  for (const [i, f] of files.entries()) {
+    const csv = join(dir, `rows${i}.csv`);
+    await Deno.writeTextFile(csv, f.lines.join("\n") + "\n");
+    copies.push(`\\copy ${f.table} (${f.columns.join(", ")}) FROM '${csv}' WITH (FORMAT csv)`);
+  }
+  progress(`sink: psql \\copy, ${rows.length} tickets into the three tables`);
   const out = await runProcess(
     "psql",
-    ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", "-c", copy],
+    ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", ...copies.flatMap((c) => ["-c", c])],
     { env: psqlEnvironment(access) },
   );
-  const ms = /Time: ([\d.]+) ms/.exec(out.stdout)?.[1];
-  if (out.code !== 0 || ms === undefined) {
+  const times = [...out.stdout.matchAll(/Time: ([\d.]+) ms/g)].map((m) => Number(m[1]));
+  if (out.code !== 0 || times.length !== copies.length) {
     throw new Error(`psql \\copy failed (exit ${out.code}): ${tail(out.stderr || out.stdout, 3)}`);
   }
-  return { ...report("psql \\copy", rows.length, Number(ms) / 1000), wallSeconds: out.seconds };
+  const seconds = times.reduce((a, b) => a + b, 0) / 1000;
+  return {
+    ...report("psql \\copy", rows.length, await tableRows(access, table), seconds),
+    wallSeconds: out.seconds,
+  };
 }
 
 /** libpq environment for psql: the password travels in PGPASSWORD, never on the command line. */
@@ -361,8 +440,18 @@ function psqlEnvironment(access: StackAccess): Record<string, string> {
   };
 }
 
-function report(what: string, rows: number, seconds: number): RowsFigure {
-  const figure = { rows, seconds, rowsPerSecond: perSecond(rows, seconds) };
-  progress(`sink: ${what} ${Math.round(figure.rowsPerSecond)} rows/s`);
+function report(what: string, tickets: number, rows: number, seconds: number): RowsFigure {
+  const figure = {
+    tickets,
+    rows,
+    seconds,
+    ticketsPerSecond: perSecond(tickets, seconds),
+    rowsPerSecond: perSecond(rows, seconds),
+  };
+  progress(
+    `sink: ${what} ${Math.round(figure.ticketsPerSecond)} tickets/s, ${
+      Math.round(figure.rowsPerSecond)
+    } rows/s`,
+  );
   return figure;
 }

@@ -12,6 +12,8 @@ const FIGURES: Record<string, string[]> = {
     "ratios.vsProducerPerformance",
   ],
   sink: [
+    "ours.ticketsPerSecond",
+    "copy.ticketsPerSecond",
     "ours.rowsPerSecond",
     "oursParallel.rowsPerSecond",
     "rowAtATime.rowsPerSecond",
