@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Baseline consumer written the way the original Python project did it.
 
-kafka-python KafkaConsumer + psycopg2: for each message, json.loads, one INSERT, one commit.
+kafka-python KafkaConsumer + psycopg2: for each message, json.loads, one INSERT per row (the
+ticket, each of its seats, its payment transaction), one commit: the same rows our consumer
+writes, the original's way.
 Run with the system Python (/usr/bin/python3) after bench/ensure_python.sh.
 
 The PostgreSQL URI comes from the environment (POSTGRES_URI), never from the command line.
@@ -13,6 +15,7 @@ import json
 import os
 import sys
 import time
+import uuid
 
 from kafka import KafkaConsumer
 import psycopg2
@@ -21,6 +24,10 @@ INSERT = """INSERT INTO "{table}" (ticket_id, theater, movie, name, email, phone
     seats, showtime, price_amount, price_currency, purchased_at, kafka_topic, kafka_partition,
     kafka_offset, published_at)
   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s / 1000.0))"""
+INSERT_SEAT = """INSERT INTO "{table}_seats" (theater, movie, showtime, seat, ticket_id)
+  VALUES (%s, %s, %s, %s, %s)"""
+INSERT_TRANSACTION = """INSERT INTO "{table}_transactions"
+  (ticket_id, amount, currency, created_at, transaction_id) VALUES (%s, %s, %s, %s, %s)"""
 
 
 def parse_args():
@@ -59,6 +66,8 @@ def main():
                           sslrootcert=os.path.join(args.cert_path, "ca.pem"))
     cursor = db.cursor()
     insert = INSERT.format(table=args.table)
+    insert_seat = INSERT_SEAT.format(table=args.table)
+    insert_transaction = INSERT_TRANSACTION.format(table=args.table)
     consumer = kafka_consumer(args)
     count = 0
     first = last = None
@@ -71,6 +80,12 @@ def main():
             ",".join(t["seats"]), t["showtime"], t["price"]["amount"], t["price"]["currency"],
             t["purchased_at"], message.topic, message.partition, message.offset, message.timestamp,
         ))
+        for seat in t["seats"]:
+            cursor.execute(insert_seat, (t["theater"], t["movie"], t["showtime"], seat,
+                                         t["ticket_id"]))
+        cursor.execute(insert_transaction, (t["ticket_id"], t["price"]["amount"],
+                                            t["price"]["currency"], t["purchased_at"],
+                                            str(uuid.uuid4())))
         db.commit()
         last = time.monotonic()
         count += 1

@@ -159,7 +159,9 @@ async function pythonBaseline(
     const name = await freshPipeline(access, scope, "python", suffix, [groupId]);
     progress(`python baseline: producing ${tickets} tickets`);
     await runProducer({ kafka: access.connection.kafka, topic: name, num: tickets });
-    progress(`python baseline: kafka-python + psycopg2, one INSERT and commit per message`);
+    progress(
+      `python baseline: kafka-python + psycopg2, one INSERT per row (ticket, seats, transaction), one commit per message`,
+    );
     const out = await runProcess(SYSTEM_PYTHON, [
       join(ROOT, "bench/baseline.py"),
       "--bootstrap",

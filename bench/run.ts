@@ -51,7 +51,7 @@ export const FULL_SIZES: Sizes = {
   sinkRows: 200_000,
   rowAtATimeRows: 2_000,
   e2eTickets: 1_000_000,
-  pythonTickets: 20_000,
+  pythonTickets: 10_000,
   latencyRate: 1_000,
   latencySeconds: 60,
 };
