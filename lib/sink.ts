@@ -4,7 +4,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { copyField, copyFrom } from "./copy.ts";
+import { CopyData, copyField, copyFrom } from "./copy.ts";
 import type { PoolClient } from "./postgres.ts";
 import type { QualifiedNames } from "./schema.ts";
 import type { Ticket } from "./tickets.ts";
@@ -362,27 +362,31 @@ async function writeFast(
   }
 }
 
-/** The batch's rows in COPY text format, one string per table. */
+/** The batch's rows in COPY text format, one buffer per table. */
 function copyLines(batch: Batch) {
-  let tickets = "", seats = "", transactions = "";
+  const tickets = new CopyData(), seats = new CopyData(), transactions = new CopyData();
   const topic = copyField(batch.topic), partition = String(batch.partition);
   for (const { ticket: t, offset, publishedAt } of batch.rows) {
     const id = copyField(t.ticket_id), theater = copyField(t.theater), movie = copyField(t.movie);
     const showtime = copyField(t.showtime), currency = copyField(t.price.currency);
     const purchased = copyField(t.purchased_at);
-    tickets += `${id}\t${theater}\t${movie}\t${copyField(t.name)}\t${copyField(t.email)}\t${
-      copyField(t.phone_number)
-    }\t${
-      copyField(t.seats.join(","))
-    }\t${showtime}\t${t.price.amount}\t${currency}\t${purchased}\t${topic}\t${partition}\t${offset}\t${
-      publishedAt ? publishedAt.toISOString() : "\\N"
-    }\n`;
+    tickets.add(
+      `${id}\t${theater}\t${movie}\t${copyField(t.name)}\t${copyField(t.email)}\t${
+        copyField(t.phone_number)
+      }\t${
+        copyField(t.seats.join(","))
+      }\t${showtime}\t${t.price.amount}\t${currency}\t${purchased}\t${topic}\t${partition}\t${offset}\t${
+        publishedAt ? publishedAt.toISOString() : "\\N"
+      }\n`,
+    );
     for (const seat of t.seats) {
-      seats += `${theater}\t${movie}\t${showtime}\t${copyField(seat)}\t${id}\n`;
+      seats.add(`${theater}\t${movie}\t${showtime}\t${copyField(seat)}\t${id}\n`);
     }
     // the id is made here: gen_random_uuid() costs the database ~5 µs a row (OpenSSL's
     // RAND_bytes), a third of the insert, on the machine's busiest process
-    transactions += `${id}\t${t.price.amount}\t${currency}\t${purchased}\t${crypto.randomUUID()}\n`;
+    transactions.add(
+      `${id}\t${t.price.amount}\t${currency}\t${purchased}\t${crypto.randomUUID()}\n`,
+    );
   }
   return { tickets, seats, transactions };
 }
