@@ -160,6 +160,8 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     applicationName: `tickets-consumer ${groupId}`,
     // a consumer frozen mid-transaction loses its locks when it loses its partitions
     idleInTransactionTimeoutMs: (options.sessionTimeoutSeconds ?? 30) * 1000,
+    // ... and one frozen mid-COPY (which that timeout does not cover) is ended by the next owner
+    lockTimeoutMs: (options.sessionTimeoutSeconds ?? 30) * 1000,
   });
   const kafka = createKafka(settings, { clientId: `tickets-consumer-${groupId}` });
   const admin = kafka.admin();

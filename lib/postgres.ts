@@ -30,6 +30,11 @@ export interface PoolOptions {
    * locks cannot block the other consumers for ever. @default {30000}
    */
   idleInTransactionTimeoutMs?: number;
+  /**
+   * A statement waiting this long for a lock fails with lock_not_available (55P03), so the caller
+   * can end what holds it (see `endStalledCopies` in sink.ts). @default {no limit}
+   */
+  lockTimeoutMs?: number;
 }
 
 /** A connection pool plus the target it points at (without password). */
@@ -163,6 +168,7 @@ function poolConfig(
     application_name: options.applicationName ?? "movie-tickets",
     keepAlive: true,
     idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? 30_000,
+    lock_timeout: options.lockTimeoutMs,
   };
 }
 

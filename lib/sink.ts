@@ -5,6 +5,8 @@
  */
 import { Buffer } from "node:buffer";
 import { CopyData, copyField, copyFrom } from "./copy.ts";
+import { messageOf } from "./errors.ts";
+import { log } from "./log.ts";
 import type { PoolClient } from "./postgres.ts";
 import type { QualifiedNames } from "./schema.ts";
 import type { Ticket } from "./tickets.ts";
@@ -298,6 +300,8 @@ async function releaseSeats(
 const UNIQUE_VIOLATION = "23505";
 /** PostgreSQL's feature_not_supported: the server does not take COPY FROM STDIN. */
 const FEATURE_NOT_SUPPORTED = "0A000";
+/** PostgreSQL's lock_not_available: a lock wait exceeded lock_timeout. */
+const LOCK_NOT_AVAILABLE = "55P03";
 
 function emptyResult(): BatchResult {
   return { committed: false, stored: 0, duplicates: 0, conflicts: 0, deadLetters: 0, seatTaken: 0 };
@@ -321,11 +325,43 @@ export async function writeBatch(
   sql: SinkStatements,
   batch: Batch,
 ): Promise<BatchResult> {
-  if (batch.rows.length > 0 && sql.copy.supported) {
-    const fast = await writeFast(client, sql, batch);
-    if (fast) return fast;
+  try {
+    if (batch.rows.length > 0 && sql.copy.supported) {
+      const fast = await writeFast(client, sql, batch);
+      if (fast) return fast;
+    }
+    return await writeCarefully(client, sql, batch);
+  } catch (error) {
+    if ((error as { code?: string }).code === LOCK_NOT_AVAILABLE) await endStalledCopies(client);
+    throw error;
   }
-  return await writeCarefully(client, sql, batch);
+}
+
+/**
+ * Ends the sessions of this pipeline (same database, role and application name) that sit in a
+ * COPY FROM STDIN waiting for their client longer than the lock timeout: a consumer frozen
+ * mid-COPY (SIGSTOP, a paused VM) holds its batch's locks, which neither statement_timeout nor
+ * idle_in_transaction_session_timeout can free while the server waits for COPY data. A live
+ * consumer sends a batch's rows right after the server asks, so only a frozen one qualifies.
+ * Called after a lock wait timed out; the caller's retry then gets the locks. Returns how many.
+ */
+export async function endStalledCopies(client: PoolClient): Promise<number> {
+  try {
+    const ended = await client.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+       WHERE pid <> pg_backend_pid() AND datname = current_database()
+         AND usename = current_user AND application_name = current_setting('application_name')
+         AND state = 'active' AND wait_event = 'ClientRead' AND query LIKE 'COPY %'
+         AND query_start < clock_timestamp() - current_setting('lock_timeout')::interval`,
+    );
+    if (ended.rowCount) {
+      log("warn", `ended ${ended.rowCount} session(s) of this pipeline stalled in a COPY`);
+    }
+    return ended.rowCount ?? 0;
+  } catch (error) {
+    log("warn", `could not look for stalled COPY sessions: ${messageOf(error)}`);
+    return 0;
+  }
 }
 
 /** The fast path of {@linkcode writeBatch}; undefined when the batch must go the careful way. */

@@ -174,3 +174,50 @@ Deno.test("writeBatch() stores a ticket sent twice in one batch once, and a new 
     }
   });
 });
+
+Deno.test("a session frozen mid-COPY is ended by the next writer of its partition once a lock wait times out", async () => {
+  await withTable(async (table, q) => {
+    const sql = sinkStatements(q);
+    const info = stackInfo();
+    const connect = (lockTimeoutMs?: number) =>
+      createPool({
+        uri: info.postgresUri,
+        certPath: info.certPath,
+        max: 1,
+        applicationName: `sink-test ${table}`,
+        lockTimeoutMs,
+      });
+    const zombieDb = await connect();
+    const ownerDb = await connect(1000);
+    const zombie = await zombieDb.pool.connect();
+    zombie.on("error", () => {}); // it is about to be terminated
+    const owner = await ownerDb.pool.connect();
+    const gen = new TicketGenerator();
+    try {
+      // the zombie claimed offsets 0-1 and froze after the server asked for its COPY data
+      await zombie.query("BEGIN");
+      await zombie.query(sql.claimOffset, [`g_${table}`, "t", 0, "2", "0"]);
+      const stalled = new Promise<string>((resolve) => {
+        (zombie as unknown as { query(q: unknown): void }).query({
+          submit: (c: { query(text: string): void }) =>
+            c.query(`COPY ${sql.copy.seats} FROM STDIN`),
+          handleCopyInResponse: () => resolve("waiting"), // and never sends the data
+          handleError: () => {},
+          handleReadyForQuery: () => {},
+          handleCommandComplete: () => {},
+        });
+      });
+      assert.equal(await stalled, "waiting");
+      const batch = { ...batchOf(table, 0n, [gen.next(), gen.next()]), expectedOffset: 0n };
+      await assert.rejects(writeBatch(owner, sql, batch), { code: "55P03" });
+      // the stalled session is gone: the retry goes through
+      const retry = await writeBatch(owner, sql, batch);
+      assert.deepEqual([retry.committed, retry.stored], [true, 2]);
+    } finally {
+      owner.release();
+      zombie.release(true);
+      await ownerDb.pool.end();
+      await zombieDb.pool.end().catch(() => {});
+    }
+  });
+});
