@@ -7,6 +7,7 @@ import process from "node:process";
 import { Kafka, type KafkaConfig, logLevel as KafkaLogLevel, type SASLOptions } from "kafkajs";
 import type { KafkaSettings } from "./config.ts";
 import { AppError, messageOf } from "./errors.ts";
+import "./kafka_encoder.ts"; // a faster varint writer for KafkaJS's encoder
 import { log } from "./log.ts";
 import { loadCertFolder } from "./tls.ts";
 
