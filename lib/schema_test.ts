@@ -35,7 +35,7 @@ Deno.test("schemaStatements() keeps the original columns and seats as text", () 
   const ddl = schemaStatements({ schema: "public", table: "movie_ticket" }).join("\n");
   for (
     const column of [
-      "ticket_id       text PRIMARY KEY",
+      'ticket_id       text COLLATE "C" PRIMARY KEY',
       "theater",
       "movie",
       "name",
