@@ -28,10 +28,15 @@ const encoder = new TextEncoder();
  * string built by `+=` costs more to flatten and encode than the rows cost to build).
  */
 export class CopyData {
-  #bytes = new Uint8Array(64 * 1024);
+  #bytes: Uint8Array;
   #length = 0;
   /** Rows added. */
   rows = 0;
+
+  /** `expectedBytes`: a guess of the total, to allocate once instead of doubling. */
+  constructor(expectedBytes = 64 * 1024) {
+    this.#bytes = new Uint8Array(expectedBytes);
+  }
 
   /** Adds one line (its fields already passed through {@linkcode copyField}, `\n` at the end). */
   add(line: string): void {
