@@ -17,6 +17,7 @@ import {
   sql,
   stackConnection,
   uniqueSuffix,
+  withPipeline,
   writeStackCreds,
 } from "../lib/testing.ts";
 
@@ -41,13 +42,8 @@ async function counts(table: string): Promise<{ n: number; distinct: number }> {
 }
 
 Deno.test("pipeline stores 1,000 tickets exactly as produced, and a second consumer run adds nothing", async () => {
-  const connection = await stackConnection();
-  const id = uniqueSuffix();
-  const topic = `e2e_${id}`;
-  const table = `e2e_${id}`;
-  await setupDatabase(connection, { schema: "public", table });
-  const produced: Ticket[] = [];
-  try {
+  await withPipeline("e2e", async ({ connection, topic, table }) => {
+    const produced: Ticket[] = [];
     const sent = await runProducer({
       kafka: connection.kafka,
       topic,
@@ -69,10 +65,7 @@ Deno.test("pipeline stores 1,000 tickets exactly as produced, and a second consu
     const second = await runConsumer({ connection, topic, table, idleTimeoutSeconds: 3 });
     assert.equal(second.stored, 0);
     assert.equal((await counts(table)).n, 1000);
-  } finally {
-    await dropPipeline(table);
-    await deleteTopics(connection, [topic]);
-  }
+  });
 });
 
 Deno.test("consumer killed with SIGKILL mid-stream and restarted stores 100,000 tickets exactly once", async () => {
@@ -131,25 +124,20 @@ Deno.test("consumer killed with SIGKILL mid-stream and restarted stores 100,000 
 });
 
 Deno.test("a message that is not a ticket goes to dead letters; the good ones are stored", async () => {
-  const connection = await stackConnection();
-  const id = uniqueSuffix();
-  const topic = `e2e_poison_${id}`;
-  const table = `e2e_poison_${id}`;
-  await setupDatabase(connection, { schema: "public", table });
-  const generator = new TicketGenerator();
-  const good: Ticket[] = Array.from({ length: 50 }, () => generator.next());
-  const queue: { key: string | null; value: string | null }[] = [];
-  for (const [i, t] of good.entries()) {
-    queue.push({ key: t.ticket_id, value: JSON.stringify(t) });
-    if (i === 10) queue.push({ key: "poison-1", value: "{not json" });
-    if (i === 30) {
-      queue.push({
-        key: null,
-        value: JSON.stringify({ ...t, ticket_id: "poison-2", email: "nope" }),
-      });
+  await withPipeline("e2e_poison", async ({ connection, topic, table }) => {
+    const generator = new TicketGenerator();
+    const good: Ticket[] = Array.from({ length: 50 }, () => generator.next());
+    const queue: { key: string | null; value: string | null }[] = [];
+    for (const [i, t] of good.entries()) {
+      queue.push({ key: t.ticket_id, value: JSON.stringify(t) });
+      if (i === 10) queue.push({ key: "poison-1", value: "{not json" });
+      if (i === 30) {
+        queue.push({
+          key: null,
+          value: JSON.stringify({ ...t, ticket_id: "poison-2", email: "nope" }),
+        });
+      }
     }
-  }
-  try {
     await runProducer({
       kafka: connection.kafka,
       topic,
@@ -171,10 +159,7 @@ Deno.test("a message that is not a ticket goes to dead letters; the good ones ar
     assert.equal(dead[0]!.value, "{not json");
     assert.equal(dead[0]!.offset, "11");
     assert.equal(dead[0]!.topic, topic);
-  } finally {
-    await dropPipeline(table);
-    await deleteTopics(connection, [topic]);
-  }
+  });
 });
 
 Deno.test("db_setup refuses bad table names before any SQL runs", async () => {

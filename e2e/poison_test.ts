@@ -1,59 +1,48 @@
 /** Poison and conflicting input: dead letters with reasons, recorded conflicts, replay after a fix. */
 import assert from "node:assert/strict";
 import { runConsumer } from "../lib/consumer.ts";
-import { setupDatabase } from "../lib/db_setup.ts";
 import { runProducer } from "../lib/producer.ts";
-import { qualify } from "../lib/schema.ts";
-import {
-  deleteTopics,
-  runScript,
-  sql,
-  stackConnection,
-  uniqueSuffix,
-  writeStackCreds,
-} from "../lib/testing.ts";
+import { runScript, sql, withPipeline, writeStackCreds } from "../lib/testing.ts";
 import { TicketGenerator } from "../lib/tickets.ts";
 
 Deno.test("every kind of poison message becomes a dead letter with its reason; the consumer keeps going", async () => {
-  const connection = await stackConnection();
-  const id = uniqueSuffix();
-  const topic = `e2e_poison_all_${id}`;
-  const table = `e2e_poison_all_${id}`;
-  const q = qualify({ schema: "public", table });
-  await setupDatabase(connection, { schema: "public", table });
-  const gen = new TicketGenerator();
-  const good = Array.from({ length: 40 }, () => gen.next());
-  const base = gen.next();
-  const json = (o: unknown) => JSON.stringify(o);
-  const poison: { key: string | null; value: Uint8Array | string | null; reason: string }[] = [
-    { key: "p1", value: "{not json", reason: "BAD_JSON" },
-    { key: "p2", value: json({ ...base, ticket_id: "p2", seats: "A1" }), reason: "WRONG_TYPE" },
-    {
-      key: "p3",
-      value: json({ ...base, ticket_id: "p3", email: undefined }),
-      reason: "MISSING_FIELD",
-    },
-    { key: "p4", value: new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]), reason: "BAD_UTF8" },
-    {
-      key: "p5",
-      value: json({ ...base, ticket_id: "p5", note: "x".repeat(100_000) }),
-      reason: "TOO_LARGE",
-    },
-    { key: "p6", value: "", reason: "EMPTY" },
-    { key: "p7", value: null, reason: "EMPTY" },
-    { key: null, value: json({ ...base, ticket_id: "p8" }), reason: "BAD_KEY" },
-    {
-      key: "p9",
-      value: json({ ...base, ticket_id: "p9", seats: ["A1", "A1"] }),
-      reason: "BAD_SEAT",
-    },
-  ];
-  const queue: { key: string | null; value: Uint8Array | string | null }[] = good.map((t) => ({
-    key: t.ticket_id,
-    value: json(t) as Uint8Array | string | null,
-  }));
-  poison.forEach((p, i) => queue.splice(i * 4 + 1, 0, p));
-  try {
+  await withPipeline("e2e_poison_all", async ({ connection, topic, table, q }) => {
+    const gen = new TicketGenerator();
+    const good = Array.from({ length: 40 }, () => gen.next());
+    const base = gen.next();
+    const json = (o: unknown) => JSON.stringify(o);
+    const poison: { key: string | null; value: Uint8Array | string | null; reason: string }[] = [
+      { key: "p1", value: "{not json", reason: "BAD_JSON" },
+      { key: "p2", value: json({ ...base, ticket_id: "p2", seats: "A1" }), reason: "WRONG_TYPE" },
+      {
+        key: "p3",
+        value: json({ ...base, ticket_id: "p3", email: undefined }),
+        reason: "MISSING_FIELD",
+      },
+      {
+        key: "p4",
+        value: new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]),
+        reason: "BAD_UTF8",
+      },
+      {
+        key: "p5",
+        value: json({ ...base, ticket_id: "p5", note: "x".repeat(100_000) }),
+        reason: "TOO_LARGE",
+      },
+      { key: "p6", value: "", reason: "EMPTY" },
+      { key: "p7", value: null, reason: "EMPTY" },
+      { key: null, value: json({ ...base, ticket_id: "p8" }), reason: "BAD_KEY" },
+      {
+        key: "p9",
+        value: json({ ...base, ticket_id: "p9", seats: ["A1", "A1"] }),
+        reason: "BAD_SEAT",
+      },
+    ];
+    const queue: { key: string | null; value: Uint8Array | string | null }[] = good.map((t) => ({
+      key: t.ticket_id,
+      value: json(t) as Uint8Array | string | null,
+    }));
+    poison.forEach((p, i) => queue.splice(i * 4 + 1, 0, p));
     await runProducer({
       kafka: connection.kafka,
       topic,
@@ -72,23 +61,14 @@ Deno.test("every kind of poison message becomes a dead letter with its reason; t
       { n: string },
     ];
     assert.equal(Number(n), 40);
-  } finally {
-    await sql(`DROP TABLE IF EXISTS ${q.tickets}, ${q.seats}, ${q.transactions}`);
-    await deleteTopics(connection, [topic]);
-  }
+  });
 });
 
 Deno.test("the same ticket_id with different content: the first stored wins, the conflict is recorded", async () => {
-  const connection = await stackConnection();
-  const id = uniqueSuffix();
-  const topic = `e2e_conflict_${id}`;
-  const table = `e2e_conflict_${id}`;
-  const q = qualify({ schema: "public", table });
-  await setupDatabase(connection, { schema: "public", table });
-  const t = new TicketGenerator().next();
-  const changed = { ...t, name: "Someone Else" };
-  const queue = [t, t, changed].map((x) => ({ key: x.ticket_id, value: JSON.stringify(x) }));
-  try {
+  await withPipeline("e2e_conflict", async ({ connection, topic, table, q }) => {
+    const t = new TicketGenerator().next();
+    const changed = { ...t, name: "Someone Else" };
+    const queue = [t, t, changed].map((x) => ({ key: x.ticket_id, value: JSON.stringify(x) }));
     await runProducer({
       kafka: connection.kafka,
       topic,
@@ -106,29 +86,19 @@ Deno.test("the same ticket_id with different content: the first stored wins, the
     assert.equal(conflicts.length, 1);
     assert.equal(conflicts[0]!.offset, "2");
     assert.equal(JSON.parse(conflicts[0]!.value).name, "Someone Else");
-  } finally {
-    await sql(`DROP TABLE IF EXISTS ${q.tickets}, ${q.seats}, ${q.transactions}`);
-    await sql(`DELETE FROM ${q.conflicts} WHERE target_table = $1`, [table]);
-    await deleteTopics(connection, [topic]);
-  }
+  });
 });
 
 Deno.test("dlq list shows dead letters and dlq replay re-feeds chosen ones after a fix", async () => {
-  const connection = await stackConnection();
-  const creds = await writeStackCreds();
-  const id = uniqueSuffix();
-  const topic = `e2e_dlq_${id}`;
-  const table = `e2e_dlq_${id}`;
-  const q = qualify({ schema: "public", table });
-  await setupDatabase(connection, { schema: "public", table });
-  const gen = new TicketGenerator();
-  const big = { ...gen.next(), note: "y".repeat(70_000) }; // over the default 64 KiB cap
-  const queue = [gen.next(), big, gen.next()].map((x) => ({
-    key: x.ticket_id,
-    value: JSON.stringify(x),
-  }));
-  queue.push({ key: "junk", value: "junk" });
-  try {
+  await withPipeline("e2e_dlq", async ({ connection, topic, table, q }) => {
+    const creds = await writeStackCreds();
+    const gen = new TicketGenerator();
+    const big = { ...gen.next(), note: "y".repeat(70_000) }; // over the default 64 KiB cap
+    const queue = [gen.next(), big, gen.next()].map((x) => ({
+      key: x.ticket_id,
+      value: JSON.stringify(x),
+    }));
+    queue.push({ key: "junk", value: "junk" });
     await runProducer({
       kafka: connection.kafka,
       topic,
@@ -178,9 +148,5 @@ Deno.test("dlq list shows dead letters and dlq replay re-feeds chosen ones after
       "--all",
     ]);
     assert.match(again.stdout, /nothing to replay/);
-  } finally {
-    await sql(`DROP TABLE IF EXISTS ${q.tickets}, ${q.seats}, ${q.transactions}`);
-    await sql(`DELETE FROM ${q.deadLetters} WHERE target_table = $1`, [table]);
-    await deleteTopics(connection, [topic]);
-  }
+  });
 });

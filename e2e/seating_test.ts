@@ -1,29 +1,23 @@
 /** Seats and payment transactions, and the choice of database and schema. */
 import assert from "node:assert/strict";
 import { runConsumer } from "../lib/consumer.ts";
-import { setupDatabase } from "../lib/db_setup.ts";
 import { runProducer } from "../lib/producer.ts";
-import { qualify, quoteIdent } from "../lib/schema.ts";
+import { quoteIdent } from "../lib/schema.ts";
 import {
   deleteTopics,
   runScript,
   sql,
   stackConnection,
   uniqueSuffix,
+  withPipeline,
   writeStackCreds,
 } from "../lib/testing.ts";
 import type { Ticket } from "../lib/tickets.ts";
 import { verifyPipeline } from "../lib/verify.ts";
 
 Deno.test("a ticket whose seat is sold is refused whole (SEAT_TAKEN); seats and transactions match tickets", async () => {
-  const connection = await stackConnection();
-  const id = uniqueSuffix();
-  const topic = `e2e_seats_${id}`;
-  const table = `e2e_seats_${id}`;
-  const q = qualify({ schema: "public", table });
-  await setupDatabase(connection, { schema: "public", table });
-  const produced: Ticket[] = [];
-  try {
+  await withPipeline("e2e_seats", async ({ connection, topic, table, q }) => {
+    const produced: Ticket[] = [];
     await runProducer({
       kafka: connection.kafka,
       topic,
@@ -64,10 +58,7 @@ Deno.test("a ticket whose seat is sold is refused whole (SEAT_TAKEN); seats and 
     const report = await verifyPipeline({ connection, topic, table });
     assert.ok(report.ok, JSON.stringify({ ...report, missing: report.missing.slice(0, 3) }));
     assert.equal(report.refused, summary.seatTaken);
-  } finally {
-    await sql(`DROP TABLE IF EXISTS ${q.tickets}, ${q.seats}, ${q.transactions}`);
-    await deleteTopics(connection, [topic]);
-  }
+  });
 });
 
 Deno.test("two pipelines into two schemas of one database do not see each other", async () => {

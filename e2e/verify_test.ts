@@ -1,29 +1,13 @@
 import assert from "node:assert/strict";
 import { runConsumer } from "../lib/consumer.ts";
-import { setupDatabase } from "../lib/db_setup.ts";
 import { runProducer } from "../lib/producer.ts";
-import { qualify } from "../lib/schema.ts";
-import {
-  deleteTopics,
-  dropPipeline,
-  runScript,
-  sql,
-  stackConnection,
-  uniqueSuffix,
-  writeStackCreds,
-} from "../lib/testing.ts";
+import { runScript, sql, withPipeline, writeStackCreds } from "../lib/testing.ts";
 import type { Ticket } from "../lib/tickets.ts";
 
 Deno.test("verify passes on a clean run and names the ids after rows are deleted or altered", async (t) => {
-  const connection = await stackConnection();
-  const creds = await writeStackCreds();
-  const id = uniqueSuffix();
-  const topic = `e2e_verify_${id}`;
-  const table = `e2e_verify_${id}`;
-  const q = qualify({ schema: "public", table });
-  await setupDatabase(connection, { schema: "public", table });
-  const produced: Ticket[] = [];
-  try {
+  await withPipeline("e2e_verify", async ({ connection, topic, table, q }) => {
+    const creds = await writeStackCreds();
+    const produced: Ticket[] = [];
     await runProducer({
       kafka: connection.kafka,
       topic,
@@ -60,8 +44,5 @@ Deno.test("verify passes on a clean run and names the ids after rows are deleted
       assert.match(line("in the table but not in the topic: 1"), /not-from-kafka/);
       assert.match(r.stdout, /verify: MISMATCH/);
     });
-  } finally {
-    await dropPipeline(table);
-    await deleteTopics(connection, [topic]);
-  }
+  });
 });

@@ -8,7 +8,8 @@ import { type Connection, resolveConnection } from "./config.ts";
 import { type Creds, writeCreds } from "./creds.ts";
 import { createKafka } from "./kafka.ts";
 import { createPool } from "./postgres.ts";
-import { qualify } from "./schema.ts";
+import { setupDatabase } from "./db_setup.ts";
+import { type QualifiedNames, qualify } from "./schema.ts";
 
 /** What `deno task stack up` writes to `.stack/stack.json`. */
 export interface StackInfo {
@@ -98,6 +99,40 @@ export async function dropPipeline(table: string, schema = "public"): Promise<vo
   await sql(`DELETE FROM ${q.deadLetters} WHERE target_table = $1`, [table]).catch(() => {});
   await sql(`DELETE FROM ${q.conflicts} WHERE target_table = $1`, [table]).catch(() => {});
   await sql(`DELETE FROM ${q.offsets} WHERE group_id LIKE $1`, [`%${table}%`]).catch(() => {});
+}
+
+/** What {@linkcode withPipeline} hands a test: a fresh topic name, table and their settings. */
+export interface PipelineCase {
+  connection: Connection;
+  /** Topic and table share one unique name. */
+  topic: string;
+  table: string;
+  q: QualifiedNames;
+}
+
+/**
+ * Runs `fn` with a unique topic/table name (`<prefix>_<suffix>`) whose tables `db_setup` has made
+ * in `public`; afterwards, whatever happened, drops the tables (with their dead letters, conflicts
+ * and offsets) and deletes the topic.
+ */
+export async function withPipeline(
+  prefix: string,
+  fn: (c: PipelineCase) => Promise<void>,
+): Promise<void> {
+  const connection = await stackConnection();
+  const name = `${prefix}_${uniqueSuffix()}`;
+  await setupDatabase(connection, { schema: "public", table: name });
+  try {
+    await fn({
+      connection,
+      topic: name,
+      table: name,
+      q: qualify({ schema: "public", table: name }),
+    });
+  } finally {
+    await dropPipeline(name);
+    await deleteTopics(connection, [name]);
+  }
 }
 
 /** Deletes topics (ignores ones that do not exist). */
