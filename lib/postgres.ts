@@ -1,11 +1,12 @@
 /**
- * PostgreSQL pool factory (TLS verified against the service CA, libpq sslmode semantics) and the
- * translation of driver errors into one-line messages that name the fix.
+ * PostgreSQL pool factory (TLS verified against the service CA or, with `sslrootcert=system`, the
+ * system's CAs; libpq sslmode semantics) and the translation of driver errors into one-line
+ * messages that name the fix.
  * @module
  */
 import pg from "pg";
 import { join } from "node:path";
-import type { ConnectionOptions } from "node:tls";
+import { type ConnectionOptions, getCACertificates } from "node:tls";
 import { AppError, messageOf } from "./errors.ts";
 import { log } from "./log.ts";
 import { describeTarget, parsePostgresUri, type PostgresTarget } from "./postgres_uri.ts";
@@ -17,7 +18,10 @@ export type { PoolClient } from "pg";
 export interface PoolOptions {
   /** PostgreSQL URI; its `sslmode` and `sslrootcert` are honoured. */
   uri: string;
-  /** Cert folder whose `ca.pem` verifies the server (Aiven projects share one CA). */
+  /**
+   * Cert folder whose `ca.pem` verifies the server (Aiven projects share one CA); not read with
+   * `sslrootcert`, neither a file nor `system`.
+   */
   certPath?: string;
   /** Milliseconds to wait for a connection. @default {10000} */
   connectTimeoutMs?: number;
@@ -46,11 +50,7 @@ export interface Database {
 }
 
 function readCa(target: PostgresTarget, certPath: string | undefined): string | undefined {
-  const path = target.sslrootcert && target.sslrootcert !== "system"
-    ? target.sslrootcert
-    : certPath
-    ? join(certPath, CERT_FILES.ca)
-    : undefined;
+  const path = target.sslrootcert ?? (certPath ? join(certPath, CERT_FILES.ca) : undefined);
   if (!path) return undefined;
   try {
     return Deno.readTextFileSync(path);
@@ -63,15 +63,45 @@ function readCa(target: PostgresTarget, certPath: string | undefined): string | 
 }
 
 /**
+ * The operating system's trusted CAs (OpenSSL's default paths, `SSL_CERT_FILE` honoured), as libpq
+ * loads them for `sslrootcert=system`; not the runtime's bundled list, and never `ca.pem`.
+ */
+function systemCas(): string[] {
+  let cas: string[];
+  try {
+    cas = getCACertificates("system");
+  } catch (error) {
+    throw new AppError(
+      "MISSING_CERT",
+      `sslrootcert=system, but the system's trusted CAs cannot be read (${
+        messageOf(error)
+      }); check SSL_CERT_FILE`,
+      { cause: error },
+    );
+  }
+  if (cas.length === 0) {
+    throw new AppError(
+      "MISSING_CERT",
+      "sslrootcert=system, but this system has no trusted CAs; install them (ca-certificates) or set SSL_CERT_FILE",
+    );
+  }
+  return cas;
+}
+
+/**
  * TLS options for a target. Whatever the mode, an encrypted connection always verifies the
  * server's chain (verification is never switched off): against the CA when one is given, else the
- * system's CAs. `require` and `verify-ca` skip the host-name check when a CA is given (as libpq
- * does); `verify-full` always checks it.
+ * runtime's default CAs (Deno's bundled list; the system's with DENO_TLS_CA_STORE=system). `require` and `verify-ca` skip the host-name check when a CA is given (as libpq
+ * does); `verify-full` always checks it. `sslrootcert=system` is libpq's: the system's CAs, and
+ * always `verify-full` (the URI parser refuses a weaker mode with it).
  */
 export function tlsOptions(target: PostgresTarget, certPath?: string): ConnectionOptions | false {
   if (target.sslmode === "disable") return false;
+  if (target.sslrootcert === "system") {
+    return { rejectUnauthorized: true, servername: undefined, ca: systemCas() };
+  }
   const ca = readCa(target, certPath);
-  if (target.sslmode === "verify-ca" && !ca && target.sslrootcert !== "system") {
+  if (target.sslmode === "verify-ca" && !ca) {
     throw new AppError(
       "MISSING_CERT",
       "sslmode=verify-ca needs a CA: pass --cert-path with ca.pem or sslrootcert=FILE",
@@ -125,12 +155,20 @@ export function describePgError(error: unknown, target: PostgresTarget): AppErro
       { cause: error },
     );
   }
-  if (/certificate|self[- ]signed|CERT_|altnames|verify/i.test(code + " " + msg)) {
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID" || /altnames/i.test(msg)) {
     return new AppError(
       "DB_TLS",
-      `PostgreSQL server certificate not trusted (${msg}); pass the service CA (ca.pem in --cert-path, or sslrootcert=FILE in the URI)`,
+      `PostgreSQL server certificate is not for host "${target.host}" (${msg}); sslmode=${target.sslmode} checks the host name: connect with a name the certificate lists`,
       { cause: error },
     );
+  }
+  if (/certificate|self[- ]signed|CERT_|verify/i.test(code + " " + msg)) {
+    const fix = target.sslrootcert === "system"
+      ? "sslrootcert=system trusts only the system's CAs: add the service CA to the system's trust store, or use sslrootcert=FILE"
+      : "pass the service CA (ca.pem in --cert-path, or sslrootcert=FILE in the URI)";
+    return new AppError("DB_TLS", `PostgreSQL server certificate not trusted (${msg}); ${fix}`, {
+      cause: error,
+    });
   }
   if (/does not support SSL/i.test(msg)) {
     return new AppError(

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { AppError } from "./errors.ts";
 import { createPool } from "./postgres.ts";
-import { sh, stackInfo } from "./testing.ts";
+import { parsePostgresUri } from "./postgres_uri.ts";
+import { ROOT, sh, stackInfo } from "./testing.ts";
 
 Deno.test("createPool() talks TLS to PostgreSQL, verifying the server with the CA (verify-full)", async () => {
   const info = stackInfo();
@@ -47,4 +48,108 @@ Deno.test("createPool() refuses a server its CA did not sign, and a wrong passwo
       e instanceof AppError && e.code === "DB_AUTH" && !e.message.includes("canary-wrong") &&
       !e.message.includes(real),
   );
+});
+
+/** The stack's URI with `host` and these query parameters (sslmode left out when undefined). */
+function stackUri(params: Record<string, string | undefined>, host?: string): string {
+  const url = new URL(stackInfo().postgresUri);
+  if (host) url.hostname = host;
+  for (const [name, value] of Object.entries(params)) {
+    if (value === undefined) url.searchParams.delete(name);
+    else url.searchParams.set(name, value);
+  }
+  return url.toString();
+}
+
+Deno.test("createPool() with sslrootcert=system trusts only the system's CAs, never the cert folder's ca.pem", async () => {
+  const info = stackInfo();
+  // the stack's CA is private: it verifies the server (first case) but is in no system store
+  await createPool({ uri: stackUri({ sslmode: "verify-full" }), certPath: info.certPath })
+    .then((db) => db.pool.end());
+  for (const sslmode of ["verify-full", undefined]) {
+    await assert.rejects(
+      createPool({
+        uri: stackUri({ sslmode, sslrootcert: "system" }),
+        certPath: info.certPath,
+        connectTimeoutMs: 5_000,
+      }),
+      (e) =>
+        e instanceof AppError && e.code === "DB_TLS" && !e.message.includes("\n") &&
+        /not trusted .*sslrootcert=system trusts only the system's CAs/.test(e.message),
+    );
+  }
+});
+
+Deno.test("createPool() refuses sslrootcert=system with a weaker sslmode, as libpq does", async () => {
+  assert.equal(
+    parsePostgresUri("postgres://u@db.example.com/x?sslrootcert=system").sslmode,
+    "verify-full",
+  );
+  assert.equal(
+    parsePostgresUri("postgres://u@127.0.0.1/x?sslrootcert=system").sslmode,
+    "verify-full",
+  );
+  for (const sslmode of ["disable", "allow", "prefer", "require", "verify-ca"]) {
+    await assert.rejects(
+      createPool({ uri: stackUri({ sslmode, sslrootcert: "system" }), connectTimeoutMs: 5_000 }),
+      (e) =>
+        e instanceof AppError && e.code === "BAD_INPUT" &&
+        e.message.includes(`sslmode=${sslmode}, which may not be used with sslrootcert=system`) &&
+        e.message.includes("verify-full"),
+    );
+  }
+});
+
+Deno.test("createPool() checks the host name under verify-full, and skips it under require with a CA", async () => {
+  const info = stackInfo();
+  const ca = join(info.certPath, "ca.pem");
+  // 127.1 reaches the server (127.0.0.1) by a name its certificate does not list
+  await assert.rejects(
+    createPool({ uri: stackUri({ sslmode: "verify-full", sslrootcert: ca }, "127.1") }),
+    (e) =>
+      e instanceof AppError && e.code === "DB_TLS" && !e.message.includes("\n") &&
+      e.message.includes('certificate is not for host "127.1"'),
+  );
+  const db = await createPool({ uri: stackUri({ sslmode: "require", sslrootcert: ca }, "127.1") });
+  await db.pool.end();
+});
+
+Deno.test("createPool() with sslrootcert=system connects when the system trusts the CA, and checks the host name", async () => {
+  const info = stackInfo();
+  // a system trust store holding only the stack's CA: SSL_CERT_FILE, as OpenSSL and libpq read it
+  const dir = await Deno.makeTempDir();
+  const store = join(dir, "trusted.pem");
+  await Deno.copyFile(join(info.certPath, "ca.pem"), store);
+  const script = `
+    import { createPool } from "./lib/postgres.ts";
+    for (const host of ["localhost", "127.0.0.1", "127.1"]) {
+      const url = new URL(Deno.env.get("TEST_URI"));
+      url.hostname = host;
+      try {
+        const db = await createPool({ uri: url.toString(), connectTimeoutMs: 5000 });
+        const { rows } = await db.pool.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+        await db.pool.end();
+        console.log(host, "ssl=" + rows[0].ssl);
+      } catch (error) {
+        console.log(host, error.code, error.message);
+      }
+    }`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--config", join(ROOT, "deno.json"), script],
+    cwd: ROOT,
+    env: {
+      SSL_CERT_FILE: store,
+      TEST_URI: stackUri({ sslmode: undefined, sslrootcert: "system" }),
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const lines = stdout.trim().split("\n");
+  assert.equal(lines[0], "localhost ssl=true");
+  assert.equal(lines[1], "127.0.0.1 ssl=true");
+  assert.match(lines[2]!, /^127\.1 DB_TLS PostgreSQL server certificate is not for host "127\.1"/);
+  assert.equal(lines.length, 3, stdout);
+  await Deno.remove(dir, { recursive: true });
 });

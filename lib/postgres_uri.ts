@@ -26,13 +26,17 @@ export interface PostgresTarget {
   sslmode: SslMode;
   /** Was `sslmode` given in the URI (rather than defaulted)? */
   sslmodeGiven: boolean;
-  /** Path of a CA file from the URI's `sslrootcert`. */
+  /**
+   * The URI's `sslrootcert`: a CA file, or `system` for the system's trusted CAs (which, as in
+   * libpq, implies `verify-full`).
+   */
   sslrootcert?: string;
 }
 
 /**
  * Parses `postgres://user:password@host:port/db?sslmode=...`. Without `sslmode`, loopback hosts
  * default to libpq's `prefer` and every other host to `require`, so remote traffic is encrypted.
+ * As in libpq, `sslrootcert=system` makes `verify-full` the default and refuses any other mode.
  */
 export function parsePostgresUri(uri: string): PostgresTarget {
   let url: URL;
@@ -60,8 +64,18 @@ export function parsePostgresUri(uri: string): PostgresTarget {
   if (given !== null && !SSL_MODES.includes(given as SslMode)) {
     throw new Error(`sslmode must be one of ${SSL_MODES.join(", ")}, not "${given}"`);
   }
-  const sslmode = (given ?? (isLoopback(host) ? "prefer" : "require")) as SslMode;
   const sslrootcert = url.searchParams.get("sslrootcert") ?? undefined;
+  const sslmode = (given ??
+    (sslrootcert === "system"
+      ? "verify-full"
+      : isLoopback(host)
+      ? "prefer"
+      : "require")) as SslMode;
+  if (sslrootcert === "system" && sslmode !== "verify-full") {
+    throw new Error(
+      `sets sslmode=${sslmode}, which may not be used with sslrootcert=system (as in libpq); use sslmode=verify-full or leave sslmode out`,
+    );
+  }
   return {
     host,
     port,
