@@ -12,7 +12,7 @@ import {
 } from "./cli.ts";
 import { type Connection, CONNECTION_FLAGS, resolveConnection } from "./config.ts";
 import { ACKS, COMPRESSIONS, type ProducerOptions } from "./producer.ts";
-import type { ConsumerOptions } from "./consumer.ts";
+import { type ConsumerOptions, DEFAULT_SESSION_TIMEOUT_SECONDS, RESET_TO } from "./consumer.ts";
 import { isValidTopicName } from "./kafka.ts";
 import { checkIdentifier } from "./schema.ts";
 import { DEFAULT_METRICS_LOG } from "./metrics.ts";
@@ -140,8 +140,13 @@ export const CONSUMER_SPEC: CommandSpec = {
     },
     "session-timeout": {
       type: "string",
-      description: "seconds without heartbeat before the group moves our partitions",
-      default: "30",
+      description: "seconds without heartbeat before the group moves a member's partitions",
+      default: "10",
+    },
+    "reset-offsets": {
+      type: "string",
+      description: "earliest | latest: first move the group's stored offsets to the log's " +
+        "start or end (after the topic was recreated)",
     },
     ...METRICS_FLAGS,
     ...CONNECTION_FLAGS,
@@ -253,7 +258,16 @@ export function parseConsumerArgs(args: string[]): ConsumerOptions | undefined {
     ),
     maxWaitTimeMs: problems.integer(values, "fetch-max-wait", 100, 0, 60_000),
     dbRetrySeconds: problems.number(values, "db-retry", 300, 0, 86_400),
-    sessionTimeoutSeconds: problems.number(values, "session-timeout", 30, 6, 3_600),
+    sessionTimeoutSeconds: problems.number(
+      values,
+      "session-timeout",
+      DEFAULT_SESSION_TIMEOUT_SECONDS,
+      6,
+      3_600,
+    ),
+    resetOffsets: values["reset-offsets"] === undefined
+      ? undefined
+      : problems.choice(values, "reset-offsets", "earliest", RESET_TO),
     metricsLog: metricsLogOf(values),
   };
   problems.throwIfAny();

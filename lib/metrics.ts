@@ -38,6 +38,12 @@ export interface MetricsRecord {
     duplicates?: number;
     conflicts?: number;
     deadLetters?: number;
+    /** Consumer: tickets PostgreSQL refused (DB_REJECTED), also in deadLetters. */
+    rejected?: number;
+    /** Consumer: messages deleted from the log (retention) before this group read them. */
+    lost?: number;
+    /** Consumer: batches dropped because another member had moved the stored offset. */
+    fenced?: number;
     errors?: number;
   };
   /** Seconds since the run started. */
@@ -52,6 +58,8 @@ export interface MetricsRecord {
   latencyMs?: LatencyStats;
   /** Largest resident set size seen so far, in MiB. */
   peakRssMb: number;
+  /** Consumer, on `start`: stored offsets moved by `--reset-offsets`, per partition. */
+  reset?: Record<string, { from: string | null; to: string }>;
   /** Exit state on `end`: "ok" or a one-line error. */
   outcome?: string;
 }

@@ -1,0 +1,99 @@
+/**
+ * The safety net behind the parser: when PostgreSQL refuses a batch for its data (a value the
+ * parser let through), the batch is split in two by offset, each half written on its own (offset
+ * compare-and-set included, so the halves stay exactly once), and so on down to the one message
+ * the database refuses, which becomes a `DB_REJECTED` dead letter with the database's error.
+ * @module
+ */
+import type { Batch, BatchResult, DeadLetter } from "./sink.ts";
+
+/** Dead-letter reason of a message PostgreSQL refused although it parsed as a ticket. */
+export const DB_REJECTED = "DB_REJECTED";
+
+/**
+ * True for errors of the data itself, which no retry heals and which splitting the batch can pin
+ * to one message: SQLSTATE class 22 (data exception: a date out of range, a NUL in text), class
+ * 23 (integrity constraint violation) and class 54 (program limit exceeded: an index row too
+ * large). Connection, authentication, permission and schema errors are not.
+ */
+export function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
+}
+
+/** One line naming what the database refused: SQLSTATE, message and detail. */
+function refusal(error: unknown): string {
+  const e = error as { code?: string; message?: string; detail?: string };
+  const detail = e.detail ? ` (${e.detail})` : "";
+  return `PostgreSQL refused it: ${e.code} ${e.message ?? String(error)}${detail}`.slice(0, 1000);
+}
+
+/** A batch's messages, rows and dead letters alike, by offset. */
+function offsetsOf(batch: Batch): bigint[] {
+  return [...batch.rows.map((r) => r.offset), ...batch.deadLetters.map((d) => d.offset)]
+    .map(BigInt).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** The part of `batch` covering offsets from `from` (inclusive) to `to` (exclusive). */
+function slice(batch: Batch, from: bigint, to: bigint): Batch {
+  const inside = (offset: string) => BigInt(offset) >= from && BigInt(offset) < to;
+  return {
+    ...batch,
+    expectedOffset: from,
+    nextOffset: to,
+    rows: batch.rows.filter((r) => inside(r.offset)),
+    deadLetters: batch.deadLetters.filter((d) => inside(d.offset)),
+  };
+}
+
+/** Sums the counts of two consecutive parts; committed only if both were. */
+function add(a: BatchResult, b: BatchResult): BatchResult {
+  return {
+    committed: a.committed && b.committed,
+    stored: a.stored + b.stored,
+    duplicates: a.duplicates + b.duplicates,
+    conflicts: a.conflicts + b.conflicts,
+    deadLetters: a.deadLetters + b.deadLetters,
+    seatTaken: a.seatTaken + b.seatTaken,
+    rejected: (a.rejected ?? 0) + (b.rejected ?? 0),
+    messages: (a.messages ?? 0) + (b.messages ?? 0),
+  };
+}
+
+/**
+ * Writes `batch` with `write`; when the database refuses it for its data, bisects as described
+ * in the module doc. A result that is not committed means a later part met the fence (another
+ * member moved the stored offset): the parts before it are written and counted. Any other error,
+ * and a data error in a part holding dead letters only, is thrown.
+ */
+export async function writeIsolating(
+  batch: Batch,
+  write: (batch: Batch) => Promise<BatchResult>,
+): Promise<BatchResult> {
+  try {
+    const result = await write(batch);
+    return {
+      ...result,
+      messages: result.committed ? batch.rows.length + batch.deadLetters.length : 0,
+    };
+  } catch (error) {
+    if (!isDataError(error) || batch.rows.length === 0) throw error;
+    const offsets = offsetsOf(batch);
+    if (offsets.length === 1) {
+      const row = batch.rows[0]!;
+      const letter: DeadLetter = {
+        offset: row.offset,
+        key: row.key ?? null,
+        value: row.value,
+        reason: DB_REJECTED,
+        detail: refusal(error),
+      };
+      const result = await write({ ...batch, rows: [], deadLetters: [letter] });
+      return { ...result, rejected: result.committed ? 1 : 0, messages: result.committed ? 1 : 0 };
+    }
+    const middle = offsets[offsets.length >> 1]!;
+    const first = await writeIsolating(slice(batch, batch.expectedOffset, middle), write);
+    if (!first.committed) return first;
+    return add(first, await writeIsolating(slice(batch, middle, batch.nextOffset), write));
+  }
+}
