@@ -766,7 +766,9 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     });
     options.signal?.addEventListener("abort", onAbort, { once: true });
     if (options.signal?.aborted) finish();
-    await consumer.run({
+    // run() resolves once the group is joined, which can take a session timeout when a dead
+    // member is still in it: a stop must not wait for that
+    const running = consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: 3,
@@ -779,6 +781,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
         }
       },
     });
+    running.catch(finish);
     metrics.write("start", counts(), 0, reset ? { reset } : {});
     snapshots = setInterval(() => void snapshot("snapshot"), SNAPSHOT_SECONDS * 1000);
     if (options.idleTimeoutSeconds !== undefined) {
