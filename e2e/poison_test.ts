@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { runConsumer } from "../lib/consumer.ts";
 import { runProducer } from "../lib/producer.ts";
-import { runScript, sql, withPipeline, writeStackCreds } from "../lib/testing.ts";
+import { createKafka, ensureTopic } from "../lib/kafka.ts";
+import { kcatProduce, runScript, sql, withPipeline, writeStackCreds } from "../lib/testing.ts";
 import { TicketGenerator } from "../lib/tickets.ts";
 
 Deno.test("every kind of poison message becomes a dead letter with its reason; the consumer keeps going", async () => {
@@ -148,5 +149,66 @@ Deno.test("dlq list shows dead letters and dlq replay re-feeds chosen ones after
       "--all",
     ]);
     assert.match(again.stdout, /nothing to replay/);
+  });
+});
+
+Deno.test("tickets PostgreSQL refuses (produced with kcat) become DB_REJECTED dead letters; the rest of the batch is stored and the consumer exits 0", async () => {
+  await withPipeline("e2e_dbreject", async ({ connection, topic, table, q }) => {
+    // the database, not the parser, refuses these: a constraint the parser knows nothing of
+    await sql(
+      `ALTER TABLE ${q.tickets} ADD CONSTRAINT no_x CHECK (movie <> 'Refused By The Database')`,
+    );
+    await ensureTopic(createKafka(connection.kafka), topic, 1);
+    const gen = new TicketGenerator({ seed: 77 });
+    const tickets = Array.from({ length: 300 }, () => gen.next());
+    const refused = new Set([0, 150, 151, 299]);
+    for (const i of refused) tickets[i] = { ...tickets[i]!, movie: "Refused By The Database" };
+    await kcatProduce(topic, tickets.map((t) => [t.ticket_id, JSON.stringify(t)]));
+    const creds = await writeStackCreds();
+    const run = await runScript("consumer.ts", [
+      "--creds",
+      creds,
+      "--topic-name",
+      topic,
+      "--table-name",
+      table,
+      "--no-metrics-log",
+      "--idle-timeout",
+      "3",
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(
+      run.stdout,
+      /stored 296, duplicates 0, conflicts 0, dead letters 4 \(4 DB_REJECTED\)/,
+    );
+    const dead = await sql<{ offset: string; reason: string; detail: string; v: string }>(
+      `SELECT "offset", reason, detail, convert_from(message_value, 'UTF8') AS v
+       FROM ${q.deadLetters} WHERE target_table = $1 ORDER BY "offset"`,
+      [table],
+    );
+    assert.deepEqual(
+      dead.map((d) => [Number(d.offset), d.reason]),
+      [...refused].map((i) => [i, "DB_REJECTED"]),
+    );
+    for (const d of dead) {
+      assert.match(d.detail, /23514 .*no_x/);
+      assert.equal(d.v, JSON.stringify(tickets[Number(d.offset)])); // the raw message, as it came
+    }
+    const [row] = await sql<{ n: number }>(`SELECT count(*)::int AS n FROM ${q.tickets}`);
+    assert.equal(row!.n, 296);
+    // a second run finds everything done: nothing re-read, nothing stuck
+    const again = await runScript("consumer.ts", [
+      "--creds",
+      creds,
+      "--topic-name",
+      topic,
+      "--table-name",
+      table,
+      "--no-metrics-log",
+      "--idle-timeout",
+      "2",
+    ]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /^consumed 0 messages/m);
   });
 });

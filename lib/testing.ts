@@ -243,6 +243,50 @@ export async function waitFor(
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
+/** Counts of a consumer run as its summary line prints them (`fenced` only when printed). */
+export interface ConsumerCounts {
+  received: number;
+  stored: number;
+  duplicates: number;
+  conflicts: number;
+  deadLetters: number;
+  fenced?: number;
+}
+
+/** Reads the consumer's summary line (`consumed N messages ...`) from its stdout; throws if absent. */
+export function consumerCounts(stdout: string): ConsumerCounts {
+  const line = /^consumed \d+ messages.*$/m.exec(stdout)?.[0];
+  if (!line) throw new Error(`no consumer summary line in:\n${stdout}`);
+  const count = (label: string) => {
+    const match = new RegExp(`\\b${label} (\\d+)`).exec(line);
+    if (!match) throw new Error(`the summary line has no "${label}": ${line}`);
+    return Number(match[1]);
+  };
+  const fenced = /\bfenced (\d+)/.exec(line)?.[1];
+  return {
+    received: count("consumed"),
+    stored: count("stored"),
+    duplicates: count("duplicates"),
+    conflicts: count("conflicts"),
+    deadLetters: count("dead letters"),
+    ...(fenced === undefined ? {} : { fenced: Number(fenced) }),
+  };
+}
+
+/**
+ * Waits until no database session of a consumer group is left (a killed consumer's sessions end
+ * when PostgreSQL notices the closed socket; until then a commit may still be in flight).
+ */
+export async function waitForSessionsGone(groupId: string, timeoutMs = 30_000): Promise<void> {
+  await waitFor(`the sessions of ${groupId} to end`, async () => {
+    const [row] = await sql<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1`,
+      [`tickets-consumer ${groupId}`],
+    );
+    return row!.n === 0;
+  }, timeoutMs);
+}
+
 /** Collects a child's output while it runs; `text()` gives what arrived so far. */
 export function collect(
   child: Deno.ChildProcess,
@@ -257,4 +301,37 @@ export function collect(
     pump(child.stderr, (s) => (err += s)),
   ]);
   return { stdout: () => out, stderr: () => err, done: pumps.then(() => child.status) };
+}
+
+/**
+ * Produces `[key, value]` messages with kcat, a client independent of this project, to the
+ * stack's plaintext listener (keys and values must hold no tab or newline). Partition 0 unless
+ * `partition` is given, so tests know the order.
+ */
+export async function kcatProduce(
+  topic: string,
+  messages: [string, string][],
+  partition = 0,
+): Promise<void> {
+  const child = new Deno.Command("kcat", {
+    args: [
+      "-b",
+      stackInfo().kafka.plaintext,
+      "-P",
+      "-t",
+      topic,
+      "-K",
+      "\t",
+      "-p",
+      String(partition),
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(messages.map(([k, v]) => `${k}\t${v}\n`).join("")));
+  await writer.close();
+  const out = await child.output();
+  if (!out.success) throw new Error(`kcat failed: ${new TextDecoder().decode(out.stderr)}`);
 }
