@@ -646,19 +646,19 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     }
     const from = state.next;
     messages = messages.filter((m) => BigInt(m.offset) >= from);
-    let end = BigInt(batch.lastOffset()) + 1n; // past trailing markers too
-    if (options.maxMessages !== undefined) {
-      const room = Math.max(0, options.maxMessages - enqueued);
-      if (messages.length > room) {
-        messages = messages.slice(0, room);
-        end = room > 0 ? BigInt(messages[room - 1]!.offset) + 1n : state.next;
-      }
-    }
-    for (let start = 0; start < messages.length; start += batchSize) {
+    const end = BigInt(batch.lastOffset()) + 1n; // past trailing markers too
+    for (let start = 0; start < messages.length;) {
       if (!isRunning() || isStale() || state.fenced || stopping.signal.aborted) return;
-      const slice = messages.slice(start, start + batchSize);
-      const last = start + batchSize >= messages.length;
-      const nextOffset = last ? end : BigInt(slice[slice.length - 1]!.offset) + 1n;
+      // --max-messages counts what every partition queued so far, fenced chunks given back
+      const room = options.maxMessages === undefined
+        ? batchSize
+        : Math.min(batchSize, options.maxMessages - enqueued);
+      if (room <= 0) break;
+      const slice = messages.slice(start, start + room);
+      start += slice.length;
+      const nextOffset = start >= messages.length
+        ? end
+        : BigInt(slice[slice.length - 1]!.offset) + 1n;
       queueWrite(state, {
         groupId,
         table: options.table,

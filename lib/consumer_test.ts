@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import type { KafkaMessage } from "kafkajs";
+import { checkKey, formatConsumerSummary, publishTime, toRowsAndLetters } from "./consumer.ts";
+import { encodeTicket, parseTicket, TicketGenerator } from "./tickets.ts";
+
+Deno.test("publishTime() keeps a Kafka timestamp PostgreSQL can store and drops the others", () => {
+  assert.equal(publishTime("1767225600000")?.toISOString(), "2026-01-01T00:00:00.000Z");
+  assert.equal(publishTime("0")?.getTime(), 0);
+  for (const bad of ["-1", "-5", "9000000000000000", "1e400", "abc", "1.5"]) {
+    assert.equal(publishTime(bad), undefined, bad);
+  }
+});
+
+Deno.test("toRowsAndLetters() turns every message into exactly one row or one dead letter", () => {
+  const gen = new TicketGenerator({ seed: 3 });
+  const t = gen.next();
+  const message = (offset: number, key: string | null, value: Uint8Array | null) =>
+    ({
+      offset: String(offset),
+      key: key === null ? null : new TextEncoder().encode(key),
+      value,
+      timestamp: offset === 2 ? "-1" : "1767225600000",
+    }) as unknown as KafkaMessage;
+  const { rows, deadLetters } = toRowsAndLetters([
+    message(0, t.ticket_id, encodeTicket(t)),
+    message(1, "other", encodeTicket(gen.next())),
+    message(2, null, new Uint8Array([0])),
+  ], 65536);
+  assert.deepEqual(rows.map((r) => [r.offset, r.ticket.ticket_id]), [["0", t.ticket_id]]);
+  assert.equal(rows[0]!.publishedAt?.getTime(), 1767225600000);
+  assert.deepEqual(deadLetters.map((d) => [d.offset, d.reason]), [["1", "BAD_KEY"], [
+    "2",
+    "BAD_JSON",
+  ]]);
+});
+
+Deno.test("checkKey() refuses a ticket keyed by something else than its ticket_id", () => {
+  const t = new TicketGenerator({ seed: 4 }).next();
+  const parsed = parseTicket(encodeTicket(t));
+  assert.equal(checkKey(parsed, new TextEncoder().encode(t.ticket_id)).ok, true);
+  assert.equal(checkKey(parsed, null).ok, false);
+  assert.equal(checkKey(parsed, new TextEncoder().encode("x")).ok, false);
+});
+
+Deno.test("formatConsumerSummary() names fenced batches, refusals by reason and lost messages", () => {
+  const line = formatConsumerSummary({
+    received: 10,
+    stored: 6,
+    duplicates: 1,
+    conflicts: 0,
+    deadLetters: 3,
+    seatTaken: 1,
+    rejected: 2,
+    lost: 5,
+    fenced: 1,
+    seconds: 2,
+    activeSeconds: 1,
+  });
+  assert.equal(
+    line,
+    "consumed 10 messages in 1.00 s of work (10 tickets/s): stored 6, duplicates 1, conflicts 0, " +
+      "dead letters 3 (1 SEAT_TAKEN, 2 DB_REJECTED), fenced 1, lost before read 5",
+  );
+});
