@@ -10,7 +10,7 @@ import { log } from "./log.ts";
 import type { PoolClient } from "./postgres.ts";
 import { uuidv7s } from "./uuid.ts";
 import type { QualifiedNames } from "./schema.ts";
-import type { Ticket } from "./tickets.ts";
+import { printable, sameMoney, type Ticket } from "./tickets.ts";
 
 /** A parsed ticket and where it came from. */
 export interface IncomingRow {
@@ -154,7 +154,7 @@ export function sameTicket(row: StoredTicketRow, t: Ticket): boolean {
   return row.theater === t.theater && row.movie === t.movie && row.name === t.name &&
     row.email === t.email && row.phone_number === t.phone_number &&
     row.seats === t.seats.join(",") && row.showtime.getTime() === Date.parse(t.showtime) &&
-    Math.abs(row.price_amount - t.price.amount) < 0.005 &&
+    sameMoney(row.price_amount, t.price.amount) &&
     row.price_currency === t.price.currency &&
     row.purchased_at.getTime() === Date.parse(t.purchased_at);
 }
@@ -444,6 +444,9 @@ async function claimOffset(client: PoolClient, sql: SinkStatements, batch: Batch
   return claim.rowCount === 1;
 }
 
+/** Longest dead-letter detail stored, in characters. */
+const DETAIL_MAX = 2000;
+
 /** Records dead letters (idempotent per offset); returns how many were given. */
 async function insertDeadLetters(
   client: PoolClient,
@@ -461,7 +464,8 @@ async function insertDeadLetters(
     deadLetters.map((x) => toBuffer(x.key)),
     deadLetters.map((x) => toBuffer(x.value)),
     deadLetters.map((x) => x.reason),
-    deadLetters.map((x) => x.detail),
+    // a detail may quote a message (made anywhere): never a NUL or a lone surrogate
+    deadLetters.map((x) => printable(x.detail, DETAIL_MAX)),
   ]);
   return deadLetters.length;
 }

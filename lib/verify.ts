@@ -10,7 +10,7 @@ import { AppError } from "./errors.ts";
 import { createKafka, describeKafkaError, isValidTopicName, withDeadline } from "./kafka.ts";
 import { createPool } from "./postgres.ts";
 import { checkIdentifier, qualify } from "./schema.ts";
-import { parseTicket, type Ticket } from "./tickets.ts";
+import { moneyCents, parseTicket, type Ticket } from "./tickets.ts";
 
 /** `verify.ts`. */
 export const VERIFY_SPEC: CommandSpec = {
@@ -77,7 +77,7 @@ export function fingerprint(t: {
     t.phone_number,
     t.seats,
     t.showtime,
-    Math.round(t.amount * 100),
+    moneyCents(t.amount), // the sink's rule too (sameMoney)
     t.currency,
     t.purchased_at,
   ].join("\u0001");
