@@ -184,6 +184,8 @@ interface PartitionState {
   check?: bigint;
   /** Another consumer moved the stored offset: queued writes are dropped, the state reloaded. */
   fenced: boolean;
+  /** A check of the log's bounds that the partition's next batch waits for. */
+  pending?: Promise<void>;
 }
 
 /**
@@ -619,6 +621,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     firstMessageAt ??= performance.now();
     const partition = batch.partition;
     let state = positions.get(partition);
+    if (state?.pending) await state.pending;
     if (!state || state.fenced) state = await loadPosition(partition, heartbeat);
     const fetched = fetchedOffset(batch);
     if (fetched !== state.fetchFrom) {
@@ -686,18 +689,30 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   /**
    * KafkaJS does not hand over a fetch that held only transaction markers or aborted messages;
    * it moves past it by itself. The stored offset must follow, or the partition never counts
-   * as drained.
+   * as drained. Such a fetch starting after our position either followed our seek over offsets
+   * that hold nothing, or KafkaJS's reset after the log lost our position: the log's start
+   * tells which, before the partition's next batch is handled.
    */
   function onFilteredBatch(event: { payload: FilteredBatchEvent }) {
     const { partition, batchSize: size, firstOffset, lastOffset } = event.payload;
     if (size !== 0 || event.payload.topic !== topic) return;
     const state = positions.get(partition);
-    if (!state || state.fenced || state.check !== undefined) return;
+    if (!state || state.fenced) return;
     const first = firstOffset === null ? BigInt(lastOffset) : BigInt(firstOffset);
+    if (first < state.fetchFrom) return; // from before our position: we seek back to it
     const end = BigInt(lastOffset) + 1n;
-    if (first < state.fetchFrom || end <= state.next) return;
-    queueSkip(state, partition, end, () => Promise.resolve());
-    state.fetchFrom = end;
+    const noHeartbeat = () => Promise.resolve();
+    const skip = () => {
+      if (state.fenced || positions.get(partition) !== state) return;
+      state.check = undefined; // the offset before the stored one holds no message to check
+      if (end > state.next) queueSkip(state, partition, end, noHeartbeat);
+      state.fetchFrom = state.next;
+    };
+    if (first === state.fetchFrom) return skip();
+    state.pending = bounds(partition).then(({ low }) => {
+      if (!state.fenced && state.fetchFrom < low) markLost(state, partition, low, noHeartbeat);
+      skip();
+    }).catch(finish);
   }
 
   /** Stored offsets of the topic's partitions that are below their high watermark. */
