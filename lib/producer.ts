@@ -127,7 +127,7 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
     const deadline = performance.now() + sendTimeoutMs;
     for (let attempt = 1;; attempt++) {
       try {
-        await producer.send({
+        const sending = producer.send({
           topic: options.topic,
           messages,
           acks: ACK_VALUES[options.acks ?? "all"],
@@ -135,6 +135,13 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
             ? CompressionTypes.GZIP
             : CompressionTypes.None,
         });
+        sending.catch(() => {}); // past the deadline nobody waits for it
+        // KafkaJS retries inside send() too; --send-timeout bounds the whole wait, those included
+        await withDeadline(
+          sending,
+          Math.max(1, deadline - performance.now()),
+          "publishing to Kafka (--send-timeout)",
+        );
         return;
       } catch (error) {
         if (!isRetriable(error) || performance.now() > deadline || firstError !== undefined) {
@@ -218,7 +225,7 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
   metrics.close();
   if (firstError !== undefined) {
     const cause = describeKafkaError(firstError, options.kafka);
-    log("error", formatProducerSummary(summary));
+    console.log(formatProducerSummary(summary)); // what was sent, before the one error line
     throw new AppError("UNSENT", `${summary.unsent} tickets were not sent (${messageOf(cause)})`, {
       cause: firstError,
     });
