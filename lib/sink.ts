@@ -85,13 +85,25 @@ export function sinkStatements(q: QualifiedNames) {
         AS u(id, theater, movie, name, email, phone, seats, showtime, amount, currency, purchased, off, published)
       ON CONFLICT (ticket_id) DO NOTHING
       RETURNING kafka_offset`,
-    claimSeats: `INSERT INTO ${q.seats} (theater, movie, showtime, seat, ticket_id)
-      SELECT u.theater, u.movie, u.showtime, s.seat, u.id
-      FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
-        AS u(theater, movie, showtime, id, seats),
-        unnest(string_to_array(u.seats, ',')) AS s(seat)
-      ON CONFLICT DO NOTHING
-      RETURNING theater, movie, showtime, seat, ticket_id`,
+    /**
+     * Inserts the free seats of the batch's tickets and returns, for each seat of each ticket
+     * (`i`, `j`), the seat's number in the batch and the ticket_id it was inserted under (null
+     * if it was held already).
+     */
+    claimSeats: `WITH wanted AS MATERIALIZED (
+        SELECT u.i, s.j, u.theater, u.movie, u.showtime, s.seat, u.id
+        FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
+            WITH ORDINALITY AS u(theater, movie, showtime, id, seats, i),
+          unnest(string_to_array(u.seats, ',')) WITH ORDINALITY AS s(seat, j)
+      ), sold AS (
+        INSERT INTO ${q.seats} (theater, movie, showtime, seat, ticket_id)
+        SELECT theater, movie, showtime, seat, id FROM wanted
+        ON CONFLICT DO NOTHING
+        RETURNING theater, movie, showtime, seat, ticket_id
+      )
+      SELECT w.i::int AS i, w.j::int AS j, sold.ticket_id AS claimant,
+        (min(w.i * ${SEAT_SLOTS} + w.j) OVER (PARTITION BY w.showtime, w.seat, w.theater, w.movie))::float8 AS seat
+      FROM wanted w LEFT JOIN sold USING (showtime, seat, theater, movie)`,
     insertTransactions:
       `INSERT INTO ${q.transactions} (ticket_id, amount, currency, created_at, transaction_id)
       SELECT * FROM unnest($1::text[], $2::numeric[], $3::text[], $4::timestamptz[], $5::uuid[])
@@ -109,12 +121,17 @@ export function sinkStatements(q: QualifiedNames) {
       seats: `${q.seats} (theater, movie, showtime, seat, ticket_id)`,
       transactions: `${q.transactions} (ticket_id, amount, currency, created_at, transaction_id)`,
     },
-    seatOwners: `SELECT s.theater, s.movie, s.showtime, s.seat, s.ticket_id
-      FROM ${q.seats} s
-      WHERE (s.theater, s.movie, s.showtime, s.seat) IN (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]))`,
+    seatOwners: `SELECT u.n AS seat, s.ticket_id
+      FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::float8[])
+        AS u(theater, movie, showtime, seat, n)
+      JOIN ${q.seats} s
+        ON (s.showtime, s.seat, s.theater, s.movie) = (u.showtime, u.seat, u.theater, u.movie)`,
     releaseSeats: `DELETE FROM ${q.seats} WHERE (theater, movie, showtime, seat, ticket_id) IN (
       SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]))`,
+    reassignSeats: `UPDATE ${q.seats} s SET ticket_id = u.id
+      FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
+        AS u(theater, movie, showtime, seat, id)
+      WHERE (s.showtime, s.seat, s.theater, s.movie) = (u.showtime, u.seat, u.theater, u.movie)`,
     selectExisting: `SELECT ticket_id, theater, movie, name, email, phone_number, seats,
         showtime, price_amount::float8 AS price_amount, price_currency, purchased_at
       FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
@@ -159,23 +176,12 @@ export function sameTicket(row: StoredTicketRow, t: Ticket): boolean {
     row.purchased_at.getTime() === Date.parse(t.purchased_at);
 }
 
-function seatKey(theater: string, movie: string, showtime: number, seat: string): string {
-  return `${theater}\u0001${movie}\u0001${showtime}\u0001${seat}`;
-}
-
-/** Show and seat columns of every seat of `rows`. */
-function seatColumns(rows: IncomingRow[]): string[][] {
-  const cols: string[][] = [[], [], [], []];
-  for (const { ticket: t } of rows) {
-    for (const seat of t.seats) {
-      cols[0]!.push(t.theater),
-        cols[1]!.push(t.movie),
-        cols[2]!.push(t.showtime),
-        cols[3]!.push(seat);
-    }
-  }
-  return cols;
-}
+/**
+ * Numbers the batch's seats in a seat claim: a seat is named after the first ticket and seat
+ * position that want it, `ticket * SEAT_SLOTS + position` (both from 1); a ticket has at most
+ * `MAX_SEATS` (8) seats.
+ */
+const SEAT_SLOTS = 1000;
 
 /** Parameters of a seat claim: per ticket its show, id and comma-joined seats. */
 function seatClaimParams(rows: IncomingRow[]): string[][] {
@@ -188,113 +194,151 @@ function seatClaimParams(rows: IncomingRow[]): string[][] {
   ];
 }
 
-/** A ticket's seat, as a key unique per show. */
-function ticketSeatKey(t: Ticket, seat: string): string {
-  return seatKey(t.theater, t.movie, Date.parse(t.showtime), seat);
-}
-
-/** A seat row as the database returns it. */
-interface SeatRow {
-  theater: string;
-  movie: string;
-  showtime: Date;
-  seat: string;
-  ticket_id: string;
-}
-
-/** Seats one batch took (seat keys), per ticket_id. */
-type Claims = Map<string, Set<string>>;
-
 /**
- * Sells the seats of the batch's tickets in one insert (first ticket by offset wins a seat, the
- * unique key decides between concurrent batches), which returns the seats it took. A ticket that
- * did not get all its seats either owns them already (a duplicate) or clashes: clashing tickets
- * are refused as SEAT_TAKEN dead letters and give back what they took.
+ * The batch's seats right after its claim. Seats are compared by the database (the unique key's
+ * equality), never by reading timestamps back in JavaScript.
  */
-async function claimSeats(client: PoolClient, sql: SinkStatements, rows: IncomingRow[]) {
-  const claimed = await client.query<SeatRow>(sql.claimSeats, seatClaimParams(rows));
-  const claims: Claims = new Map();
-  for (const r of claimed.rows) {
-    const key = seatKey(r.theater, r.movie, r.showtime.getTime(), r.seat);
-    const mine = claims.get(r.ticket_id);
-    if (mine) mine.add(key);
-    else claims.set(r.ticket_id, new Set([key]));
-  }
-  const short = rows.filter(({ ticket: t }) =>
-    !t.seats.every((seat) => claims.get(t.ticket_id)?.has(ticketSeatKey(t, seat)))
-  );
-  if (short.length === 0) {
-    return {
-      accepted: rows,
-      refusedRows: [] as IncomingRow[],
-      refused: [] as DeadLetter[],
-      claims,
-    };
-  }
-  // who holds the seats the short tickets did not get? (themselves, for a ticket seen before)
-  const owners = new Map<string, string>();
-  const held = await client.query<SeatRow>(sql.seatOwners, seatColumns(short));
-  for (const r of held.rows) {
-    owners.set(seatKey(r.theater, r.movie, r.showtime.getTime(), r.seat), r.ticket_id);
-  }
-  const refusedRows = new Set<IncomingRow>();
-  const refused: DeadLetter[] = [];
-  for (const row of short) {
-    const t = row.ticket;
-    const owner = (seat: string) => owners.get(ticketSeatKey(t, seat));
-    const taken = t.seats.findIndex((seat) => owner(seat) !== t.ticket_id);
-    if (taken < 0) continue; // every seat is its own: a ticket seen before
-    refusedRows.add(row);
-    refused.push({
-      offset: row.offset,
-      key: row.key ?? null,
-      value: row.value,
-      reason: "SEAT_TAKEN",
-      detail: `seat ${
-        t.seats[taken]
-      } of ${t.movie} at ${t.theater}, ${t.showtime} is sold to ticket ${
-        owner(t.seats[taken]!) ?? "(unknown)"
-      }`,
-    });
-  }
-  return {
-    accepted: rows.filter((r) => !refusedRows.has(r)),
-    refusedRows: [...refusedRows],
-    refused,
-    claims,
-  };
+interface SeatClaim {
+  /** Per ticket of the batch, the seat number (see {@linkcode SEAT_SLOTS}) of each of its seats. */
+  seats: number[][];
+  /** Seats this batch inserted, with the ticket_id they were inserted under. */
+  inserted: Map<number, string>;
+  /** The other seats, with the ticket_id of the stored ticket holding each. */
+  holders: Map<number, string>;
+}
+
+/** The ticket and seat label a seat number names. */
+function seatAt(rows: IncomingRow[], seat: number): { ticket: Ticket; label: string } {
+  const ticket = rows[Math.floor(seat / SEAT_SLOTS) - 1]!.ticket;
+  return { ticket, label: ticket.seats[(seat % SEAT_SLOTS) - 1]! };
 }
 
 /**
- * Gives back the seats that `rows` (refused, or not stored because their id was known) took in
- * this batch, except the seats of a stored ticket with the same id.
+ * Inserts every free seat of the batch's tickets in one statement, then reads who holds the
+ * others. The unique key arbitrates between concurrent batches: the insert waits for a batch in
+ * flight that wrote the same seat, so afterwards each seat is either this batch's (locked until
+ * it commits) or committed to a stored ticket. Which ticket keeps a seat is then decided by
+ * {@linkcode decideSeats}. Undefined when a holder was deleted in between: claim again.
+ */
+async function claimSeats(
+  client: PoolClient,
+  sql: SinkStatements,
+  rows: IncomingRow[],
+): Promise<SeatClaim | undefined> {
+  const claimed = await client.query<{ i: number; j: number; seat: number; claimant: string }>(
+    sql.claimSeats,
+    seatClaimParams(rows),
+  );
+  const seats = rows.map((r) => new Array<number>(r.ticket.seats.length));
+  const inserted = new Map<number, string>();
+  for (const r of claimed.rows) {
+    seats[r.i - 1]![r.j - 1] = r.seat;
+    if (r.claimant !== null) inserted.set(r.seat, r.claimant);
+  }
+  const others = new Set<number>();
+  const cols: (string | number)[][] = [[], [], [], [], []];
+  for (const list of seats) {
+    for (const seat of list) {
+      if (inserted.has(seat) || others.has(seat)) continue;
+      others.add(seat);
+      const { ticket: t, label } = seatAt(rows, seat);
+      cols[0]!.push(t.theater), cols[1]!.push(t.movie), cols[2]!.push(t.showtime);
+      cols[3]!.push(label), cols[4]!.push(seat);
+    }
+  }
+  const holders = new Map<number, string>();
+  if (others.size > 0) {
+    const held = await client.query<{ seat: number; ticket_id: string }>(sql.seatOwners, cols);
+    for (const r of held.rows) holders.set(r.seat, r.ticket_id);
+  }
+  return holders.size === others.size ? { seats, inserted, holders } : undefined;
+}
+
+/** What becomes of the batch's tickets, by {@linkcode decideSeats}. */
+interface SeatDecision {
+  /** New tickets, each with all its seats. */
+  accepted: IncomingRow[];
+  /** Tickets whose id is stored before or earlier in the batch: they take no seat. */
+  skipped: IncomingRow[];
+  /** Tickets refused for a seat that another stored ticket holds, as SEAT_TAKEN dead letters. */
+  refused: DeadLetter[];
+  /** The accepted ticket keeping each seat this batch inserted. */
+  keepers: Map<number, IncomingRow>;
+  /** Accepted tickets that refused tickets were refused for (and for no stored ticket). */
+  blockers: Set<IncomingRow>;
+}
+
+/**
+ * Decides the batch's tickets one at a time in offset order, as if each were its own batch, so
+ * the answer does not depend on batching: a ticket is refused only for a seat held by another
+ * ticket that is stored (committed before, or accepted earlier in this batch); otherwise a ticket
+ * whose id is stored (in `known`, or accepted earlier) is a duplicate or a conflict and takes no
+ * seat; any other ticket is accepted with its seats.
+ */
+function decideSeats(rows: IncomingRow[], claim: SeatClaim, known: Set<string>): SeatDecision {
+  const decision: SeatDecision = {
+    accepted: [],
+    skipped: [],
+    refused: [],
+    keepers: new Map(),
+    blockers: new Set(),
+  };
+  const { keepers, blockers } = decision;
+  const acceptedIds = new Set<string>();
+  const holder = (seat: number) => keepers.get(seat)?.ticket.ticket_id ?? claim.holders.get(seat);
+  rows.forEach((row, i) => {
+    const t = row.ticket;
+    const seats = claim.seats[i]!;
+    const taken = seats.filter((seat) => (holder(seat) ?? t.ticket_id) !== t.ticket_id);
+    if (taken.length > 0) {
+      // held only by tickets of this batch: the refusal stands or falls with them
+      if (taken.every((seat) => keepers.has(seat))) {
+        for (const seat of taken) blockers.add(keepers.get(seat)!);
+      }
+      const first = taken[0]!, label = t.seats[seats.indexOf(first)];
+      decision.refused.push({
+        offset: row.offset,
+        key: row.key ?? null,
+        value: row.value,
+        reason: "SEAT_TAKEN",
+        detail: `seat ${label} of ${t.movie} at ${t.theater}, ${t.showtime} is sold to ticket ${
+          holder(first)
+        }`,
+      });
+    } else if (known.has(t.ticket_id) || acceptedIds.has(t.ticket_id)) {
+      decision.skipped.push(row);
+    } else {
+      acceptedIds.add(t.ticket_id);
+      decision.accepted.push(row);
+      for (const seat of seats) if (claim.inserted.has(seat)) keepers.set(seat, row);
+    }
+  });
+  return decision;
+}
+
+/**
+ * Settles the seats this batch inserted to the decision: a seat that no accepted ticket keeps is
+ * given back; a seat kept by another ticket than the one it was inserted under changes hands.
  */
 async function releaseSeats(
   client: PoolClient,
   sql: SinkStatements,
   rows: IncomingRow[],
-  claims: Claims,
-  stored: IncomingRow[],
+  claim: SeatClaim,
+  keepers: Map<number, IncomingRow>,
 ) {
-  const keep = new Set<string>();
-  for (const { ticket: t } of stored) {
-    for (const seat of t.seats) keep.add(`${t.ticket_id}\u0002${ticketSeatKey(t, seat)}`);
+  const released: string[][] = [[], [], [], [], []];
+  const moved: string[][] = [[], [], [], [], []];
+  for (const [seat, claimant] of claim.inserted) {
+    const keeper = keepers.get(seat)?.ticket.ticket_id;
+    if (keeper === claimant) continue;
+    const cols = keeper === undefined ? released : moved;
+    const { ticket: t, label } = seatAt(rows, seat);
+    cols[0]!.push(t.theater), cols[1]!.push(t.movie), cols[2]!.push(t.showtime);
+    cols[3]!.push(label), cols[4]!.push(keeper ?? claimant);
   }
-  const cols: string[][] = [[], [], [], [], []];
-  for (const { ticket: t } of rows) {
-    const mine = claims.get(t.ticket_id);
-    for (const seat of t.seats) {
-      const key = ticketSeatKey(t, seat);
-      if (!mine?.has(key) || keep.has(`${t.ticket_id}\u0002${key}`)) continue;
-      mine.delete(key);
-      cols[0]!.push(t.theater),
-        cols[1]!.push(t.movie),
-        cols[2]!.push(t.showtime),
-        cols[3]!.push(seat);
-      cols[4]!.push(t.ticket_id);
-    }
-  }
-  if (cols[0]!.length > 0) await client.query(sql.releaseSeats, cols);
+  if (released[0]!.length > 0) await client.query(sql.releaseSeats, released);
+  if (moved[0]!.length > 0) await client.query(sql.reassignSeats, moved);
 }
 
 /** PostgreSQL's unique_violation: the fast path met a known ticket or a sold seat. */
@@ -470,12 +514,39 @@ async function insertDeadLetters(
   return deadLetters.length;
 }
 
+/**
+ * Most tries of the careful path at one batch. A try is repeated only when the seats it read
+ * changed meanwhile (a holder deleted by hand), or when tickets it accepted turn out to be stored
+ * already while a later ticket was refused for their seats; each such try learns those ids.
+ */
+const MAX_CAREFUL_TRIES = 10;
+
 /** The careful path of {@linkcode writeBatch}: handles known tickets and sold seats. */
 async function writeCarefully(
   client: PoolClient,
   sql: SinkStatements,
   batch: Batch,
 ): Promise<BatchResult> {
+  const known = new Set<string>();
+  for (let attempt = 1; attempt <= MAX_CAREFUL_TRIES; attempt++) {
+    const result = await writeCarefullyOnce(client, sql, batch, known);
+    if (result) return result;
+  }
+  throw new Error(
+    `the seats of ${batch.topic}/${batch.partition} at offset ${batch.expectedOffset} kept changing during ${MAX_CAREFUL_TRIES} tries`,
+  );
+}
+
+/**
+ * One try of {@linkcode writeCarefully}, in one transaction; undefined when it rolled back to be
+ * tried again (with the ids of stored tickets it found added to `known`).
+ */
+async function writeCarefullyOnce(
+  client: PoolClient,
+  sql: SinkStatements,
+  batch: Batch,
+  known: Set<string>,
+): Promise<BatchResult | undefined> {
   const result = emptyResult();
   await client.query("BEGIN");
   try {
@@ -485,7 +556,16 @@ async function writeCarefully(
     }
     const deadLetters = [...batch.deadLetters];
     if (batch.rows.length > 0) {
-      const { accepted, refusedRows, refused, claims } = await claimSeats(client, sql, batch.rows);
+      const claim = await claimSeats(client, sql, batch.rows);
+      if (!claim) {
+        await client.query("ROLLBACK");
+        return undefined;
+      }
+      const { accepted, skipped, refused, keepers, blockers } = decideSeats(
+        batch.rows,
+        claim,
+        known,
+      );
       result.seatTaken = refused.length;
       deadLetters.push(...refused);
       const inserted = accepted.length > 0
@@ -493,13 +573,22 @@ async function writeCarefully(
         : new Set<string>();
       result.stored = inserted.size;
       const fresh = accepted.filter((r) => inserted.has(r.offset));
-      const skipped = accepted.filter((r) => !inserted.has(r.offset));
-      // a refused ticket, or a known ticket_id (duplicate, conflict), keeps no seat it took now
-      if (refusedRows.length + skipped.length > 0) {
-        await releaseSeats(client, sql, [...refusedRows, ...skipped], claims, fresh);
+      // ids stored before (the ticket table's key decided): duplicates or conflicts, no seat
+      const found = accepted.filter((r) => !inserted.has(r.offset));
+      if (found.some((r) => blockers.has(r))) {
+        // a later ticket was refused for a seat one of them took: decide again
+        for (const r of found) known.add(r.ticket.ticket_id);
+        await client.query("ROLLBACK");
+        return undefined;
       }
+      if (found.length > 0) {
+        const gone = new Set(found);
+        for (const [seat, row] of keepers) if (gone.has(row)) keepers.delete(seat);
+      }
+      await releaseSeats(client, sql, batch.rows, claim, keepers);
       if (fresh.length > 0) await insertTransactions(client, sql.insertTransactions, fresh);
-      if (result.stored < accepted.length) {
+      skipped.push(...found);
+      if (skipped.length > 0) {
         const existing = await client.query<StoredTicketRow>(sql.selectExisting, [
           [...new Set(skipped.map((r) => r.ticket.ticket_id))],
         ]);

@@ -3,7 +3,7 @@ import { setupDatabase } from "./db_setup.ts";
 import { createPool } from "./postgres.ts";
 import { qualify } from "./schema.ts";
 import { type Batch, sinkStatements, storedOffsets, writeBatch } from "./sink.ts";
-import { stackConnection, stackInfo, uniqueSuffix } from "./testing.ts";
+import { sql as sqlOf, stackConnection, stackInfo, uniqueSuffix, waitFor } from "./testing.ts";
 import { encodeTicket, type Ticket, TicketGenerator } from "./tickets.ts";
 
 async function withTable(
@@ -218,6 +218,174 @@ Deno.test("a session frozen mid-COPY is ended by the next writer of its partitio
       zombie.release(true);
       await ownerDb.pool.end();
       await zombieDb.pool.end().catch(() => {});
+    }
+  });
+});
+
+/** Tickets for one show with the given seats, named for the asserts. */
+function showTickets(seed: number, seats: Record<string, string[]>): Record<string, Ticket> {
+  const gen = new TicketGenerator({ seed });
+  const show = gen.next();
+  return Object.fromEntries(
+    Object.entries(seats).map(([name, list]) => [
+      name,
+      {
+        ...gen.next(),
+        theater: show.theater,
+        movie: show.movie,
+        showtime: show.showtime,
+        seats: list,
+      },
+    ]),
+  );
+}
+
+/** What a table holds after `batches` were written in turn: stored, refused and sold, by name. */
+async function outcomeOf(batches: Ticket[][], names: Record<string, Ticket>) {
+  // a ticket_id names its first ticket (a later version shares it)
+  const nameOf = new Map(Object.entries(names).reverse().map(([name, t]) => [t.ticket_id, name]));
+  const name = (id: string) => nameOf.get(id) ?? id;
+  let outcome: Record<string, unknown> = {};
+  await withTable(async (table, q, pool) => {
+    const sql = sinkStatements(q);
+    const client = await pool.connect();
+    try {
+      let offset = 0n;
+      for (const tickets of batches) {
+        const result = await writeBatch(client, sql, batchOf(table, offset, tickets));
+        assert.equal(result.committed, true);
+        offset += BigInt(tickets.length);
+      }
+      const stored = await client.query(`SELECT ticket_id FROM ${q.tickets} ORDER BY kafka_offset`);
+      const seats = await client.query(`SELECT seat, ticket_id FROM ${q.seats} ORDER BY seat`);
+      const dead = await client.query(
+        `SELECT "offset", reason, detail FROM ${q.deadLetters} WHERE target_table = $1 ORDER BY "offset"`,
+        [table],
+      );
+      const conflicts = await client.query(
+        `SELECT ticket_id FROM ${q.conflicts} WHERE target_table = $1 ORDER BY "offset"`,
+        [table],
+      );
+      outcome = {
+        stored: stored.rows.map((r) => name(r.ticket_id)),
+        seats: seats.rows.map((r) => `${r.seat}:${name(r.ticket_id)}`),
+        refused: dead.rows.map((r) =>
+          `${r.offset} ${r.reason} ${name(r.detail.replace(/.* is sold to ticket /, ""))}`
+        ),
+        conflicts: conflicts.rows.map((r) => name(r.ticket_id)),
+      };
+    } finally {
+      client.release();
+    }
+  });
+  return outcome;
+}
+
+/** Every way to cut `tickets` into consecutive batches of `size`, for sizes 1 to all. */
+function batchings(tickets: Ticket[]): Ticket[][][] {
+  return Array.from({ length: tickets.length }, (_, i) => i + 1).map((size) =>
+    Array.from(
+      { length: Math.ceil(tickets.length / size) },
+      (_, b) => tickets.slice(b * size, (b + 1) * size),
+    )
+  );
+}
+
+Deno.test("writeBatch() refuses a ticket only for a seat a stored ticket holds, whatever the batch size (a refused ticket's seats go to the next)", async () => {
+  const t = showTickets(21, { T0: ["B1"], U: ["B1", "B2"], V: ["B2"] });
+  const expected = {
+    stored: ["T0", "V"],
+    seats: ["B1:T0", "B2:V"],
+    refused: ["1 SEAT_TAKEN T0"],
+    conflicts: [],
+  };
+  // T0 committed before U and V's batch, as in the report; then every batching of the three
+  for (const batches of [[[t.T0!], [t.U!, t.V!]], ...batchings([t.T0!, t.U!, t.V!])]) {
+    const sizes = batches.map((b) => b.length).join("+");
+    assert.deepEqual(await outcomeOf(batches, t), expected, `batches of ${sizes}`);
+  }
+});
+
+Deno.test("writeBatch() settles a chain of clashes in offset order: the first ticket by offset that can have a freed seat gets it", async () => {
+  // U is refused (T0 holds B1), which frees B2 and B3; V takes B2, so W is refused for it (V is
+  // stored before W), and B3, wanted by W and X, goes to X
+  const t = showTickets(22, {
+    T0: ["B1"],
+    U: ["B1", "B2", "B3"],
+    V: ["B2"],
+    W: ["B2", "B3"],
+    X: ["B3"],
+  });
+  const expected = {
+    stored: ["T0", "V", "X"],
+    seats: ["B1:T0", "B2:V", "B3:X"],
+    refused: ["1 SEAT_TAKEN T0", "3 SEAT_TAKEN V"],
+    conflicts: [],
+  };
+  const all = [t.T0!, t.U!, t.V!, t.W!, t.X!];
+  for (const batches of [[[t.T0!], all.slice(1)], ...batchings(all)]) {
+    const sizes = batches.map((b) => b.length).join("+");
+    assert.deepEqual(await outcomeOf(batches, t), expected, `batches of ${sizes}`);
+  }
+});
+
+Deno.test("writeBatch() gives the seat of a conflicting version of a stored ticket to the next ticket that wants it", async () => {
+  // K2 is another version of the stored K (same ticket_id): a conflict, which takes no seat, so
+  // Y gets C1 as it would in a batch of its own
+  const t = showTickets(23, { K: ["A1"], K2: ["C1"], Y: ["C1"] });
+  t.K2 = { ...t.K2!, ticket_id: t.K!.ticket_id };
+  const expected = { stored: ["K", "Y"], seats: ["A1:K", "C1:Y"], refused: [], conflicts: ["K"] };
+  const all = [t.K!, t.K2!, t.Y!];
+  for (const batches of [[[t.K!], all.slice(1)], ...batchings(all)]) {
+    const sizes = batches.map((b) => b.length).join("+");
+    assert.deepEqual(await outcomeOf(batches, t), expected, `batches of ${sizes}`);
+  }
+});
+
+Deno.test("writeBatch() waits for a concurrent batch's seat: once committed it holds the seat, and the refused ticket's other seats go to the next", async () => {
+  await withTable(async (table, q, pool) => {
+    const sql = sinkStatements(q);
+    sql.copy.supported = false; // the careful path itself meets the concurrent insert
+    const t = showTickets(24, { Z: ["B1"], U: ["B1", "B2"], V: ["B2"] });
+    const other = await pool.connect();
+    const client = await pool.connect();
+    try {
+      // another partition's batch inserted Z's seat and has not committed yet
+      await other.query("BEGIN");
+      await other.query(
+        `INSERT INTO ${q.seats} (theater, movie, showtime, seat, ticket_id) VALUES ($1, $2, $3, 'B1', $4)`,
+        [t.Z!.theater, t.Z!.movie, t.Z!.showtime, t.Z!.ticket_id],
+      );
+      const writing = writeBatch(client, sql, batchOf(table, 0n, [t.U!, t.V!]));
+      await waitFor("the batch to wait for the other's seat", async () => {
+        const [row] = await sqlOf<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'`,
+          [`${table}_seats`],
+        );
+        return row!.n === 1;
+      });
+      await other.query("COMMIT");
+      const result = await writing;
+      assert.deepEqual([result.stored, result.seatTaken], [1, 1]);
+      const seats = await client.query(`SELECT seat, ticket_id FROM ${q.seats} ORDER BY seat`);
+      assert.deepEqual(seats.rows, [
+        { seat: "B1", ticket_id: t.Z!.ticket_id },
+        { seat: "B2", ticket_id: t.V!.ticket_id },
+      ]);
+      const dead = await client.query(
+        `SELECT "offset", detail FROM ${q.deadLetters} WHERE target_table = $1`,
+        [table],
+      );
+      assert.deepEqual(dead.rows.map((r) => r.offset), ["0"]);
+      assert.match(
+        dead.rows[0].detail,
+        new RegExp(`^seat B1 .* sold to ticket ${t.Z!.ticket_id}$`),
+      );
+    } finally {
+      await other.query("ROLLBACK").catch(() => {});
+      other.release();
+      client.release();
     }
   });
 });
