@@ -61,6 +61,10 @@ export interface BatchResult {
   deadLetters: number;
   /** Tickets refused because a seat was already sold for that show. */
   seatTaken: number;
+  /** Tickets PostgreSQL refused (DB_REJECTED dead letters, also counted in deadLetters). */
+  rejected?: number;
+  /** Messages of the batch written (set by writeIsolating). */
+  messages?: number;
 }
 
 const toBuffer = (bytes: Uint8Array | null) =>
