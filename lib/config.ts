@@ -81,11 +81,6 @@ export function isValidHost(host: string): boolean {
   return host.split(".").every((label) => HOST_LABEL.test(label));
 }
 
-/** True for hosts that never leave the machine. */
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host.startsWith("127.") || host === "::1" || host === "[::1]";
-}
-
 /** Checks a host; records a problem when bad. */
 export function checkHost(problems: Problems, name: string, host: string | undefined): void {
   if (host !== undefined && !isValidHost(host)) {

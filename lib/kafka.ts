@@ -7,19 +7,29 @@ import process from "node:process";
 import { Kafka, type KafkaConfig, logLevel as KafkaLogLevel, type SASLOptions } from "kafkajs";
 import type { KafkaSettings } from "./config.ts";
 import { AppError, messageOf } from "./errors.ts";
-import "./kafka_encoder.ts"; // a faster varint writer for KafkaJS's encoder
+import { installFastVarints } from "./kafka_encoder.ts";
 import { log } from "./log.ts";
 import { loadCertFolder } from "./tls.ts";
 
 export type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from "kafkajs";
 
-// KafkaJS arms timers with negative delays (harmless: they fire at once); Deno warns on each.
-const emitWarning = process.emitWarning;
-process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-  const type = typeof rest[0] === "string" ? rest[0] : (rest[0] as { type?: string })?.type;
-  if ((type ?? (warning as Error)?.name) === "TimeoutNegativeWarning") return;
-  return (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest);
-}) as typeof process.emitWarning;
+/**
+ * What `createKafka` changes in the process, once: KafkaJS arms timers with negative delays
+ * (harmless: they fire at once) and Deno warns on each, so that one warning is dropped; and
+ * KafkaJS's varint writer is replaced by a faster one (see kafka_encoder.ts).
+ */
+function adaptKafkaJs(): void {
+  if (adapted) return;
+  adapted = true;
+  installFastVarints();
+  const emitWarning = process.emitWarning;
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    const type = typeof rest[0] === "string" ? rest[0] : (rest[0] as { type?: string })?.type;
+    if ((type ?? (warning as Error)?.name) === "TimeoutNegativeWarning") return;
+    return (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest);
+  }) as typeof process.emitWarning;
+}
+let adapted = false;
 
 /** Options of {@linkcode createKafka}. */
 export interface KafkaClientOptions {
@@ -31,6 +41,7 @@ export interface KafkaClientOptions {
 
 /** Builds a KafkaJS client for the settings; checks the cert folder first (SSL, SASL_SSL). */
 export function createKafka(settings: KafkaSettings, options: KafkaClientOptions = {}): Kafka {
+  adaptKafkaJs();
   const config: KafkaConfig = {
     clientId: options.clientId ?? "movie-tickets",
     brokers: settings.brokers,

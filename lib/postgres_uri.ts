@@ -3,7 +3,6 @@
  * @module
  */
 import { registerSecret } from "./log.ts";
-import { isLoopback } from "./config.ts";
 
 /** libpq's SSL modes. */
 export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
@@ -91,4 +90,9 @@ export function parsePostgresUri(uri: string): PostgresTarget {
 /** The URI without its password, for messages. */
 export function describeTarget(target: PostgresTarget): string {
   return `postgres://${target.user}@${target.host}:${target.port}/${target.database}`;
+}
+
+/** True for hosts that never leave the machine. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host.startsWith("127.") || host === "::1" || host === "[::1]";
 }
