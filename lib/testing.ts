@@ -243,14 +243,15 @@ export async function waitFor(
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
-/** Counts of a consumer run as its summary line prints them (`fenced` only when printed). */
+/** Counts of a consumer run as its summary line prints them. */
 export interface ConsumerCounts {
   received: number;
   stored: number;
   duplicates: number;
   conflicts: number;
   deadLetters: number;
-  fenced?: number;
+  /** Batches dropped because another member had moved the stored offset. */
+  fenced: number;
 }
 
 /** Reads the consumer's summary line (`consumed N messages ...`) from its stdout; throws if absent. */
@@ -262,14 +263,13 @@ export function consumerCounts(stdout: string): ConsumerCounts {
     if (!match) throw new Error(`the summary line has no "${label}": ${line}`);
     return Number(match[1]);
   };
-  const fenced = /\bfenced (\d+)/.exec(line)?.[1];
   return {
     received: count("consumed"),
     stored: count("stored"),
     duplicates: count("duplicates"),
     conflicts: count("conflicts"),
     deadLetters: count("dead letters"),
-    ...(fenced === undefined ? {} : { fenced: Number(fenced) }),
+    fenced: count("fenced"),
   };
 }
 
