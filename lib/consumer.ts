@@ -200,6 +200,10 @@ const MAX_QUEUED_CHUNKS = 4;
 const STOP_BUDGET_MS = 7_000;
 /** Reason of the marker dead letter recording offsets deleted before they were read. */
 export const LOST_REASON = "LOST";
+/** Reason of the marker dead letter recording offsets skipped by `--reset-offsets latest`. */
+export const SKIPPED_REASON = "SKIPPED";
+/** Dead letters that mark offset ranges rather than hold a message: never replayed. */
+export const MARKER_REASONS: readonly string[] = [LOST_REASON, SKIPPED_REASON];
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
@@ -367,6 +371,27 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
         `stored. To read it from the start run the consumer once with --reset-offsets earliest ` +
         `(or latest for new messages only)`,
     );
+  }
+
+  /** Loads in progress, so that a partition is loaded once however many ask. */
+  const loading = new Map<number, Promise<PartitionState>>();
+
+  /** The partition's position: the one in hand, or loaded from the database and the log. */
+  function ensurePosition(
+    partition: number,
+    heartbeat: () => Promise<void>,
+  ): Promise<PartitionState> {
+    const state = positions.get(partition);
+    if (state && !state.fenced) return Promise.resolve(state);
+    let load = loading.get(partition);
+    if (!load) {
+      const started = loadPosition(partition, heartbeat);
+      load = started.finally(() => {
+        if (loading.get(partition) === load) loading.delete(partition);
+      });
+      loading.set(partition, load);
+    }
+    return load;
   }
 
   async function loadPosition(
@@ -622,7 +647,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     const partition = batch.partition;
     let state = positions.get(partition);
     if (state?.pending) await state.pending;
-    if (!state || state.fenced) state = await loadPosition(partition, heartbeat);
+    if (!state || state.fenced) state = await ensurePosition(partition, heartbeat);
     const fetched = fetchedOffset(batch);
     if (fetched !== state.fetchFrom) {
       // Fetched from elsewhere: KafkaJS's own start after an assignment, its reset after an
@@ -721,30 +746,70 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       storedOffsets(db.pool, q, groupId, topic),
       admin.fetchTopicOffsets(topic),
     ]);
+    for (const o of offsets) {
+      const at = stored.get(o.partition);
+      if (at !== undefined && at > BigInt(o.high)) {
+        throw pastTheEnd(o.partition, at, BigInt(o.high));
+      }
+    }
     return offsets.filter((o) => (stored.get(o.partition) ?? BigInt(o.low)) < BigInt(o.high))
       .map((o) => `${o.partition} (at ${stored.get(o.partition) ?? o.low} of ${o.high})`);
   }
 
-  /** `--reset-offsets`: moves the stored offsets and says what it did. */
+  /**
+   * `--reset-offsets`: moves the stored offsets, in one transaction, and says what it did. A
+   * skip (`latest`) is recorded as a SKIPPED marker dead letter on the last skipped offset, which
+   * is also what the position check finds there later.
+   */
   async function resetStoredOffsets(to: (typeof RESET_TO)[number]) {
     const offsets = await admin.fetchTopicOffsets(topic);
-    const stored = await storedOffsets(db.pool, q, groupId, topic);
     const done: Record<string, { from: string | null; to: string }> = {};
-    for (const o of offsets) {
-      const target = to === "earliest" ? o.low : o.high;
-      await db.pool.query(
-        `INSERT INTO ${q.offsets} (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (group_id, topic, partition)
-         DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
-        [groupId, topic, o.partition, target],
-      );
-      const from = stored.get(o.partition)?.toString() ?? null;
-      done[o.partition] = { from, to: target };
-      log(
-        "info",
-        `--reset-offsets ${to}: topic "${topic}" partition ${o.partition} of group ${groupId}: ` +
-          `stored offset ${from ?? "(none)"} -> ${target}`,
-      );
+    const client = await db.pool.connect();
+    try {
+      await client.query("BEGIN");
+      const stored = await storedOffsets(client, q, groupId, topic);
+      for (const o of offsets) {
+        const [low, high] = [BigInt(o.low), BigInt(o.high)];
+        const from = stored.get(o.partition);
+        const target = to === "earliest" ? low : high;
+        await client.query(
+          `INSERT INTO ${q.offsets} (group_id, topic, partition, next_offset)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (group_id, topic, partition)
+           DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
+          [groupId, topic, o.partition, target.toString()],
+        );
+        const start = from !== undefined && from >= low && from <= high ? from : low;
+        if (to === "latest" && high > start) {
+          await client.query(
+            `INSERT INTO ${q.deadLetters} (group_id, target_table, topic, partition, "offset",
+               reason, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
+            [
+              groupId,
+              options.table,
+              topic,
+              o.partition,
+              (high - 1n).toString(),
+              SKIPPED_REASON,
+              `offsets ${start}..${high - 1n} (${high - start} messages) skipped by ` +
+              `--reset-offsets latest`,
+            ],
+          );
+        }
+        done[o.partition] = { from: from?.toString() ?? null, to: target.toString() };
+        log(
+          "info",
+          `--reset-offsets ${to}: topic "${topic}" partition ${o.partition} of group ` +
+            `${groupId}: stored offset ${from ?? "(none)"} -> ${target}`,
+        );
+      }
+      await client.query("COMMIT");
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw error;
+    } finally {
+      client.release();
     }
     return done;
   }
@@ -768,9 +833,19 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       "connecting to Kafka",
     );
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    consumer.on(consumer.events.GROUP_JOIN, () => {
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
       positions.clear();
+      loading.clear();
       lastActivity = performance.now();
+      // Load the new partitions' positions now: a recreated topic stops the run even when its
+      // partitions are empty, and a partition that only holds markers still gets its offset moved
+      for (const partition of event.payload.memberAssignment[topic] ?? []) {
+        ensurePosition(partition, () => Promise.resolve()).then((state) => {
+          if (positions.get(partition) === state) {
+            consumer.seek({ topic, partition, offset: state.fetchFrom.toString() });
+          }
+        }).catch(finish);
+      }
     });
     consumer.on(consumer.events.FETCH, () => {
       lastFetch = performance.now();

@@ -3,7 +3,7 @@
  * and bytes again to their topic; each replayed letter is marked so it is not replayed twice.
  * @module
  */
-import { LOST_REASON } from "./consumer.ts";
+import { MARKER_REASONS } from "./consumer.ts";
 import { Buffer } from "node:buffer";
 import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
 import { CONNECTION_FLAGS, resolveConnection } from "./config.ts";
@@ -97,8 +97,8 @@ export async function deadLetters(args: string[]): Promise<number> {
   if (values.reason) where.push(`reason = $${params.push(String(values.reason))}`);
   if (ids) where.push(`id = ANY($${params.push(ids)}::bigint[])`);
   if (action === "replay" && !values.again) where.push("replayed_at IS NULL");
-  // a LOST letter marks offsets deleted before they were read: it holds no message to replay
-  if (action === "replay") where.push(`reason <> $${params.push(LOST_REASON)}`);
+  // LOST and SKIPPED letters mark offset ranges: they hold no message to replay
+  if (action === "replay") where.push(`reason <> ALL($${params.push(MARKER_REASONS)})`);
   const db = await createPool({
     uri: connection.postgresUri,
     certPath: connection.kafka.certPath,
