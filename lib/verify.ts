@@ -5,9 +5,10 @@
  */
 import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
 import { type Connection, CONNECTION_FLAGS, resolveConnection } from "./config.ts";
-import { defaultGroupId } from "./consumer.ts";
+import { checkKey, defaultGroupId } from "./consumer.ts";
 import { AppError } from "./errors.ts";
 import { createKafka, describeKafkaError, isValidTopicName, withDeadline } from "./kafka.ts";
+import { DB_REJECTED } from "./isolate.ts";
 import { createPool } from "./postgres.ts";
 import { checkIdentifier, qualify } from "./schema.ts";
 import { moneyCents, parseTicket, type Ticket } from "./tickets.ts";
@@ -42,6 +43,13 @@ export interface VerifyReport {
   deadLetters: number;
   /** Valid tickets refused as a whole (e.g. SEAT_TAKEN) and recorded as dead letters. */
   refused: number;
+  /** The refused tickets by dead-letter reason. */
+  refusedByReason: Record<string, number>;
+  /**
+   * Messages that parse as a ticket yet became dead letters for a reason a valid ticket cannot
+   * have (a sink bug): `ticket_id (REASON at partition@offset)`.
+   */
+  wronglyRefused: string[];
   missing: string[];
   extra: string[];
   mismatched: string[];
@@ -54,6 +62,17 @@ interface Seen {
   partition: number;
   offset: string;
   key: string;
+  /** The message key is the ticket_id, as the consumer requires. */
+  keyOk: boolean;
+}
+
+/**
+ * Whether a message that parses as a ticket may be a dead letter for `reason`: its seat was sold
+ * (SEAT_TAKEN), PostgreSQL refused a value (DB_REJECTED), or its key is not its ticket_id
+ * (BAD_KEY, only when that is so). Any other reason means the sink refused a valid ticket.
+ */
+export function isRefusalOfValidTicket(reason: string, keyOk: boolean): boolean {
+  return reason === "SEAT_TAKEN" || reason === DB_REJECTED || (reason === "BAD_KEY" && !keyOk);
 }
 
 /** The fields compared, normalised so that a row and a message compare equal. */
@@ -155,6 +174,7 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
                       partition: batch.partition,
                       offset: m.offset,
                       key: ticketKey(parsed.ticket),
+                      keyOk: checkKey(parsed, m.key).ok,
                     });
                     byId.set(parsed.ticket.ticket_id, seen);
                   } else badOffsets.push(`${batch.partition}@${m.offset}`);
@@ -190,6 +210,8 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
   let rows = 0;
   let deadLetters = 0;
   let refused = 0;
+  const refusedByReason: Record<string, number> = {};
+  const wronglyRefused: string[] = [];
   const deadLettersMissing: string[] = [];
   try {
     const result = await db.pool.query<{
@@ -229,19 +251,29 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
       );
       if (!source || source.key !== key) mismatched.push(r.ticket_id);
     }
-    const dead = await db.pool.query<{ partition: number; offset: string }>(
-      `SELECT partition, "offset" FROM ${q.deadLetters} WHERE group_id = $1 AND topic = $2`,
+    const dead = await db.pool.query<{ partition: number; offset: string; reason: string }>(
+      `SELECT partition, "offset", reason FROM ${q.deadLetters} WHERE group_id = $1 AND topic = $2`,
       [groupId, options.topic],
     );
     deadLetters = dead.rows.length;
-    const deadSet = new Set(dead.rows.map((d) => `${d.partition}@${d.offset}`));
+    const deadReason = new Map(dead.rows.map((d) => [`${d.partition}@${d.offset}`, d.reason]));
     for (const [id, seen] of byId) {
-      if (inTable.has(id)) continue;
+      let wrong = false;
+      for (const s of seen) {
+        const reason = deadReason.get(`${s.partition}@${s.offset}`);
+        if (reason === undefined || isRefusalOfValidTicket(reason, s.keyOk)) continue;
+        wronglyRefused.push(`${id} (${reason} at ${s.partition}@${s.offset})`);
+        wrong = true;
+      }
+      if (inTable.has(id) || wrong) continue;
       // a ticket refused as a whole (seat already sold) is a dead letter, not a loss
-      if (seen.every((s) => deadSet.has(`${s.partition}@${s.offset}`))) refused++;
-      else missing.push(id);
+      const reasons = seen.map((s) => deadReason.get(`${s.partition}@${s.offset}`));
+      if (reasons.every((r) => r !== undefined)) {
+        refused++;
+        refusedByReason[reasons[0]!] = (refusedByReason[reasons[0]!] ?? 0) + 1;
+      } else missing.push(id);
     }
-    for (const bad of badOffsets) if (!deadSet.has(bad)) deadLettersMissing.push(bad);
+    for (const bad of badOffsets) if (!deadReason.has(bad)) deadLettersMissing.push(bad);
   } finally {
     await db.pool.end();
   }
@@ -253,11 +285,14 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
     rows,
     deadLetters,
     refused,
+    refusedByReason,
+    wronglyRefused,
     missing,
     extra,
     mismatched,
     deadLettersMissing,
-    ok: missing.length + extra.length + mismatched.length + deadLettersMissing.length === 0,
+    ok: missing.length + extra.length + mismatched.length + deadLettersMissing.length +
+        wronglyRefused.length === 0,
   };
 }
 
@@ -275,12 +310,17 @@ export function formatVerifyReport(
     : "");
   return [
     `topic ${topic}: ${r.messages} messages in ${r.partitions} partitions, ${r.tickets} distinct tickets, ${r.notTickets} not tickets`,
-    `table ${table}: ${r.rows} rows; dead letters for this group and topic: ${r.deadLetters} (${r.refused} refused tickets)`,
+    `table ${table}: ${r.rows} rows; dead letters for this group and topic: ${r.deadLetters} (${r.refused} refused tickets${
+      Object.entries(r.refusedByReason).sort().map(([reason, n]) => `, ${n} ${reason}`).join("")
+    })`,
     `missing from the table: ${r.missing.length}${list(r.missing)}`,
     `in the table but not in the topic: ${r.extra.length}${list(r.extra)}`,
     `stored with different fields: ${r.mismatched.length}${list(r.mismatched)}`,
     `not tickets and not in dead letters: ${r.deadLettersMissing.length}${
       list(r.deadLettersMissing)
+    }`,
+    `valid tickets refused for a reason a valid ticket cannot have: ${r.wronglyRefused.length}${
+      list(r.wronglyRefused)
     }`,
     r.ok ? "verify: OK, the table matches the topic" : "verify: MISMATCH",
   ];
