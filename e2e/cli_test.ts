@@ -1,7 +1,16 @@
 /** Bad command lines and settings, and secrets: one clear line, the right exit code, no leak. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROOT, runScript, stackInfo, uniqueSuffix } from "../lib/testing.ts";
+import { createPool } from "../lib/postgres.ts";
+import {
+  deleteTopics,
+  ROOT,
+  runScript,
+  sql,
+  stackConnection,
+  stackInfo,
+  uniqueSuffix,
+} from "../lib/testing.ts";
 
 const SCRIPTS = [
   "auth_setup.ts",
@@ -122,9 +131,19 @@ Deno.test("unreachable services fail in one line within the connect timeout", as
 
 Deno.test("no password appears in any output, error or metrics file (canary passwords)", async () => {
   const info = stackInfo();
+  const suffix = uniqueSuffix();
+  // A PostgreSQL role of its own whose password is the canary, so that every run succeeds and
+  // writes its metrics (a wrong password would stop each run before it opens the metrics file).
+  const role = `canary_${suffix}`;
+  const schema = `canary_${suffix}`;
+  const topic = `cli_canary_${suffix}`;
   const canary = `Canary${uniqueSuffix()}Pw`;
   const url = new URL(info.postgresUri);
+  url.username = role;
   url.password = canary;
+  const [database] = await sql<{ name: string }>(`SELECT current_database() AS name`);
+  await sql(`CREATE ROLE ${role} LOGIN PASSWORD '${canary}'`);
+  await sql(`GRANT CREATE ON DATABASE ${database!.name} TO ${role}`); // db_setup makes the schema
   const dir = await Deno.makeTempDir();
   const metrics = join(dir, "metrics.jsonl");
   const creds = join(dir, "creds.json");
@@ -135,63 +154,113 @@ Deno.test("no password appears in any output, error or metrics file (canary pass
     outputs.push(r.stdout, r.stderr);
     return r;
   };
-  await run("auth_setup.ts", [
-    "--kafka-hostname",
-    host!,
-    "--kafka-portnumber",
-    port!,
-    "--cert-path",
-    info.certPath,
-    "--postgres-uri",
-    url.toString(),
-    "--creds",
-    creds,
-  ]);
-  await run("auth_setup.ts", ["--check", "--creds", creds]);
-  await run("db_setup.ts", ["--table-name", "t", "--creds", creds]);
-  await run("consumer.ts", [
-    "--topic-name",
-    "t",
-    "--table-name",
-    "t",
-    "--creds",
-    creds,
-    "--metrics-log",
-    metrics,
-  ]);
-  await run("verify.ts", ["--topic-name", "t", "--table-name", "t", "--creds", creds]);
-  // SASL_SSL with a wrong password
-  const [saslHost, saslPort] = (info.kafka.saslSsl ?? "127.0.0.1:9094").split(":");
-  const sasl = await run("producer.ts", [
-    "--topic-name",
-    "t",
-    "--num",
-    "1",
-    "--security-protocol",
-    "SASL_SSL",
-    "--kafka-hostname",
-    saslHost!,
-    "--kafka-portnumber",
-    saslPort!,
-    "--cert-path",
-    info.certPath,
-    "--creds",
-    "/nonexistent",
-    "--connect-timeout",
-    "5",
-  ], { KAFKA_SASL_USERNAME: "avnadmin", KAFKA_SASL_PASSWORD: canary });
-  assert.equal(sasl.code, 1);
-  assert.match(sasl.stderr, /SASL user name or password/);
-  // the URI with the password appears in no output; the stored creds file holds it (mode 600)
-  for (const text of outputs) {
-    assert.ok(!text.includes(canary), `canary leaked in: ${text.slice(0, 300)}`);
-  }
+  const succeeds = async (script: string, args: string[]) => {
+    const r = await run(script, args);
+    assert.equal(r.code, 0, `${script}: ${r.stdout}${r.stderr}`);
+    return r;
+  };
   try {
-    assert.ok(!(await Deno.readTextFile(metrics)).includes(canary));
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    await succeeds("auth_setup.ts", [
+      "--kafka-hostname",
+      host!,
+      "--kafka-portnumber",
+      port!,
+      "--cert-path",
+      info.certPath,
+      "--postgres-uri",
+      url.toString(),
+      "--creds",
+      creds,
+    ]);
+    await succeeds("auth_setup.ts", ["--check", "--creds", creds]);
+    const names = ["--table-name", "t", "--schema", schema, "--creds", creds];
+    await succeeds("db_setup.ts", names);
+    await succeeds("producer.ts", [
+      "--topic-name",
+      topic,
+      "--num",
+      "50",
+      "--creds",
+      creds,
+      "--metrics-log",
+      metrics,
+    ]);
+    const consumer = await succeeds("consumer.ts", [
+      ...names,
+      "--topic-name",
+      topic,
+      "--idle-timeout",
+      "3",
+      "--metrics-log",
+      metrics,
+    ]);
+    assert.match(consumer.stdout, /stored 50,/);
+    const verify = await succeeds("verify.ts", [...names, "--topic-name", topic]);
+    assert.match(verify.stdout, /verify: OK/);
+    // the metrics file holds both runs, start to end, successful
+    const records = (await Deno.readTextFile(metrics)).trim().split("\n").map((l) => JSON.parse(l));
+    for (const role of ["producer", "consumer"]) {
+      const events = records.filter((r) => r.role === role).map((r) => r.event);
+      assert.equal(events[0], "start", `${role}: ${events}`);
+      assert.equal(events.at(-1), "end", `${role}: ${events}`);
+      assert.equal(records.filter((r) => r.role === role).at(-1).outcome, "ok");
+    }
+    outputs.push(await Deno.readTextFile(metrics));
+    // a wrong PostgreSQL password fails, and does not show either
+    const wrong = new URL(url);
+    wrong.password = `Wrong${canary}`;
+    const refused = await run("db_setup.ts", [
+      "--table-name",
+      "t",
+      "--schema",
+      schema,
+      "--postgres-uri",
+      wrong.toString(),
+      "--cert-path",
+      info.certPath,
+      "--creds",
+      "/nonexistent",
+    ]);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, /password/);
+    // SASL_SSL with a wrong password
+    const [saslHost, saslPort] = (info.kafka.saslSsl ?? "127.0.0.1:9094").split(":");
+    const sasl = await run("producer.ts", [
+      "--topic-name",
+      topic,
+      "--num",
+      "1",
+      "--security-protocol",
+      "SASL_SSL",
+      "--kafka-hostname",
+      saslHost!,
+      "--kafka-portnumber",
+      saslPort!,
+      "--cert-path",
+      info.certPath,
+      "--creds",
+      "/nonexistent",
+      "--connect-timeout",
+      "5",
+    ], { KAFKA_SASL_USERNAME: "avnadmin", KAFKA_SASL_PASSWORD: canary });
+    assert.equal(sasl.code, 1);
+    assert.match(sasl.stderr, /SASL user name or password/);
+    // the password appears in no output and no metrics record; the creds file holds it (mode 600)
+    for (const text of outputs) {
+      const at = text.indexOf(canary);
+      assert.ok(at < 0, `canary leaked in: ${text.slice(Math.max(0, at - 200), at + 100)}`);
+    }
+    assert.ok((await Deno.readTextFile(creds)).includes(canary));
+    assert.equal((await Deno.stat(creds)).mode! & 0o777, 0o600);
+  } finally {
+    // the role drops what it owns; then the role goes
+    const own = await createPool({ uri: url.toString(), certPath: info.certPath, max: 1 });
+    await own.pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => own.pool.end());
+    await sql(`REVOKE CREATE ON DATABASE ${database!.name} FROM ${role}`);
+    await sql(`DROP ROLE ${role}`);
+    await deleteTopics(await stackConnection(), [topic]);
+    await Deno.remove(dir, { recursive: true });
   }
-  assert.equal((await Deno.stat(creds)).mode! & 0o777, 0o600);
 });
 
 Deno.test("TLS verification is never switched off in the code", async () => {
