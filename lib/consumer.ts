@@ -16,7 +16,7 @@ import {
 } from "./kafka.ts";
 import { log, ProgressReporter } from "./log.ts";
 import { LatencySample, MetricsLog, SNAPSHOT_SECONDS } from "./metrics.ts";
-import { createPool, type Database, type PoolClient } from "./postgres.ts";
+import { createPool, type Database, describePgError, type PoolClient } from "./postgres.ts";
 import { qualify } from "./schema.ts";
 import {
   type Batch,
@@ -129,8 +129,11 @@ export function defaultGroupId(schema: string, table: string): string {
   return `tickets-sink-${schema}-${table}`;
 }
 
-/** The latest time a JavaScript Date holds (PostgreSQL's own limit is later). */
-const MAX_TIME_MS = 8.64e15;
+/**
+ * The latest publish time kept: 9999-12-31T23:59:59.999Z. Later ones are written by
+ * `toISOString` with a six-digit year (`+010000-...`), which PostgreSQL does not read.
+ */
+const MAX_TIME_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 /**
  * The publish time of a message from its Kafka timestamp, or undefined when it has none (-1) or
@@ -902,18 +905,34 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     if (firstMessageAt !== undefined) {
       summary.activeSeconds = Math.max(0, (lastActivity - firstMessageAt) / 1000);
     }
-    const outcome = failure === undefined
-      ? "ok"
-      : messageOf(failure instanceof AppError ? failure : describeKafkaError(failure, settings));
+    const outcome = failure === undefined ? "ok" : messageOf(describeFailure(failure));
     await within(snapshot("end", outcome).catch(() => {}), 2_000);
     metrics.close();
     await within(admin.disconnect().catch(() => {}), 1_000);
     await within(db.pool.end().catch(() => {}), 1_000);
   }
   if (failure !== undefined) {
-    throw failure instanceof AppError ? failure : describeKafkaError(failure, settings);
+    throw describeFailure(failure);
   }
   return summary;
+
+  /** The run's error as one line for the user: PostgreSQL's errors named as such. */
+  function describeFailure(error: unknown): AppError {
+    if (error instanceof AppError) return error;
+    const name = (error as { name?: string } | null)?.name ?? "";
+    const code = (error as { code?: unknown } | null)?.code;
+    if (
+      name === "error" || name === "DatabaseError" ||
+      (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code))
+    ) {
+      return describePgError(error, db.target);
+    }
+    return name.startsWith("KafkaJS") ? describeKafkaError(error, settings) : new AppError(
+      "DB",
+      messageOf(error),
+      { cause: error },
+    );
+  }
 
   /**
    * `--idle-timeout`: ends the run once nothing arrived for that long and the whole topic is

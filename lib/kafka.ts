@@ -4,7 +4,13 @@
  * @module
  */
 import process from "node:process";
-import { Kafka, type KafkaConfig, logLevel as KafkaLogLevel, type SASLOptions } from "kafkajs";
+import {
+  Kafka,
+  type KafkaConfig,
+  type KafkaMessage,
+  logLevel as KafkaLogLevel,
+  type SASLOptions,
+} from "kafkajs";
 import type { KafkaSettings } from "./config.ts";
 import { AppError, messageOf } from "./errors.ts";
 import { installFastVarints } from "./kafka_encoder.ts";
@@ -195,4 +201,82 @@ export async function ensureTopic(
 /** Kafka's rule for topic names. */
 export function isValidTopicName(name: string): boolean {
   return /^[A-Za-z0-9._-]{1,249}$/.test(name) && name !== "." && name !== "..";
+}
+
+/** Options of {@linkcode readTopicToEnd}. */
+export interface ReadToEndOptions {
+  /** Client id shown in broker logs. @default {"tickets-reader"} */
+  clientId?: string;
+  /** Give up (TIMEOUT) after this long. @default {300000} */
+  timeoutMs?: number;
+}
+
+/**
+ * Reads every committed message of a topic, from each partition's log start up to its high
+ * watermark as it was when the call began, with a throwaway consumer group, and calls
+ * `onMessage` for each (in offset order within a partition). A partition is done when a fetch
+ * reaches its high watermark, transaction markers and aborted messages included (KafkaJS never
+ * hands those over, so waiting for the message at high - 1 could wait for ever). Returns how
+ * many partitions the topic has.
+ */
+export async function readTopicToEnd(
+  kafka: Kafka,
+  topic: string,
+  onMessage: (partition: number, message: KafkaMessage) => void,
+  options: ReadToEndOptions = {},
+): Promise<{ partitions: number }> {
+  const admin = kafka.admin();
+  await admin.connect();
+  let offsets;
+  try {
+    offsets = await admin.fetchTopicOffsets(topic);
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+  const remaining = new Map(
+    offsets.filter((o) => BigInt(o.high) > BigInt(o.low)).map((o) => [o.partition, BigInt(o.high)]),
+  );
+  if (remaining.size === 0) return { partitions: offsets.length };
+  const consumer = kafka.consumer({
+    groupId: `${options.clientId ?? "tickets-reader"}-${crypto.randomUUID()}`,
+    maxWaitTimeInMs: 100,
+    maxBytesPerPartition: 4 * 1024 * 1024,
+  });
+  let done = () => {};
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  const reached = (partition: number, lastOffset: string) => {
+    const high = remaining.get(partition);
+    if (high !== undefined && BigInt(lastOffset) + 1n >= high) remaining.delete(partition);
+    if (remaining.size === 0) done();
+  };
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    // fetches that held only markers or aborted messages reach eachBatch only as this event
+    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      if (payload.topic === topic && payload.batchSize === 0) {
+        reached(payload.partition, payload.lastOffset);
+      }
+    });
+    const running = consumer.run({
+      autoCommit: false,
+      eachBatch: ({ batch }) => {
+        const high = remaining.get(batch.partition);
+        if (high === undefined) return Promise.resolve();
+        for (const m of batch.messages) {
+          if (BigInt(m.offset) < high) onMessage(batch.partition, m);
+        }
+        reached(batch.partition, batch.lastOffset());
+        return Promise.resolve();
+      },
+    });
+    await withDeadline(
+      Promise.race([finished, running.then(() => finished)]),
+      options.timeoutMs ?? 300_000,
+      `reading topic "${topic}" to its end`,
+    );
+  } finally {
+    await consumer.disconnect().catch(() => {});
+  }
+  return { partitions: offsets.length };
 }

@@ -11,7 +11,7 @@ import { type Connection, CONNECTION_FLAGS, resolveConnection } from "./config.t
 import { runConsumer } from "./consumer.ts";
 import { setupDatabase } from "./db_setup.ts";
 import { messageOf } from "./errors.ts";
-import { createKafka, withDeadline } from "./kafka.ts";
+import { createKafka, readTopicToEnd } from "./kafka.ts";
 import { createPool } from "./postgres.ts";
 import { runProducer } from "./producer.ts";
 import { checkIdentifier, OFFSETS_TABLE, qualify, quoteIdent } from "./schema.ts";
@@ -78,33 +78,13 @@ async function publishAndReadBack(s: Session): Promise<string> {
   });
   for (const t of sent) s.produced.set(t.ticket_id, t);
   // Read the topic back from the cluster and compare every ticket we sent.
-  const kafka = createKafka(s.connection.kafka, { clientId: "tickets-selftest-reader" });
-  const consumer = kafka.consumer({
-    groupId: `tickets-selftest-reader-${crypto.randomUUID()}`,
-    maxWaitTimeInMs: 100,
-  });
   const seen = new Map<string, string>();
-  try {
-    await consumer.connect();
-    await consumer.subscribe({ topics: [s.topic], fromBeginning: true });
-    const wanted = new Set(sent.map((t) => t.ticket_id));
-    await withDeadline(
-      new Promise<void>((resolve) => {
-        consumer.run({
-          eachMessage: ({ message }) => {
-            const key = message.key?.toString() ?? "";
-            if (wanted.has(key)) seen.set(key, message.value?.toString() ?? "");
-            if ([...wanted].every((id) => seen.has(id))) resolve();
-            return Promise.resolve();
-          },
-        });
-      }),
-      30_000,
-      "reading the test messages back from Kafka",
-    );
-  } finally {
-    await consumer.disconnect().catch(() => {});
-  }
+  await readTopicToEnd(
+    createKafka(s.connection.kafka),
+    s.topic,
+    (_, message) => seen.set(message.key?.toString() ?? "", message.value?.toString() ?? ""),
+    { clientId: "tickets-selftest-reader", timeoutMs: 30_000 },
+  );
   for (const t of sent) {
     if (seen.get(t.ticket_id) !== JSON.stringify(t)) {
       throw new Error(`ticket ${t.ticket_id} read back differs from what was sent`);
@@ -189,7 +169,7 @@ async function dataStored(s: Session): Promise<string> {
     schema: s.schema,
   });
   if (!report.ok) {
-    throw new Error(formatVerifyReport(report, s.topic, s.table).slice(2, 6).join("; "));
+    throw new Error(formatVerifyReport(report, s.topic, s.table).slice(2, 7).join("; "));
   }
   return `all ${s.produced.size} tickets stored with every field equal; verify: table matches topic`;
 }

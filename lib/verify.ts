@@ -5,9 +5,15 @@
  */
 import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
 import { type Connection, CONNECTION_FLAGS, resolveConnection } from "./config.ts";
-import { checkKey, defaultGroupId } from "./consumer.ts";
+import { checkKey, defaultGroupId, LOST_REASON, MARKER_REASONS } from "./consumer.ts";
 import { AppError } from "./errors.ts";
-import { createKafka, describeKafkaError, isValidTopicName, withDeadline } from "./kafka.ts";
+import {
+  createKafka,
+  describeKafkaError,
+  isValidTopicName,
+  readTopicToEnd,
+  withDeadline,
+} from "./kafka.ts";
 import { DB_REJECTED } from "./isolate.ts";
 import { createPool } from "./postgres.ts";
 import { checkIdentifier, qualify } from "./schema.ts";
@@ -41,6 +47,10 @@ export interface VerifyReport {
   notTickets: number;
   rows: number;
   deadLetters: number;
+  /** Messages deleted from the log (retention) before the group read them (LOST markers). */
+  lost: number;
+  /** Messages skipped by `consumer --reset-offsets latest` (SKIPPED markers). */
+  skipped: number;
   /** Valid tickets refused as a whole (e.g. SEAT_TAKEN) and recorded as dead letters. */
   refused: number;
   /** The refused tickets by dead-letter reason. */
@@ -131,71 +141,33 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
   const groupId = options.groupId ?? defaultGroupId(schema, options.table);
   const settings = options.connection.kafka;
   const kafka = createKafka(settings, { clientId: "tickets-verify" });
-  const admin = kafka.admin();
   const byId = new Map<string, Seen[]>();
   const badOffsets: string[] = [];
   let messages = 0;
   let partitions = 0;
   try {
+    const admin = kafka.admin();
     await withDeadline(admin.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
-    if (!(await admin.listTopics()).includes(options.topic)) {
+    const exists = await admin.listTopics().finally(() => admin.disconnect().catch(() => {}));
+    if (!exists.includes(options.topic)) {
       throw new AppError("KAFKA", `topic "${options.topic}" does not exist`);
     }
-    const offsets = await admin.fetchTopicOffsets(options.topic);
-    partitions = offsets.length;
-    const remaining = new Map(
-      offsets.filter((o) => BigInt(o.high) > BigInt(o.low)).map((
-        o,
-      ) => [o.partition, BigInt(o.high) - 1n]),
-    );
-    if (remaining.size > 0) {
-      const consumer = kafka.consumer({
-        groupId: `tickets-verify-${crypto.randomUUID()}`,
-        maxWaitTimeInMs: 100,
-        maxBytesPerPartition: 4 * 1024 * 1024,
-      });
-      try {
-        await consumer.connect();
-        await consumer.subscribe({ topics: [options.topic], fromBeginning: true });
-        await withDeadline(
-          new Promise<void>((resolve, reject) => {
-            consumer.run({
-              autoCommit: false,
-              eachBatch: ({ batch }) => {
-                const last = remaining.get(batch.partition);
-                for (const m of batch.messages) {
-                  const offset = BigInt(m.offset);
-                  if (last === undefined || offset > last) continue;
-                  messages++;
-                  const parsed = parseTicket(m.value);
-                  if (parsed.ok) {
-                    const seen = byId.get(parsed.ticket.ticket_id) ?? [];
-                    seen.push({
-                      partition: batch.partition,
-                      offset: m.offset,
-                      key: ticketKey(parsed.ticket),
-                      keyOk: checkKey(parsed, m.key).ok,
-                    });
-                    byId.set(parsed.ticket.ticket_id, seen);
-                  } else badOffsets.push(`${batch.partition}@${m.offset}`);
-                  if (offset === last) remaining.delete(batch.partition);
-                }
-                if (remaining.size === 0) resolve();
-                return Promise.resolve();
-              },
-            }).catch(reject);
-          }),
-          (options.readTimeoutSeconds ?? 300) * 1000,
-          "reading the topic to its end",
-        );
-      } finally {
-        await consumer.disconnect().catch(() => {});
-      }
-    }
+    ({ partitions } = await readTopicToEnd(kafka, options.topic, (partition, m) => {
+      messages++;
+      const parsed = parseTicket(m.value);
+      if (parsed.ok) {
+        const seen = byId.get(parsed.ticket.ticket_id) ?? [];
+        seen.push({
+          partition,
+          offset: m.offset,
+          key: ticketKey(parsed.ticket),
+          keyOk: checkKey(parsed, m.key).ok,
+        });
+        byId.set(parsed.ticket.ticket_id, seen);
+      } else badOffsets.push(`${partition}@${m.offset}`);
+    }, { clientId: "tickets-verify", timeoutMs: (options.readTimeoutSeconds ?? 300) * 1000 }));
   } catch (error) {
     throw error instanceof AppError ? error : describeKafkaError(error, settings);
-  } finally {
-    await admin.disconnect().catch(() => {});
   }
 
   const db = await createPool({
@@ -209,6 +181,8 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
   const mismatched: string[] = [];
   let rows = 0;
   let deadLetters = 0;
+  let lost = 0;
+  let skipped = 0;
   let refused = 0;
   const refusedByReason: Record<string, number> = {};
   const wronglyRefused: string[] = [];
@@ -251,12 +225,23 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
       );
       if (!source || source.key !== key) mismatched.push(r.ticket_id);
     }
-    const dead = await db.pool.query<{ partition: number; offset: string; reason: string }>(
-      `SELECT partition, "offset", reason FROM ${q.deadLetters} WHERE group_id = $1 AND topic = $2`,
+    const dead = await db.pool.query<
+      { partition: number; offset: string; reason: string; detail: string }
+    >(
+      `SELECT partition, "offset", reason, detail FROM ${q.deadLetters}
+       WHERE group_id = $1 AND topic = $2`,
       [groupId, options.topic],
     );
-    deadLetters = dead.rows.length;
-    const deadReason = new Map(dead.rows.map((d) => [`${d.partition}@${d.offset}`, d.reason]));
+    // LOST and SKIPPED letters mark offset ranges the consumer never read: no message's fate
+    const markers = dead.rows.filter((d) => MARKER_REASONS.includes(d.reason));
+    const letters = dead.rows.filter((d) => !MARKER_REASONS.includes(d.reason));
+    for (const m of markers) {
+      const count = Number(/\((\d+) messages\)/.exec(m.detail)?.[1] ?? 0);
+      if (m.reason === LOST_REASON) lost += count;
+      else skipped += count;
+    }
+    deadLetters = letters.length;
+    const deadReason = new Map(letters.map((d) => [`${d.partition}@${d.offset}`, d.reason]));
     for (const [id, seen] of byId) {
       let wrong = false;
       for (const s of seen) {
@@ -284,6 +269,8 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
     notTickets: badOffsets.length,
     rows,
     deadLetters,
+    lost,
+    skipped,
     refused,
     refusedByReason,
     wronglyRefused,
@@ -322,6 +309,12 @@ export function formatVerifyReport(
     `valid tickets refused for a reason a valid ticket cannot have: ${r.wronglyRefused.length}${
       list(r.wronglyRefused)
     }`,
+    ...(r.lost || r.skipped
+      ? [
+        `never read by the consumer (not in the topic any more, or skipped): ${r.lost} deleted ` +
+        `from the log before they were read, ${r.skipped} skipped by --reset-offsets latest`,
+      ]
+      : []),
     r.ok ? "verify: OK, the table matches the topic" : "verify: MISMATCH",
   ];
 }
