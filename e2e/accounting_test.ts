@@ -2,25 +2,26 @@
 import assert from "node:assert/strict";
 import { defaultGroupId } from "../lib/consumer.ts";
 import { runProducer } from "../lib/producer.ts";
-import { consumerCounts, runScript, sql, withPipeline, writeStackCreds } from "../lib/testing.ts";
+import {
+  consumerArgs,
+  consumerCounts,
+  runScript,
+  sql,
+  withPipeline,
+  writeStackCreds,
+} from "../lib/testing.ts";
 
 Deno.test("--max-messages stops after exactly that many messages, over several partitions and small batches", async () => {
   await withPipeline("maxmsg", async (c) => {
     const creds = await writeStackCreds();
     await runProducer({ kafka: c.connection.kafka, topic: c.topic, num: 10_000, partitions: 3 });
-    const args = [
-      "--creds",
-      creds,
-      "--topic-name",
-      c.topic,
-      "--table-name",
-      c.table,
-      "--no-metrics-log",
+    const args = consumerArgs(
+      { creds, topic: c.topic, table: c.table },
       "--batch-size",
       "97",
       "--max-messages",
       "3333",
-    ];
+    );
     for (const total of [3333, 6666]) {
       const run = await runScript("consumer.ts", args);
       assert.equal(run.code, 0, run.stderr);

@@ -9,6 +9,7 @@ import { defaultGroupId } from "../lib/consumer.ts";
 import { runProducer } from "../lib/producer.ts";
 import {
   collect,
+  consumerArgs,
   consumerCounts,
   type PipelineCase,
   runScript,
@@ -47,16 +48,7 @@ async function assertExact(c: PipelineCase, expected: number): Promise<void> {
 }
 
 function args(c: PipelineCase, creds: string, ...extra: string[]): string[] {
-  return [
-    "--creds",
-    creds,
-    "--topic-name",
-    c.topic,
-    "--table-name",
-    c.table,
-    "--no-metrics-log",
-    ...extra,
-  ];
+  return consumerArgs({ creds, topic: c.topic, table: c.table }, ...extra);
 }
 
 /** Seconds from now until `child` ends (its status). */

@@ -13,6 +13,7 @@ import { TicketGenerator } from "../lib/tickets.ts";
 import { qualify } from "../lib/schema.ts";
 import {
   collect,
+  consumerArgs as consumerArgsOf,
   type ConsumerCounts,
   consumerCounts,
   deleteTopics,
@@ -44,16 +45,7 @@ async function withCase(name: string, fn: (c: Case) => Promise<void>): Promise<v
   const topic = `fault_${name}_${id}`;
   const table = `fault_${name}_${id}`;
   await setupDatabase(connection, { schema: "public", table });
-  const consumerArgs = (...extra: string[]) => [
-    "--creds",
-    creds,
-    "--topic-name",
-    topic,
-    "--table-name",
-    table,
-    "--no-metrics-log",
-    ...extra,
-  ];
+  const consumerArgs = (...extra: string[]) => consumerArgsOf({ creds, topic, table }, ...extra);
   try {
     await fn({ connection, creds, topic, table, consumerArgs });
   } finally {
@@ -215,7 +207,11 @@ Deno.test("consumer gives up after --db-retry seconds when PostgreSQL goes down 
     assert.equal(rest.received, total - committed);
     // the run that gave up printed no summary: what it did is what it committed
     const gaveUp = { received: committed, stored: committed, duplicates: 0, conflicts: 0 };
-    await assertExact(c, [rest, { ...gaveUp, deadLetters: 0, fenced: 0 }], total);
+    await assertExact(
+      c,
+      [rest, { ...gaveUp, deadLetters: 0, fenced: 0, lost: 0, line: "" }],
+      total,
+    );
   });
 });
 

@@ -3,7 +3,14 @@ import assert from "node:assert/strict";
 import { runConsumer } from "../lib/consumer.ts";
 import { runProducer } from "../lib/producer.ts";
 import { createKafka, ensureTopic } from "../lib/kafka.ts";
-import { kcatProduce, runScript, sql, withPipeline, writeStackCreds } from "../lib/testing.ts";
+import {
+  consumerArgs,
+  kcatProduce,
+  runScript,
+  sql,
+  withPipeline,
+  writeStackCreds,
+} from "../lib/testing.ts";
 import { TicketGenerator } from "../lib/tickets.ts";
 
 Deno.test("every kind of poison message becomes a dead letter with its reason; the consumer keeps going", async () => {
@@ -165,17 +172,10 @@ Deno.test("tickets PostgreSQL refuses (produced with kcat) become DB_REJECTED de
     for (const i of refused) tickets[i] = { ...tickets[i]!, movie: "Refused By The Database" };
     await kcatProduce(topic, tickets.map((t) => [t.ticket_id, JSON.stringify(t)]));
     const creds = await writeStackCreds();
-    const run = await runScript("consumer.ts", [
-      "--creds",
-      creds,
-      "--topic-name",
-      topic,
-      "--table-name",
-      table,
-      "--no-metrics-log",
-      "--idle-timeout",
-      "3",
-    ]);
+    const run = await runScript(
+      "consumer.ts",
+      consumerArgs({ creds, topic, table }, "--idle-timeout", "3"),
+    );
     assert.equal(run.code, 0, run.stderr);
     assert.match(
       run.stdout,
@@ -197,17 +197,10 @@ Deno.test("tickets PostgreSQL refuses (produced with kcat) become DB_REJECTED de
     const [row] = await sql<{ n: number }>(`SELECT count(*)::int AS n FROM ${q.tickets}`);
     assert.equal(row!.n, 296);
     // a second run finds everything done: nothing re-read, nothing stuck
-    const again = await runScript("consumer.ts", [
-      "--creds",
-      creds,
-      "--topic-name",
-      topic,
-      "--table-name",
-      table,
-      "--no-metrics-log",
-      "--idle-timeout",
-      "2",
-    ]);
+    const again = await runScript(
+      "consumer.ts",
+      consumerArgs({ creds, topic, table }, "--idle-timeout", "2"),
+    );
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /^consumed 0 messages/m);
   });

@@ -4,23 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { createKafka, ensureTopic } from "../lib/kafka.ts";
-import { runScript, sql, stackInfo, withPipeline, writeStackCreds } from "../lib/testing.ts";
+import {
+  consumerArgs,
+  kcatProduce,
+  runScript,
+  sql,
+  withPipeline,
+  writeStackCreds,
+} from "../lib/testing.ts";
 import { type Ticket, TicketGenerator } from "../lib/tickets.ts";
-
-/** Produces `key<TAB>value` lines with kcat (an independent client) to the plaintext listener. */
-async function kcatProduce(topic: string, messages: [string, string][]): Promise<void> {
-  const child = new Deno.Command("kcat", {
-    args: ["-b", stackInfo().kafka.plaintext, "-P", "-t", topic, "-K", "\t"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(messages.map(([k, v]) => `${k}\t${v}\n`).join("")));
-  await writer.close();
-  const out = await child.output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-}
 
 Deno.test("consumer.ts gives the same seats whatever --batch-size: a ticket refused for a sold seat frees its other seats for the next ticket", async () => {
   const gen = new TicketGenerator({ seed: 1212 });
@@ -50,19 +42,16 @@ Deno.test("consumer.ts gives the same seats whatever --batch-size: a ticket refu
         topic,
         Object.values(t).map((x) => [x.ticket_id, JSON.stringify(x)]),
       );
-      const run = await runScript("consumer.ts", [
-        "--creds",
-        creds,
-        "--topic-name",
-        topic,
-        "--table-name",
-        table,
-        "--batch-size",
-        String(batchSize),
-        "--idle-timeout",
-        "2",
-        "--no-metrics-log",
-      ]);
+      const run = await runScript(
+        "consumer.ts",
+        consumerArgs(
+          { creds, topic, table },
+          "--batch-size",
+          String(batchSize),
+          "--idle-timeout",
+          "2",
+        ),
+      );
       const what = `--batch-size ${batchSize}`;
       assert.equal(run.code, 0, `${what}: ${run.stderr}`);
       assert.match(

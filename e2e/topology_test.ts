@@ -13,6 +13,8 @@ import type { MetricsRecord } from "../lib/metrics.ts";
 import { runProducer } from "../lib/producer.ts";
 import {
   collect,
+  consumerArgs as consumerArgsOf,
+  consumerCounts,
   deleteTopics,
   type PipelineCase,
   runScript,
@@ -47,16 +49,7 @@ function withCase(prefix: string, fn: (c: Case) => Promise<void>): Promise<void>
 }
 
 function consumerArgs(c: Case, ...extra: string[]): string[] {
-  return [
-    "--creds",
-    c.creds,
-    "--topic-name",
-    c.topic,
-    "--table-name",
-    c.table,
-    "--no-metrics-log",
-    ...extra,
-  ];
+  return consumerArgsOf(c, ...extra);
 }
 
 /** Runs consumer.ts to its end. */
@@ -148,22 +141,9 @@ async function recreateTopic(c: Case, partitions: number): Promise<void> {
   );
 }
 
-/** A consumer summary line's counts (`lost` when printed). */
+/** A consumer summary line's counts. */
 function summaryOf(run: ScriptResult | string) {
-  const stdout = typeof run === "string" ? run : run.stdout;
-  const line = /^consumed \d+ messages.*$/m.exec(stdout)?.[0];
-  assert.ok(line, `no summary line in:\n${stdout}`);
-  const count = (label: string) => Number(new RegExp(`\\b${label} (\\d+)`).exec(line)?.[1] ?? 0);
-  return {
-    received: count("consumed"),
-    stored: count("stored"),
-    duplicates: count("duplicates"),
-    conflicts: count("conflicts"),
-    deadLetters: count("dead letters"),
-    fenced: count("fenced"),
-    lost: count("lost before read"),
-    line,
-  };
+  return consumerCounts(typeof run === "string" ? run : run.stdout);
 }
 
 /**
@@ -640,7 +620,8 @@ Deno.test("--idle-timeout means drained: a member idle while a killed member sti
       // it did wait: idle with B's partitions behind, before B's session ended
       assert.match(
         a.stderr(),
-        /^idle, but the topic is not drained: partition \d+ \(at \d+ of \d+\); waiting$/m,
+        // B held one or two of the three partitions
+        /^idle, but the topic is not drained: partition \d+ \(at \d+ of \d+\)(, \d+ \(at \d+ of \d+\))?; waiting$/m,
       );
     } finally {
       try {

@@ -252,6 +252,10 @@ export interface ConsumerCounts {
   deadLetters: number;
   /** Batches dropped because another member had moved the stored offset. */
   fenced: number;
+  /** Messages deleted from the log before they were read (0 when not printed). */
+  lost: number;
+  /** The whole summary line. */
+  line: string;
 }
 
 /** Reads the consumer's summary line (`consumed N messages ...`) from its stdout; throws if absent. */
@@ -270,7 +274,30 @@ export function consumerCounts(stdout: string): ConsumerCounts {
     conflicts: count("conflicts"),
     deadLetters: count("dead letters"),
     fenced: count("fenced"),
+    lost: Number(/\blost before read (\d+)/.exec(line)?.[1] ?? 0),
+    line,
   };
+}
+
+/** Where a test pipeline's consumer reads and writes. */
+export interface ConsumerTarget {
+  creds: string;
+  topic: string;
+  table: string;
+}
+
+/** Arguments of `consumer.ts` for a test pipeline (no metrics file), followed by `extra`. */
+export function consumerArgs(target: ConsumerTarget, ...extra: string[]): string[] {
+  return [
+    "--creds",
+    target.creds,
+    "--topic-name",
+    target.topic,
+    "--table-name",
+    target.table,
+    "--no-metrics-log",
+    ...extra,
+  ];
 }
 
 /**
