@@ -844,8 +844,12 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       // partitions are empty, and a partition that only holds markers still gets its offset moved
       for (const partition of event.payload.memberAssignment[topic] ?? []) {
         ensurePosition(partition, () => Promise.resolve()).then((state) => {
-          if (positions.get(partition) === state) {
+          if (positions.get(partition) !== state) return;
+          try {
+            // saves a fetch from the wrong place; the first batch seeks anyway if this fails
             consumer.seek({ topic, partition, offset: state.fetchFrom.toString() });
+          } catch (error) {
+            log("debug", `partition ${partition}: no early seek (${messageOf(error)})`);
           }
         }).catch(finish);
       }
