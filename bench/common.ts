@@ -20,7 +20,9 @@ import {
   quoteIdent,
 } from "../lib/schema.ts";
 import { deleteTopics, ROOT, stackCreds, stackInfo, writeStackCreds } from "../lib/testing.ts";
-import { encodeTicket, type Ticket, TicketGenerator } from "../lib/tickets.ts";
+import type { Ticket } from "../lib/model/columns.ts";
+import { TicketGenerator } from "../lib/model/generator.ts";
+import { encodeTicket } from "../lib/model/ticket.ts";
 
 export { ROOT };
 

@@ -8,7 +8,7 @@ import type { SecurityProtocol } from "../lib/creds.ts";
 import { messageOf } from "../lib/errors.ts";
 import { createKafka } from "../lib/kafka.ts";
 import { runProducer } from "../lib/producer.ts";
-import { TicketGenerator } from "../lib/tickets.ts";
+import { TicketGenerator } from "../lib/model/generator.ts";
 import {
   averageTicketBytes,
   benchName,

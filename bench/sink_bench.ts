@@ -17,7 +17,8 @@ import {
   sinkStatements,
   writeBatch,
 } from "../lib/sink.ts";
-import { encodeTicket, parseTicket, type Ticket } from "../lib/tickets.ts";
+import type { Ticket } from "../lib/model/columns.ts";
+import { encodeTicket, parseTicket } from "../lib/model/ticket.ts";
 import {
   benchName,
   CleanupScope,

@@ -9,7 +9,7 @@ import type { Connection } from "../lib/config.ts";
 import { defaultGroupId } from "../lib/consumer.ts";
 import { setupDatabase } from "../lib/db_setup.ts";
 import { runProducer } from "../lib/producer.ts";
-import { TicketGenerator } from "../lib/tickets.ts";
+import { TicketGenerator } from "../lib/model/generator.ts";
 import { qualify } from "../lib/schema.ts";
 import {
   collect,

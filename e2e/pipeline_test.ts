@@ -7,8 +7,13 @@ import { defaultGroupId, runConsumer } from "../lib/consumer.ts";
 import { setupDatabase } from "../lib/db_setup.ts";
 import { runProducer } from "../lib/producer.ts";
 import { qualify } from "../lib/schema.ts";
-import { sameTicket, type StoredTicketRow } from "../lib/sink.ts";
-import { type Ticket, TicketGenerator } from "../lib/tickets.ts";
+import {
+  sameTicket,
+  STORED_TICKET_SELECT,
+  type StoredTicket,
+  type Ticket,
+} from "../lib/model/columns.ts";
+import { TicketGenerator } from "../lib/model/generator.ts";
 import {
   consumerCounts,
   deleteTopics,
@@ -23,14 +28,11 @@ import {
   writeStackCreds,
 } from "../lib/testing.ts";
 
-type Row = StoredTicketRow;
+type Row = StoredTicket & { ticket_id: string; seats: string };
 
 async function tableRows(table: string): Promise<Row[]> {
   return await sql<Row>(
-    `SELECT ticket_id, theater, movie, name, email, phone_number, seats, showtime,
-       price_amount::float8 AS price_amount, price_currency, purchased_at FROM ${
-      qualify({ schema: "public", table }).tickets
-    }`,
+    `SELECT ${STORED_TICKET_SELECT} FROM ${qualify({ schema: "public", table }).tickets}`,
   );
 }
 

@@ -11,7 +11,7 @@ import {
   withPipeline,
   writeStackCreds,
 } from "../lib/testing.ts";
-import { TicketGenerator } from "../lib/tickets.ts";
+import { TicketGenerator } from "../lib/model/generator.ts";
 
 Deno.test("every kind of poison message becomes a dead letter with its reason; the consumer keeps going", async () => {
   await withPipeline("e2e_poison_all", async ({ connection, topic, table, q }) => {

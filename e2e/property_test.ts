@@ -18,8 +18,9 @@ import {
   preview,
   PROPERTY_SEED,
   validTicketArb,
-} from "../lib/tickets_arbitraries.ts";
-import { parseTicket, type Ticket } from "../lib/tickets.ts";
+} from "../lib/model/ticket_arbitraries.ts";
+import type { Ticket } from "../lib/model/columns.ts";
+import { parseTicket } from "../lib/model/ticket.ts";
 import { verifyPipeline } from "../lib/verify.ts";
 import type { Connection } from "../lib/config.ts";
 

@@ -12,7 +12,8 @@ import {
   withPipeline,
   writeStackCreds,
 } from "../lib/testing.ts";
-import { type Ticket, TicketGenerator } from "../lib/tickets.ts";
+import type { Ticket } from "../lib/model/columns.ts";
+import { TicketGenerator } from "../lib/model/generator.ts";
 
 Deno.test("consumer.ts gives the same seats whatever --batch-size: a ticket refused for a sold seat frees its other seats for the next ticket", async () => {
   const gen = new TicketGenerator({ seed: 1212 });

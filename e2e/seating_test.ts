@@ -12,7 +12,7 @@ import {
   withPipeline,
   writeStackCreds,
 } from "../lib/testing.ts";
-import type { Ticket } from "../lib/tickets.ts";
+import type { Ticket } from "../lib/model/columns.ts";
 import { verifyPipeline } from "../lib/verify.ts";
 
 Deno.test("a ticket whose seat is sold is refused whole (SEAT_TAKEN); seats and transactions match tickets", async () => {

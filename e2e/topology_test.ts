@@ -27,7 +27,8 @@ import {
   withPipeline,
   writeStackCreds,
 } from "../lib/testing.ts";
-import { type Ticket, TicketGenerator } from "../lib/tickets.ts";
+import type { Ticket } from "../lib/model/columns.ts";
+import { TicketGenerator } from "../lib/model/generator.ts";
 import { verifyPipeline } from "../lib/verify.ts";
 
 interface Case extends PipelineCase {

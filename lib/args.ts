@@ -11,9 +11,9 @@ import {
   stringFlag,
 } from "./cli.ts";
 import { type Connection, CONNECTION_FLAGS, resolveConnection } from "./config.ts";
-import { ACKS, COMPRESSIONS, type ProducerOptions } from "./producer.ts";
+import { ACKS, COMPRESSIONS, isValidTopicName } from "./kafka.ts";
+import type { ProducerOptions } from "./producer.ts";
 import { type ConsumerOptions, DEFAULT_SESSION_TIMEOUT_SECONDS, RESET_TO } from "./consumer.ts";
-import { isValidTopicName } from "./kafka.ts";
 import { checkIdentifier } from "./schema.ts";
 import { DEFAULT_METRICS_LOG } from "./metrics.ts";
 

@@ -26,7 +26,7 @@ import {
   storedOffsets,
   writeBatch,
 } from "./sink.ts";
-import { MAX_TICKET_BYTES, type ParseResult, parseTicket } from "./tickets.ts";
+import { MAX_TICKET_BYTES, type ParseResult, parseTicket } from "./model/ticket.ts";
 
 /** Options of {@linkcode runConsumer}. */
 export interface ConsumerOptions {

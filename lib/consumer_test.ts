@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import type { KafkaMessage } from "kafkajs";
 import { checkKey, formatConsumerSummary, publishTime, toRowsAndLetters } from "./consumer.ts";
-import { encodeTicket, parseTicket, TicketGenerator } from "./tickets.ts";
+import { TicketGenerator } from "./model/generator.ts";
+import { encodeTicket, parseTicket } from "./model/ticket.ts";
 
 Deno.test("publishTime() keeps a Kafka timestamp PostgreSQL can store and drops the others", () => {
   assert.equal(publishTime("1767225600000")?.toISOString(), "2026-01-01T00:00:00.000Z");

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { DB_REJECTED, isDataError, writeIsolating } from "./isolate.ts";
 import { type Batch, type BatchResult, sinkStatements, storedOffsets, writeBatch } from "./sink.ts";
 import { sql, withPipeline } from "./testing.ts";
-import { encodeTicket, TicketGenerator } from "./tickets.ts";
+import { TicketGenerator } from "./model/generator.ts";
+import { encodeTicket } from "./model/ticket.ts";
 import { createPool } from "./postgres.ts";
 
 Deno.test("isDataError() is true for data, integrity and size errors only", () => {

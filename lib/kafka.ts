@@ -280,3 +280,8 @@ export async function readTopicToEnd(
   }
   return { partitions: offsets.length };
 }
+
+/** Compression codecs KafkaJS ships with. */
+export const COMPRESSIONS = ["none", "gzip"] as const;
+/** Acknowledgement levels: all in-sync replicas, the leader, none. */
+export const ACKS = ["all", "1", "0"] as const;

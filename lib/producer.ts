@@ -7,15 +7,19 @@ import { Buffer } from "node:buffer";
 import { CompressionTypes } from "kafkajs";
 import type { KafkaSettings } from "./config.ts";
 import { AppError, messageOf } from "./errors.ts";
-import { createKafka, describeKafkaError, ensureTopic, probeKafka, withDeadline } from "./kafka.ts";
+import {
+  ACKS,
+  COMPRESSIONS,
+  createKafka,
+  describeKafkaError,
+  ensureTopic,
+  probeKafka,
+  withDeadline,
+} from "./kafka.ts";
 import { log, ProgressReporter } from "./log.ts";
 import { MetricsLog, SNAPSHOT_SECONDS } from "./metrics.ts";
-import { type Ticket, TicketGenerator } from "./tickets.ts";
-
-/** Compression codecs KafkaJS ships with. */
-export const COMPRESSIONS = ["none", "gzip"] as const;
-/** Acknowledgement levels: all in-sync replicas, the leader, none. */
-export const ACKS = ["all", "1", "0"] as const;
+import type { Ticket } from "./model/columns.ts";
+import { TicketGenerator } from "./model/generator.ts";
 
 /** Options of {@linkcode runProducer}. */
 export interface ProducerOptions {

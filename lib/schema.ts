@@ -4,6 +4,7 @@
  * @module
  */
 import { AppError } from "./errors.ts";
+import { ticketColumnsDdl } from "./model/columns.ts";
 
 /** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 63 bytes. */
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -44,6 +45,23 @@ export interface QualifiedNames {
   conflicts: string;
 }
 
+/**
+ * Columns of the ticket table that say where a row came from (the message's columns are the
+ * model's, see model/columns.ts); the sink writes the first four.
+ */
+const SOURCE_COLUMNS_DDL = [
+  "kafka_topic text NOT NULL",
+  "kafka_partition integer NOT NULL",
+  "kafka_offset bigint NOT NULL",
+  "published_at timestamptz",
+  "stored_at timestamptz NOT NULL DEFAULT clock_timestamp()",
+];
+
+/** The source columns the sink writes, in its order: topic, partition, offset, publish time. */
+export const SOURCE_COLUMN_NAMES: readonly string[] = SOURCE_COLUMNS_DDL.slice(0, 4).map((d) =>
+  d.split(" ")[0]!
+);
+
 /** Name of the offsets table shared by every pipeline in a schema. */
 export const OFFSETS_TABLE = "pipeline_offsets";
 /** Name of the dead-letter table shared by every pipeline in a schema. */
@@ -71,24 +89,9 @@ export function schemaStatements(names: TableNames): string[] {
   const schema = quoteIdent(names.schema);
   return [
     `CREATE SCHEMA IF NOT EXISTS ${schema}`,
-    `CREATE TABLE IF NOT EXISTS ${q.tickets} (
-      ticket_id       text COLLATE "C" PRIMARY KEY,
-      theater         text NOT NULL,
-      movie           text NOT NULL,
-      name            text NOT NULL,
-      email           text NOT NULL,
-      phone_number    text NOT NULL,
-      seats           text NOT NULL,
-      showtime        timestamptz NOT NULL,
-      price_amount    numeric(12,2) NOT NULL,
-      price_currency  char(3) NOT NULL,
-      purchased_at    timestamptz NOT NULL,
-      kafka_topic     text NOT NULL,
-      kafka_partition integer NOT NULL,
-      kafka_offset    bigint NOT NULL,
-      published_at    timestamptz,
-      stored_at       timestamptz NOT NULL DEFAULT clock_timestamp()
-    )`,
+    `CREATE TABLE IF NOT EXISTS ${q.tickets} (\n      ${
+      [...ticketColumnsDdl(), ...SOURCE_COLUMNS_DDL].join(",\n      ")
+    }\n    )`,
     `CREATE TABLE IF NOT EXISTS ${q.seats} (
       theater     text COLLATE "C" NOT NULL,
       movie       text COLLATE "C" NOT NULL,

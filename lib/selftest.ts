@@ -15,8 +15,12 @@ import { createKafka, readTopicToEnd } from "./kafka.ts";
 import { createPool } from "./postgres.ts";
 import { runProducer } from "./producer.ts";
 import { checkIdentifier, OFFSETS_TABLE, qualify, quoteIdent } from "./schema.ts";
-import { sameTicket, type StoredTicketRow } from "./sink.ts";
-import type { Ticket } from "./tickets.ts";
+import {
+  sameTicket,
+  STORED_TICKET_SELECT,
+  type StoredTicket,
+  type Ticket,
+} from "./model/columns.ts";
 import { formatVerifyReport, verifyPipeline } from "./verify.ts";
 
 /** `tests.ts`. */
@@ -147,11 +151,9 @@ async function consumerStores(s: Session): Promise<string> {
 
 async function dataStored(s: Session): Promise<string> {
   if (s.produced.size === 0) await consumerStores(s);
-  const rows = await query<StoredTicketRow>(
+  const rows = await query<StoredTicket & { ticket_id: string }>(
     s,
-    `SELECT ticket_id, theater, movie, name, email, phone_number, seats, showtime,
-       price_amount::float8 AS price_amount, price_currency, purchased_at
-     FROM ${qualify({ schema: s.schema, table: s.table }).tickets}`,
+    `SELECT ${STORED_TICKET_SELECT} FROM ${qualify({ schema: s.schema, table: s.table }).tickets}`,
   );
   const byId = new Map(rows.map((r) => [r.ticket_id, r]));
   for (const t of s.produced.values()) {

@@ -9,8 +9,19 @@ import { messageOf } from "./errors.ts";
 import { log } from "./log.ts";
 import type { PoolClient } from "./postgres.ts";
 import { uuidv7s } from "./uuid.ts";
-import type { QualifiedNames } from "./schema.ts";
-import { printable, sameMoney, type Ticket } from "./tickets.ts";
+import { type QualifiedNames, SOURCE_COLUMN_NAMES } from "./schema.ts";
+import {
+  columnIndex,
+  columnText,
+  sameTicket,
+  STORED_TICKET_SELECT,
+  type StoredTicket,
+  type Ticket,
+  TICKET_COLUMN_NAMES,
+  TICKET_COLUMNS,
+  ticketTexts,
+} from "./model/columns.ts";
+import { printable } from "./model/values.ts";
 
 /** A parsed ticket and where it came from. */
 export interface IncomingRow {
@@ -78,17 +89,7 @@ export function sinkStatements(q: QualifiedNames) {
       ON CONFLICT (group_id, topic, partition)
       DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
       WHERE o.next_offset = $5`,
-    insertTickets: `INSERT INTO ${q.tickets} (ticket_id, theater, movie, name, email, phone_number,
-        seats, showtime, price_amount, price_currency, purchased_at, kafka_topic, kafka_partition,
-        kafka_offset, published_at)
-      SELECT u.id, u.theater, u.movie, u.name, u.email, u.phone, u.seats, u.showtime, u.amount,
-        u.currency, u.purchased, $12, $13, u.off, u.published
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::text[], $8::timestamptz[], $9::numeric[], $10::text[], $11::timestamptz[],
-        $14::bigint[], $15::timestamptz[])
-        AS u(id, theater, movie, name, email, phone, seats, showtime, amount, currency, purchased, off, published)
-      ON CONFLICT (ticket_id) DO NOTHING
-      RETURNING kafka_offset`,
+    insertTickets: insertTicketsSql(q),
     /**
      * Inserts the free seats of the batch's tickets and returns, for each seat of each ticket
      * (`i`, `j`), the seat's number in the batch and the ticket_id it was inserted under (null
@@ -119,9 +120,7 @@ export function sinkStatements(q: QualifiedNames) {
     copy: {
       /** False once the server refused COPY FROM STDIN (the embedded PGlite does): no fast path. */
       supported: true,
-      tickets: `${q.tickets} (ticket_id, theater, movie, name, email, phone_number, seats,
-        showtime, price_amount, price_currency, purchased_at, kafka_topic, kafka_partition,
-        kafka_offset, published_at)`,
+      tickets: `${q.tickets} (${[...TICKET_COLUMN_NAMES, ...SOURCE_COLUMN_NAMES].join(", ")})`,
       seats: `${q.seats} (theater, movie, showtime, seat, ticket_id)`,
       transactions: `${q.transactions} (ticket_id, amount, currency, created_at, transaction_id)`,
     },
@@ -136,9 +135,8 @@ export function sinkStatements(q: QualifiedNames) {
       FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
         AS u(theater, movie, showtime, seat, id)
       WHERE (s.showtime, s.seat, s.theater, s.movie) = (u.showtime, u.seat, u.theater, u.movie)`,
-    selectExisting: `SELECT ticket_id, theater, movie, name, email, phone_number, seats,
-        showtime, price_amount::float8 AS price_amount, price_currency, purchased_at
-      FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
+    selectExisting:
+      `SELECT ${STORED_TICKET_SELECT} FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
     insertConflicts:
       `INSERT INTO ${q.conflicts} (target_table, ticket_id, topic, partition, "offset", message_value)
       SELECT $1, u.id, $2, $3, u.off, u.val FROM unnest($4::text[], $5::bigint[], $6::bytea[]) AS u(id, off, val)
@@ -155,29 +153,21 @@ export function sinkStatements(q: QualifiedNames) {
 /** SQL of a table's batch writes. */
 export type SinkStatements = ReturnType<typeof sinkStatements>;
 
-/** A stored ticket row, in the form `sameTicket` compares. */
-export interface StoredTicketRow {
-  ticket_id: string;
-  theater: string;
-  movie: string;
-  name: string;
-  email: string;
-  phone_number: string;
-  seats: string;
-  showtime: Date;
-  price_amount: number;
-  price_currency: string;
-  purchased_at: Date;
-}
-
-/** True when a stored row holds the same ticket. */
-export function sameTicket(row: StoredTicketRow, t: Ticket): boolean {
-  return row.theater === t.theater && row.movie === t.movie && row.name === t.name &&
-    row.email === t.email && row.phone_number === t.phone_number &&
-    row.seats === t.seats.join(",") && row.showtime.getTime() === Date.parse(t.showtime) &&
-    sameMoney(row.price_amount, t.price.amount) &&
-    row.price_currency === t.price.currency &&
-    row.purchased_at.getTime() === Date.parse(t.purchased_at);
+/**
+ * The insert of the careful path: one array parameter per ticket column (in the column spec's
+ * order and element types), then topic and partition, then offsets and publish times.
+ */
+function insertTicketsSql(q: QualifiedNames): string {
+  const n = TICKET_COLUMNS.length;
+  const u = TICKET_COLUMNS.map((_, i) => `u.c${i}`).join(", ");
+  const arrays = TICKET_COLUMNS.map((c, i) => `$${i + 1}::${c.array}[]`).join(", ");
+  const names = TICKET_COLUMNS.map((_, i) => `c${i}`).join(", ");
+  return `INSERT INTO ${q.tickets} (${[...TICKET_COLUMN_NAMES, ...SOURCE_COLUMN_NAMES].join(", ")})
+      SELECT ${u}, $${n + 1}, $${n + 2}, u.off, u.published
+      FROM unnest(${arrays}, $${n + 3}::bigint[], $${n + 4}::timestamptz[])
+        AS u(${names}, off, published)
+      ON CONFLICT (ticket_id) DO NOTHING
+      RETURNING kafka_offset`;
 }
 
 /**
@@ -447,6 +437,17 @@ async function writeFast(
   }
 }
 
+/** Where the seats and payments tables' values stand among a ticket's column texts. */
+const [ID, THEATER, MOVIE, SHOWTIME, AMOUNT, CURRENCY, PURCHASED] = [
+  "ticket_id",
+  "theater",
+  "movie",
+  "showtime",
+  "price_amount",
+  "price_currency",
+  "purchased_at",
+].map(columnIndex) as [number, number, number, number, number, number, number];
+
 /** The batch's rows in COPY text format, one buffer per table. */
 function copyLines(batch: Batch) {
   // sized for a typical ticket (~320 bytes, ~4.5 seats of ~80 bytes, a ~100-byte payment)
@@ -457,25 +458,17 @@ function copyLines(batch: Batch) {
   const payments = uuidv7s(n);
   for (let i = 0; i < n; i++) {
     const { ticket: t, offset, publishedAt } = batch.rows[i]!;
-    const id = copyField(t.ticket_id), theater = copyField(t.theater), movie = copyField(t.movie);
-    const showtime = copyField(t.showtime), currency = copyField(t.price.currency);
-    const purchased = copyField(t.purchased_at);
-    tickets.add(
-      `${id}\t${theater}\t${movie}\t${copyField(t.name)}\t${copyField(t.email)}\t${
-        copyField(t.phone_number)
-      }\t${
-        copyField(t.seats.join(","))
-      }\t${showtime}\t${t.price.amount}\t${currency}\t${purchased}\t${topic}\t${partition}\t${offset}\t${
-        publishedAt ? publishedAt.toISOString() : "\\N"
-      }\n`,
-    );
-    for (const seat of t.seats) {
-      seats.add(`${theater}\t${movie}\t${showtime}\t${copyField(seat)}\t${id}\n`);
-    }
+    const f = ticketTexts(t).map(copyField); // the columns' texts, in the spec's order
+    const published = publishedAt ? publishedAt.toISOString() : "\\N";
+    tickets.add(`${f.join("\t")}\t${topic}\t${partition}\t${offset}\t${published}\n`);
+    const show = `${f[THEATER]}\t${f[MOVIE]}\t${f[SHOWTIME]}`;
+    for (const seat of t.seats) seats.add(`${show}\t${copyField(seat)}\t${f[ID]}\n`);
     // the id is made here: gen_random_uuid() costs the database ~5 µs a row (OpenSSL's
     // RAND_bytes), a third of the insert, on the machine's busiest process; and version 7 keeps
     // the primary key's inserts at the index's right edge
-    transactions.add(`${id}\t${t.price.amount}\t${currency}\t${purchased}\t${payments[i]}\n`);
+    transactions.add(
+      `${f[ID]}\t${f[AMOUNT]}\t${f[CURRENCY]}\t${f[PURCHASED]}\t${payments[i]}\n`,
+    );
   }
   return { tickets, seats, transactions };
 }
@@ -593,9 +586,10 @@ async function writeCarefullyOnce(
       if (fresh.length > 0) await insertTransactions(client, sql.insertTransactions, fresh);
       skipped.push(...found);
       if (skipped.length > 0) {
-        const existing = await client.query<StoredTicketRow>(sql.selectExisting, [
-          [...new Set(skipped.map((r) => r.ticket.ticket_id))],
-        ]);
+        const existing = await client.query<StoredTicket & { ticket_id: string }>(
+          sql.selectExisting,
+          [[...new Set(skipped.map((r) => r.ticket.ticket_id))]],
+        );
         const byId = new Map(existing.rows.map((r) => [r.ticket_id, r]));
         const conflicts = skipped.filter((r) => {
           const row = byId.get(r.ticket.ticket_id);
@@ -641,32 +635,24 @@ async function insertTickets(
 
 /** Parameters of a ticket insert: one array per column, plus the batch's topic and partition. */
 function ticketParams(batch: Batch, rows: IncomingRow[]): unknown[] {
-  const n = rows.length;
-  const cols: unknown[][] = Array.from({ length: 13 }, () => new Array(n));
-  for (let i = 0; i < n; i++) {
-    const { ticket: t, offset, publishedAt } = rows[i]!;
-    cols[0]![i] = t.ticket_id;
-    cols[1]![i] = t.theater;
-    cols[2]![i] = t.movie;
-    cols[3]![i] = t.name;
-    cols[4]![i] = t.email;
-    cols[5]![i] = t.phone_number;
-    cols[6]![i] = t.seats.join(",");
-    cols[7]![i] = t.showtime;
-    cols[8]![i] = t.price.amount;
-    cols[9]![i] = t.price.currency;
-    cols[10]![i] = t.purchased_at;
-    cols[11]![i] = offset;
-    cols[12]![i] = publishedAt ? publishedAt.toISOString() : null;
+  const columns: string[][] = TICKET_COLUMNS.map(() => new Array(rows.length));
+  for (let i = 0; i < rows.length; i++) {
+    ticketTexts(rows[i]!.ticket).forEach((text, c) => (columns[c]![i] = text));
   }
-  return [...cols.slice(0, 11), batch.topic, batch.partition, cols[11], cols[12]];
+  return [
+    ...columns,
+    batch.topic,
+    batch.partition,
+    rows.map((r) => r.offset),
+    rows.map((r) => (r.publishedAt ? r.publishedAt.toISOString() : null)),
+  ];
 }
 
 /** Records the payments of newly stored tickets. */
 async function insertTransactions(client: PoolClient, statement: string, rows: IncomingRow[]) {
   await client.query(statement, [
     rows.map((r) => r.ticket.ticket_id),
-    rows.map((r) => r.ticket.price.amount),
+    rows.map((r) => columnText(r.ticket, "price_amount")),
     rows.map((r) => r.ticket.price.currency),
     rows.map((r) => r.ticket.purchased_at),
     uuidv7s(rows.length), // made here, as in copyLines

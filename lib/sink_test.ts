@@ -4,7 +4,9 @@ import { createPool } from "./postgres.ts";
 import { qualify } from "./schema.ts";
 import { type Batch, sinkStatements, storedOffsets, writeBatch } from "./sink.ts";
 import { sql as sqlOf, stackConnection, stackInfo, uniqueSuffix, waitFor } from "./testing.ts";
-import { encodeTicket, type Ticket, TicketGenerator } from "./tickets.ts";
+import type { Ticket } from "./model/columns.ts";
+import { TicketGenerator } from "./model/generator.ts";
+import { encodeTicket } from "./model/ticket.ts";
 
 async function withTable(
   fn: (table: string, q: ReturnType<typeof qualify>, pool: import("pg").Pool) => Promise<void>,

@@ -17,7 +17,8 @@ import {
 import { DB_REJECTED } from "./isolate.ts";
 import { createPool } from "./postgres.ts";
 import { checkIdentifier, qualify } from "./schema.ts";
-import { moneyCents, parseTicket, type Ticket } from "./tickets.ts";
+import { rowKey, STORED_TICKET_SELECT, type StoredTicket, ticketKey } from "./model/columns.ts";
+import { parseTicket } from "./model/ticket.ts";
 
 /** `verify.ts`. */
 export const VERIFY_SPEC: CommandSpec = {
@@ -85,44 +86,6 @@ export function isRefusalOfValidTicket(reason: string, keyOk: boolean): boolean 
   return reason === "SEAT_TAKEN" || reason === DB_REJECTED || (reason === "BAD_KEY" && !keyOk);
 }
 
-/** The fields compared, normalised so that a row and a message compare equal. */
-export function fingerprint(t: {
-  theater: string;
-  movie: string;
-  name: string;
-  email: string;
-  phone_number: string;
-  seats: string;
-  showtime: number;
-  amount: number;
-  currency: string;
-  purchased_at: number;
-}): string {
-  return [
-    t.theater,
-    t.movie,
-    t.name,
-    t.email,
-    t.phone_number,
-    t.seats,
-    t.showtime,
-    moneyCents(t.amount), // the sink's rule too (sameMoney)
-    t.currency,
-    t.purchased_at,
-  ].join("\u0001");
-}
-
-function ticketKey(t: Ticket): string {
-  return fingerprint({
-    ...t,
-    seats: t.seats.join(","),
-    showtime: Date.parse(t.showtime),
-    amount: t.price.amount,
-    currency: t.price.currency,
-    purchased_at: Date.parse(t.purchased_at),
-  });
-}
-
 /** Options of {@linkcode verifyPipeline}. */
 export interface VerifyOptions {
   connection: Connection;
@@ -188,24 +151,9 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
   const wronglyRefused: string[] = [];
   const deadLettersMissing: string[] = [];
   try {
-    const result = await db.pool.query<{
-      ticket_id: string;
-      theater: string;
-      movie: string;
-      name: string;
-      email: string;
-      phone_number: string;
-      seats: string;
-      showtime: Date;
-      amount: number;
-      currency: string;
-      purchased_at: Date;
-      kafka_topic: string;
-      kafka_partition: number;
-      kafka_offset: string;
-    }>(`SELECT ticket_id, theater, movie, name, email, phone_number, seats, showtime,
-          price_amount::float8 AS amount, price_currency AS currency, purchased_at,
-          kafka_topic, kafka_partition, kafka_offset FROM ${q.tickets}`);
+    const result = await db.pool.query<
+      StoredTicket & { ticket_id: string; kafka_partition: number; kafka_offset: string }
+    >(`SELECT ${STORED_TICKET_SELECT}, kafka_partition, kafka_offset FROM ${q.tickets}`);
     rows = result.rows.length;
     const inTable = new Set<string>();
     for (const r of result.rows) {
@@ -215,11 +163,7 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
         extra.push(r.ticket_id);
         continue;
       }
-      const key = fingerprint({
-        ...r,
-        showtime: r.showtime.getTime(),
-        purchased_at: r.purchased_at.getTime(),
-      });
+      const key = rowKey(r);
       const source = seen.find((s) =>
         s.partition === r.kafka_partition && s.offset === String(r.kafka_offset)
       );

@@ -13,8 +13,10 @@ import {
   preview,
   PROPERTY_SEED,
   validTicketArb,
-} from "./tickets_arbitraries.ts";
-import { encodeTicket, MAX_SEATS, parseTicket, type Ticket, TicketGenerator } from "./tickets.ts";
+} from "./ticket_arbitraries.ts";
+import { MAX_SEATS, type Ticket } from "./columns.ts";
+import { TicketGenerator } from "./generator.ts";
+import { encodeTicket, parseTicket } from "./ticket.ts";
 
 const encoder = new TextEncoder();
 const options = (numRuns: number) => ({ seed: PROPERTY_SEED, numRuns });

@@ -4,25 +4,13 @@
  * generator (the seed is in every failure message).
  */
 import assert from "node:assert/strict";
-import { createPool } from "./postgres.ts";
-import {
-  type Batch,
-  sameTicket,
-  sinkStatements,
-  type StoredTicketRow,
-  writeBatch,
-} from "./sink.ts";
-import { sql, stackInfo, withPipeline } from "./testing.ts";
-import {
-  encodeTicket,
-  moneyCents,
-  parseTicket,
-  printable,
-  sameMoney,
-  type Ticket,
-  TicketGenerator,
-  timeMicros,
-} from "./tickets.ts";
+import { createPool } from "../postgres.ts";
+import { type Batch, sinkStatements, writeBatch } from "../sink.ts";
+import { sql, stackInfo, withPipeline } from "../testing.ts";
+import { sameTicket, type StoredTicket, type Ticket } from "./columns.ts";
+import { TicketGenerator } from "./generator.ts";
+import { encodeTicket, parseTicket } from "./ticket.ts";
+import { moneyCents, printable, sameMoney, timeMicros } from "./values.ts";
 
 const SEED = 20260512;
 
@@ -302,7 +290,7 @@ Deno.test("writeBatch() stores tickets with edge values that read back equal: a 
         batchOf(table, BigInt(half), tickets.slice(half)),
       );
       assert.deepEqual([first.stored, second.stored], [half, tickets.length - half]);
-      const stored = await client.query<StoredTicketRow>(fast.selectExisting, [
+      const stored = await client.query<StoredTicket & { ticket_id: string }>(fast.selectExisting, [
         tickets.map((t) => t.ticket_id),
       ]);
       const byId = new Map(stored.rows.map((r) => [r.ticket_id, r]));

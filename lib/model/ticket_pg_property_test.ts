@@ -6,11 +6,12 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { createPool } from "./postgres.ts";
-import { type Batch, sinkStatements, writeBatch } from "./sink.ts";
-import { withPipeline } from "./testing.ts";
-import { type Message, messageArb, preview, PROPERTY_SEED } from "./tickets_arbitraries.ts";
-import { parseTicket, type Ticket } from "./tickets.ts";
+import { createPool } from "../postgres.ts";
+import { type Batch, sinkStatements, writeBatch } from "../sink.ts";
+import { withPipeline } from "../testing.ts";
+import { type Message, messageArb, preview, PROPERTY_SEED } from "./ticket_arbitraries.ts";
+import type { Ticket } from "./columns.ts";
+import { parseTicket } from "./ticket.ts";
 
 interface Row {
   ticket_id: string;

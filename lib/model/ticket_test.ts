@@ -1,15 +1,8 @@
 import assert from "node:assert/strict";
-import {
-  encodeTicket,
-  MAX_SEATS,
-  moneyCents,
-  parseTicket,
-  printable,
-  type RejectReason,
-  sameMoney,
-  TicketGenerator,
-  timeMicros,
-} from "./tickets.ts";
+import { MAX_SEATS, type RejectReason } from "./columns.ts";
+import { TicketGenerator } from "./generator.ts";
+import { encodeTicket, parseTicket } from "./ticket.ts";
+import { moneyCents, printable, sameMoney, timeMicros } from "./values.ts";
 
 interface BadCase {
   name: string;
@@ -26,7 +19,7 @@ interface BadCase {
 }
 
 const fixture = JSON.parse(
-  Deno.readTextFileSync(new URL("../fixtures/bad_messages.json", import.meta.url)),
+  Deno.readTextFileSync(new URL("../../fixtures/bad_messages.json", import.meta.url)),
 ) as { cases: BadCase[] };
 
 function bytesOf(c: BadCase): Uint8Array {
@@ -96,7 +89,7 @@ Deno.test("TicketGenerator() without a seed gives new ticket ids each run", () =
 });
 
 Deno.test("TicketGenerator() makes 1 to 8 distinct seats and fixture titles", () => {
-  const movies = Deno.readTextFileSync(new URL("../fixtures/movies.txt", import.meta.url));
+  const movies = Deno.readTextFileSync(new URL("../../fixtures/movies.txt", import.meta.url));
   const generator = new TicketGenerator({ seed: 9 });
   const counts = new Set<number>();
   for (let i = 0; i < 1000; i++) {

@@ -1,0 +1,125 @@
+/**
+ * From Kafka bytes to a ticket, or the precise reason they are not one; and back. The checks are
+ * the columns' own (see columns.ts), so the parser accepts exactly what the table stores as it
+ * is.
+ * @module
+ */
+import {
+  fieldOf,
+  kindOf,
+  type RejectReason,
+  type Ticket,
+  TICKET_COLUMNS,
+  type TicketColumn,
+} from "./columns.ts";
+import { printable } from "./values.ts";
+
+export type { RejectReason, Ticket } from "./columns.ts";
+
+/** Result of {@linkcode parseTicket}. */
+export type ParseResult =
+  | { ok: true; ticket: Ticket }
+  | { ok: false; reason: RejectReason; detail: string };
+
+/** Largest accepted message, in bytes. @default {65536} */
+export const MAX_TICKET_BYTES = 64 * 1024;
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+const encoder = new TextEncoder();
+
+function fail(reason: RejectReason, detail: string): ParseResult {
+  return { ok: false, reason, detail };
+}
+
+/**
+ * Parses one Kafka message value into a ticket, or gives the reason it is not one. Unknown extra
+ * fields are ignored (a newer producer may add some); known fields are checked strictly.
+ */
+export function parseTicket(
+  bytes: Uint8Array | null | undefined,
+  maxBytes = MAX_TICKET_BYTES,
+): ParseResult {
+  if (!bytes || bytes.length === 0) return fail("EMPTY", "message has no value");
+  if (bytes.length > maxBytes) {
+    return fail("TOO_LARGE", `message is ${bytes.length} bytes; the limit is ${maxBytes}`);
+  }
+  let text: string;
+  try {
+    text = decoder.decode(bytes);
+  } catch {
+    return fail("BAD_UTF8", "message is not valid UTF-8");
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    // the error quotes the text, which may hold a NUL
+    return fail("BAD_JSON", `not JSON: ${printable((error as Error).message)}`);
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    return fail("NOT_OBJECT", `expected a JSON object, got ${kindOf(data)}`);
+  }
+  return validateTicket(data as Record<string, unknown>);
+}
+
+/** The top-level fields of a ticket, each checked for presence before any value. */
+const TOP_FIELDS = [...new Set(TICKET_COLUMNS.map((c) => c.field.split(".")[0]!))];
+
+/** True when `value` has the JSON type a column wants. */
+function hasType(column: TicketColumn, value: unknown): boolean {
+  switch (column.json) {
+    case "string[]":
+      return Array.isArray(value);
+    case "string":
+      return typeof value === "string";
+    case "number":
+      return typeof value === "number";
+  }
+}
+
+/**
+ * Checks a decoded JSON object column by column: every field present, of its JSON type, and
+ * passing its column's check, which accepts only what PostgreSQL stores as it is.
+ */
+export function validateTicket(o: Record<string, unknown>): ParseResult {
+  for (const field of TOP_FIELDS) {
+    if (o[field] === undefined) return fail("MISSING_FIELD", `missing field ${field}`);
+  }
+  for (const column of TICKET_COLUMNS) {
+    const dot = column.field.indexOf(".");
+    if (dot > 0) {
+      const parent = o[column.field.slice(0, dot)];
+      if (typeof parent !== "object" || parent === null || Array.isArray(parent)) {
+        return fail(
+          "WRONG_TYPE",
+          `${column.field.slice(0, dot)} must be an object, got ${kindOf(parent)}`,
+        );
+      }
+    }
+    const value = fieldOf(o, column);
+    if (!hasType(column, value)) {
+      const want = column.json === "string[]" ? "an array" : `a ${column.json}`;
+      return fail("WRONG_TYPE", `${column.field} must be ${want}, got ${kindOf(value)}`);
+    }
+    const refusal = column.check(value as never);
+    if (refusal !== undefined) {
+      return typeof refusal === "string"
+        ? fail("BAD_VALUE", refusal)
+        : fail(refusal.reason, refusal.detail);
+    }
+  }
+  // a copy of the known fields only, in the columns' order (extra fields are dropped)
+  const ticket: Record<string, unknown> = {};
+  for (const column of TICKET_COLUMNS) {
+    const [outer, inner] = column.field.split(".") as [string, string | undefined];
+    const value = fieldOf(o, column);
+    if (inner === undefined) ticket[outer] = value;
+    else ((ticket[outer] ??= {}) as Record<string, unknown>)[inner] = value;
+  }
+  return { ok: true, ticket: ticket as unknown as Ticket };
+}
+
+/** The JSON bytes of a ticket, as published. */
+export function encodeTicket(ticket: Ticket): Uint8Array {
+  return encoder.encode(JSON.stringify(ticket));
+}
