@@ -9,7 +9,8 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { checkKey, defaultGroupId } from "../lib/consumer.ts";
+import { defaultGroupId } from "../lib/consumer.ts";
+import { checkKey } from "../lib/pipeline/transform.ts";
 import { createKafka } from "../lib/kafka.ts";
 import { runScript, sql, stackInfo, withPipeline, writeStackCreds } from "../lib/testing.ts";
 import {

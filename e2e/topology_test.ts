@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Connection } from "../lib/config.ts";
-import { defaultGroupId, LOST_REASON } from "../lib/consumer.ts";
+import { defaultGroupId } from "../lib/consumer.ts";
+import { LOST_REASON } from "../lib/sink.ts";
 import { type Admin, createKafka } from "../lib/kafka.ts";
 import type { MetricsRecord } from "../lib/metrics.ts";
 import { runProducer } from "../lib/producer.ts";

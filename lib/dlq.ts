@@ -3,7 +3,7 @@
  * and bytes again to their topic; each replayed letter is marked so it is not replayed twice.
  * @module
  */
-import { MARKER_REASONS } from "./consumer.ts";
+import { MARKER_REASONS } from "./sink.ts";
 import { Buffer } from "node:buffer";
 import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
 import { CONNECTION_FLAGS, resolveConnection } from "./config.ts";

@@ -35,6 +35,13 @@ export interface IncomingRow {
   publishedAt?: Date;
 }
 
+/** Reason of the marker dead letter recording offsets deleted before they were read. */
+export const LOST_REASON = "LOST";
+/** Reason of the marker dead letter recording offsets skipped by `--reset-offsets latest`. */
+export const SKIPPED_REASON = "SKIPPED";
+/** Dead letters that mark offset ranges rather than hold a message: never replayed. */
+export const MARKER_REASONS: readonly string[] = [LOST_REASON, SKIPPED_REASON];
+
 /** A message that is not a ticket. */
 export interface DeadLetter {
   offset: string;

@@ -5,7 +5,9 @@
  */
 import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
 import { type Connection, CONNECTION_FLAGS, resolveConnection } from "./config.ts";
-import { checkKey, defaultGroupId, LOST_REASON, MARKER_REASONS } from "./consumer.ts";
+import { defaultGroupId } from "./consumer.ts";
+import { checkKey } from "./pipeline/transform.ts";
+import { LOST_REASON, MARKER_REASONS } from "./sink.ts";
 import { AppError } from "./errors.ts";
 import {
   createKafka,

@@ -1,0 +1,82 @@
+/**
+ * The pure middle of the consumer: fetched messages become ticket rows and dead letters, with no
+ * I/O, so it is tested without a broker or a database.
+ * @module
+ */
+import type { KafkaMessage } from "kafkajs";
+import type { DeadLetter, IncomingRow } from "../sink.ts";
+import { type ParseResult, parseTicket } from "../model/ticket.ts";
+
+const keyDecoder = new TextDecoder();
+
+/**
+ * Tickets are keyed by their ticket_id (so one ticket always lands in one partition): a ticket
+ * whose key is missing or different is refused as BAD_KEY.
+ */
+export function checkKey(
+  parsed: ParseResult,
+  key: Uint8Array | null | undefined,
+): ParseResult | { ok: false; reason: "BAD_KEY"; detail: string } {
+  if (!parsed.ok) return parsed;
+  if (!key || key.length === 0) {
+    return {
+      ok: false,
+      reason: "BAD_KEY",
+      detail: "message key is null; producers must key tickets by ticket_id",
+    };
+  }
+  const text = keyDecoder.decode(key);
+  if (text !== parsed.ticket.ticket_id) {
+    return {
+      ok: false,
+      reason: "BAD_KEY",
+      detail: `message key ${JSON.stringify(text.slice(0, 64))} is not the ticket_id`,
+    };
+  }
+  return parsed;
+}
+
+/**
+ * The latest publish time kept: 9999-12-31T23:59:59.999Z. Later ones are written by
+ * `toISOString` with a six-digit year (`+010000-...`), which PostgreSQL does not read.
+ */
+const MAX_TIME_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+/**
+ * The publish time of a message from its Kafka timestamp, or undefined when it has none (-1) or
+ * an impossible one: a producer sets it, and a bad one must not stop the pipeline.
+ */
+export function publishTime(timestamp: string): Date | undefined {
+  const ms = Number(timestamp);
+  return Number.isSafeInteger(ms) && ms >= 0 && ms <= MAX_TIME_MS ? new Date(ms) : undefined;
+}
+
+/** Splits fetched messages into parsed tickets and dead letters (pure: no I/O). */
+export function toRowsAndLetters(
+  messages: KafkaMessage[],
+  maxBytes: number,
+): { rows: IncomingRow[]; deadLetters: DeadLetter[] } {
+  const rows: IncomingRow[] = [];
+  const deadLetters: DeadLetter[] = [];
+  for (const m of messages) {
+    const parsed = checkKey(parseTicket(m.value, maxBytes), m.key);
+    if (parsed.ok) {
+      rows.push({
+        ticket: parsed.ticket,
+        offset: m.offset,
+        value: m.value!,
+        key: m.key ?? null,
+        publishedAt: publishTime(m.timestamp),
+      });
+    } else {
+      deadLetters.push({
+        offset: m.offset,
+        key: m.key ?? null,
+        value: m.value ?? null,
+        reason: parsed.reason,
+        detail: parsed.detail,
+      });
+    }
+  }
+  return { rows, deadLetters };
+}
