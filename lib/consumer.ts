@@ -6,13 +6,13 @@
  * drain and the stop.
  * @module
  */
-import type { Connection } from "./config.ts";
+import type { Connection, KafkaSettings } from "./config.ts";
 import { AppError, messageOf } from "./errors.ts";
 import { createKafka, describeKafkaError, probeKafka, withDeadline } from "./kafka.ts";
 import { log, ProgressReporter } from "./log.ts";
 import { LatencySample, MetricsLog, SNAPSHOT_SECONDS } from "./metrics.ts";
 import { MAX_TICKET_BYTES } from "./model/ticket.ts";
-import { createPool, describePgError } from "./postgres.ts";
+import { createPool, type Database, describePgError } from "./postgres.ts";
 import { qualify } from "./schema.ts";
 import { type Batch, type BatchResult, sinkStatements } from "./sink.ts";
 import {
@@ -163,6 +163,124 @@ function groupSettings(sessionMs: number) {
   };
 }
 
+/** The database pool and Kafka clients of a consumer run. */
+async function createClients(options: ConsumerOptions, groupId: string, sessionMs: number) {
+  const settings = options.connection.kafka;
+  const db = await createPool({
+    uri: options.connection.postgresUri,
+    certPath: settings.certPath,
+    connectTimeoutMs: options.connection.connectTimeoutMs,
+    max: 4,
+    applicationName: `tickets-consumer ${groupId}`,
+    // a consumer frozen mid-transaction loses its locks when it loses its partitions
+    idleInTransactionTimeoutMs: sessionMs,
+    // ... and one frozen mid-COPY (which that timeout does not cover) is ended by the next owner
+    lockTimeoutMs: sessionMs,
+  });
+  const kafka = createKafka(settings, { clientId: `tickets-consumer-${groupId}` });
+  const consumer = kafka.consumer({
+    groupId,
+    ...groupSettings(sessionMs),
+    maxBytesPerPartition: options.maxBytesPerPartition ?? 1024 * 1024,
+    maxBytes: 8 * 1024 * 1024,
+    maxWaitTimeInMs: options.maxWaitTimeMs ?? 100,
+    allowAutoTopicCreation: false,
+    retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000 },
+  });
+  return { db, admin: kafka.admin(), consumer };
+}
+
+/**
+ * What a run reports: the summary's counts, the metrics history (start, a snapshot every 5 s with
+ * the lag, end), publish-to-row latency and the progress line; it also ends the run when
+ * `--max-messages` is reached.
+ */
+class RunObserver {
+  readonly summary = emptySummary();
+  readonly started = performance.now();
+  firstMessageAt: number | undefined;
+  /** When a chunk was last committed (or the group last joined). */
+  lastActivity = performance.now();
+  readonly #metrics: MetricsLog;
+  readonly #latency = new LatencySample();
+  readonly #reporter: ProgressReporter;
+  #lastLag: Record<string, number> | undefined;
+  #snapshots: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    readonly options: ConsumerOptions,
+    readonly store: OffsetStore,
+    readonly maxReached: () => void,
+  ) {
+    this.#metrics = new MetricsLog(options.metricsLog, {
+      role: "consumer",
+      topic: store.topic,
+      table: `${options.schema ?? "public"}.${options.table}`,
+      group: store.groupId,
+    });
+    this.#reporter = new ProgressReporter("consumer: stored", options.maxMessages);
+  }
+
+  /** The counts of the metrics records. */
+  #counts() {
+    const { seconds: _s, activeSeconds: _a, seatTaken: _t, ...rest } = this.summary;
+    return rest;
+  }
+
+  /** Writes the start record (with what --reset-offsets did) and starts the snapshots. */
+  start(reset?: Record<string, { from: string | null; to: string }>): void {
+    this.#metrics.write("start", this.#counts(), 0, reset ? { reset } : {});
+    this.#snapshots = setInterval(() => void this.#snapshot("snapshot"), SNAPSHOT_SECONDS * 1000);
+  }
+
+  /** A written chunk: counts, latency, progress, --max-messages. */
+  written(batch: Batch, result: BatchResult, lost: number): void {
+    const summary = this.summary;
+    count(summary, result, lost);
+    if (!result.committed) return;
+    this.lastActivity = performance.now();
+    const now = Date.now();
+    for (const row of batch.rows) {
+      if (row.publishedAt) this.#latency.add(now - row.publishedAt.getTime());
+    }
+    const secs = Math.max(
+      0.001,
+      (performance.now() - (this.firstMessageAt ?? this.started)) / 1000,
+    );
+    const lag = this.#lastLag ? Object.values(this.#lastLag).reduce((a, b) => a + b, 0) : undefined;
+    this.#reporter.update(
+      summary.received,
+      summary.received / secs,
+      lag === undefined ? "" : `lag ${lag}`,
+    );
+    const max = this.options.maxMessages;
+    if (max !== undefined && summary.received >= max) this.maxReached();
+  }
+
+  async #snapshot(event: "snapshot" | "end", outcome?: string): Promise<void> {
+    const lag = await topicProgress(this.store).then(lagOf, () => undefined);
+    if (lag) this.#lastLag = lag;
+    const latency = this.#latency.take();
+    this.#metrics.write(event, this.#counts(), this.summary.received, {
+      ...(lag ? { lag } : {}),
+      ...(latency ? { latencyMs: latency } : {}),
+      ...(outcome ? { outcome } : {}),
+    });
+  }
+
+  /** Ends the run's records: times, the end record with its outcome. */
+  async end(outcome: string): Promise<void> {
+    clearInterval(this.#snapshots);
+    this.#reporter.done();
+    this.summary.seconds = (performance.now() - this.started) / 1000;
+    if (this.firstMessageAt !== undefined) {
+      this.summary.activeSeconds = Math.max(0, (this.lastActivity - this.firstMessageAt) / 1000);
+    }
+    await within(this.#snapshot("end", outcome).catch(() => {}), 2_000);
+    this.#metrics.close();
+  }
+}
+
 /** Runs the consumer until drained (idle), max messages, or the abort signal. */
 export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSummary> {
   const schema = options.schema ?? "public";
@@ -171,10 +289,6 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   const groupId = options.groupId ?? defaultGroupId(schema, options.table);
   const sessionMs = (options.sessionTimeoutSeconds ?? DEFAULT_SESSION_TIMEOUT_SECONDS) * 1000;
   const settings = options.connection.kafka;
-  const summary = emptySummary();
-  const started = performance.now();
-  let firstMessageAt: number | undefined;
-  let lastActivity = performance.now();
   /** When the broker last answered a fetch. */
   let lastFetch = 0;
   /** Aborted when the run is to end (signal, idle, max messages, failure): waits stop early. */
@@ -190,63 +304,10 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     };
   });
 
-  const db = await createPool({
-    uri: options.connection.postgresUri,
-    certPath: settings.certPath,
-    connectTimeoutMs: options.connection.connectTimeoutMs,
-    max: 4,
-    applicationName: `tickets-consumer ${groupId}`,
-    // a consumer frozen mid-transaction loses its locks when it loses its partitions
-    idleInTransactionTimeoutMs: sessionMs,
-    // ... and one frozen mid-COPY (which that timeout does not cover) is ended by the next owner
-    lockTimeoutMs: sessionMs,
-  });
-  const kafka = createKafka(settings, { clientId: `tickets-consumer-${groupId}` });
-  const admin = kafka.admin();
-  const consumer = kafka.consumer({
-    groupId,
-    ...groupSettings(sessionMs),
-    maxBytesPerPartition: options.maxBytesPerPartition ?? 1024 * 1024,
-    maxBytes: 8 * 1024 * 1024,
-    maxWaitTimeInMs: options.maxWaitTimeMs ?? 100,
-    allowAutoTopicCreation: false,
-    retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000 },
-  });
+  const { db, admin, consumer } = await createClients(options, groupId, sessionMs);
   const store: OffsetStore = { db, q, admin, topic, groupId, table: options.table };
 
-  const metrics = new MetricsLog(options.metricsLog, {
-    role: "consumer",
-    topic,
-    table: `${schema}.${options.table}`,
-    group: groupId,
-  });
-  const latency = new LatencySample();
-  const reporter = new ProgressReporter("consumer: stored", options.maxMessages);
-  let lastLag: Record<string, number> | undefined;
-  const counts = () => {
-    const { seconds: _s, activeSeconds: _a, seatTaken: _t, ...rest } = summary;
-    return rest;
-  };
-
-  /** The observer of every written chunk: counts, latency, progress, --max-messages. */
-  function written(batch: Batch, result: BatchResult, lost: number) {
-    count(summary, result, lost);
-    if (!result.committed) return;
-    lastActivity = performance.now();
-    const now = Date.now();
-    for (const row of batch.rows) {
-      if (row.publishedAt) latency.add(now - row.publishedAt.getTime());
-    }
-    const secs = Math.max(0.001, (performance.now() - (firstMessageAt ?? started)) / 1000);
-    const lagTotal = lastLag ? Object.values(lastLag).reduce((a, b) => a + b, 0) : undefined;
-    reporter.update(
-      summary.received,
-      summary.received / secs,
-      lagTotal === undefined ? "" : `lag ${lagTotal}`,
-    );
-    if (options.maxMessages !== undefined && summary.received >= options.maxMessages) finish();
-  }
-
+  const run = new RunObserver(options, store, () => finish());
   const writer = new BatchWriter({
     db,
     sql: sinkStatements(q),
@@ -254,7 +315,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     retryMs: (options.dbRetrySeconds ?? 300) * 1000,
     stopping: stopping.signal,
     maxQueued: MAX_QUEUED_CHUNKS,
-    onWritten: written,
+    onWritten: (batch, result, lost) => run.written(batch, result, lost),
     onError: finish,
   });
   const source = new KafkaSource({
@@ -268,17 +329,6 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     onError: finish,
   });
 
-  async function snapshot(event: "snapshot" | "end", outcome?: string) {
-    const lag = await topicProgress(store).then(lagOf, () => undefined);
-    if (lag) lastLag = lag;
-    metrics.write(event, counts(), summary.received, {
-      ...(lag ? { lag } : {}),
-      ...(((l) => (l ? { latencyMs: l } : {}))(latency.take())),
-      ...(outcome ? { outcome } : {}),
-    });
-  }
-
-  let snapshots: ReturnType<typeof setInterval> | undefined;
   let idleTimer: ReturnType<typeof setInterval> | undefined;
   const onAbort = () => finish();
   try {
@@ -300,7 +350,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     );
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
-      lastActivity = performance.now();
+      run.lastActivity = performance.now();
       source.assigned(event.payload.memberAssignment[topic] ?? []);
     });
     consumer.on(consumer.events.FETCH, () => {
@@ -321,7 +371,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: 3,
       eachBatch: async (payload) => {
-        firstMessageAt ??= performance.now();
+        run.firstMessageAt ??= performance.now();
         try {
           await source.handle(payload);
         } catch (error) {
@@ -331,19 +381,24 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       },
     });
     running.catch(finish);
-    metrics.write("start", counts(), 0, reset ? { reset } : {});
-    snapshots = setInterval(() => void snapshot("snapshot"), SNAPSHOT_SECONDS * 1000);
+    run.start(reset);
     if (options.idleTimeoutSeconds !== undefined) {
-      idleTimer = watchDrain(options.idleTimeoutSeconds);
+      idleTimer = watchDrain({
+        store,
+        idleMs: options.idleTimeoutSeconds * 1000,
+        sessionMs,
+        busy: () => writer.queued > 0,
+        lastActivity: () => run.lastActivity,
+        lastFetch: () => lastFetch,
+        finish,
+      });
     }
     await finished;
   } catch (error) {
     finish(error);
   } finally {
     clearInterval(idleTimer);
-    clearInterval(snapshots);
     options.signal?.removeEventListener("abort", onAbort);
-    reporter.done();
     // Leave the group (its partitions move at once) and let the writes in flight commit or roll
     // back, within a budget: a stop never hangs on a broker or a database that does not answer.
     const stopBy = performance.now() + STOP_BUDGET_MS;
@@ -357,85 +412,89 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
           `it is rolled back and will be read again by the next run`,
       );
     }
-    summary.seconds = (performance.now() - started) / 1000;
-    if (firstMessageAt !== undefined) {
-      summary.activeSeconds = Math.max(0, (lastActivity - firstMessageAt) / 1000);
-    }
-    const outcome = failure === undefined ? "ok" : messageOf(describeFailure(failure));
-    await within(snapshot("end", outcome).catch(() => {}), 2_000);
-    metrics.close();
+    await run.end(failure === undefined ? "ok" : messageOf(describeFailure(failure, db, settings)));
     await within(admin.disconnect().catch(() => {}), 1_000);
     await within(db.pool.end().catch(() => {}), 1_000);
   }
-  if (failure !== undefined) throw describeFailure(failure);
-  return summary;
+  if (failure !== undefined) throw describeFailure(failure, db, settings);
+  return run.summary;
+}
 
-  /** The run's error as one line for the user: PostgreSQL's errors named as such. */
-  function describeFailure(error: unknown): AppError {
-    if (error instanceof AppError) return error;
-    const name = (error as { name?: string } | null)?.name ?? "";
-    const code = (error as { code?: unknown } | null)?.code;
-    if (
-      name === "error" || name === "DatabaseError" ||
-      (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code))
-    ) {
-      return describePgError(error, db.target);
-    }
-    return name.startsWith("KafkaJS")
-      ? describeKafkaError(error, settings)
-      : new AppError("DB", messageOf(error), { cause: error });
+/** The run's error as one line for the user: PostgreSQL's errors named as such. */
+function describeFailure(error: unknown, db: Database, settings: KafkaSettings): AppError {
+  if (error instanceof AppError) return error;
+  const name = (error as { name?: string } | null)?.name ?? "";
+  const code = (error as { code?: unknown } | null)?.code;
+  if (
+    name === "error" || name === "DatabaseError" ||
+    (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code))
+  ) {
+    return describePgError(error, db.target);
   }
+  return name.startsWith("KafkaJS")
+    ? describeKafkaError(error, settings)
+    : new AppError("DB", messageOf(error), { cause: error });
+}
 
-  /**
-   * `--idle-timeout`: ends the run once nothing arrived for that long and the whole topic is
-   * drained (every partition's stored offset at its high watermark, whichever member stored
-   * it). While other members still hold undrained partitions it waits; when nothing moves for
-   * long enough that a dead member would have lost its partitions twice over, it gives up.
-   */
-  function watchDrain(idleSeconds: number) {
-    const idleMs = idleSeconds * 1000;
-    const giveUpMs = idleMs + 3 * sessionMs + 10_000;
-    let checking = false;
-    let waitingSince: number | undefined;
-    let waitingFor = "";
-    return setInterval(async () => {
-      // Idle: the broker answers fetches, yet nothing new arrives and nothing waits for the
-      // database. An outage of either is not idleness.
-      const now = performance.now();
-      if (
-        checking || writer.queued > 0 || now - lastActivity <= idleMs || now - lastFetch > 3_000
-      ) {
-        if (now - lastActivity <= idleMs) waitingSince = undefined;
-        return;
-      }
-      checking = true;
-      try {
-        const behind = undrained(store, await topicProgress(store));
-        if (behind.length === 0) return finish();
-        const what = behind.join(", ");
-        if (waitingSince === undefined || what !== waitingFor) {
-          if (waitingSince === undefined) {
-            log("info", `idle, but the topic is not drained: partition ${what}; waiting`);
-          }
-          waitingSince = performance.now();
-          waitingFor = what;
-        } else if (performance.now() - waitingSince > giveUpMs) {
-          finish(
-            new AppError(
-              "TIMEOUT",
-              `gave up waiting for the topic to drain: partition ${what} did not move for ` +
-                `${Math.round(giveUpMs / 1000)} s (held by a member that does not consume?)`,
-            ),
-          );
+/** What {@linkcode watchDrain} looks at. */
+interface DrainWatch {
+  store: OffsetStore;
+  idleMs: number;
+  sessionMs: number;
+  /** True while chunks wait for the database. */
+  busy(): boolean;
+  /** When a chunk was last committed (or the group last joined). */
+  lastActivity(): number;
+  /** When the broker last answered a fetch. */
+  lastFetch(): number;
+  finish(error?: unknown): void;
+}
+
+/**
+ * `--idle-timeout`: ends the run once nothing arrived for that long and the whole topic is
+ * drained (every partition's stored offset at its high watermark, whichever member stored it).
+ * While other members still hold undrained partitions it waits; when nothing moves for long
+ * enough that a dead member would have lost its partitions twice over, it gives up.
+ */
+function watchDrain(w: DrainWatch): ReturnType<typeof setInterval> {
+  const giveUpMs = w.idleMs + 3 * w.sessionMs + 10_000;
+  let checking = false;
+  let waitingSince: number | undefined;
+  let waitingFor = "";
+  return setInterval(async () => {
+    // Idle: the broker answers fetches, yet nothing new arrives and nothing waits for the
+    // database. An outage of either is not idleness.
+    const now = performance.now();
+    const quiet = now - w.lastActivity() > w.idleMs;
+    if (!quiet) waitingSince = undefined;
+    if (checking || w.busy() || !quiet || now - w.lastFetch() > 3_000) return;
+    checking = true;
+    try {
+      const behind = undrained(w.store, await topicProgress(w.store));
+      if (behind.length === 0) return w.finish();
+      const what = behind.join(", ");
+      if (waitingSince === undefined || what !== waitingFor) {
+        if (waitingSince === undefined) {
+          log("info", `idle, but the topic is not drained: partition ${what}; waiting`);
         }
-      } catch (error) {
-        // a stored offset past the log's end stops the run; no answer now, the next tick asks
-        if (error instanceof AppError) finish(error);
-      } finally {
-        checking = false;
+        waitingSince = performance.now();
+        waitingFor = what;
+      } else if (performance.now() - waitingSince > giveUpMs) {
+        w.finish(
+          new AppError(
+            "TIMEOUT",
+            `gave up waiting for the topic to drain: partition ${what} did not move for ` +
+              `${Math.round(giveUpMs / 1000)} s (held by a member that does not consume?)`,
+          ),
+        );
       }
-    }, 250);
-  }
+    } catch (error) {
+      // a stored offset past the log's end stops the run; no answer now, the next tick asks
+      if (error instanceof AppError) w.finish(error);
+    } finally {
+      checking = false;
+    }
+  }, 250);
 }
 
 /** One line describing a consumer run. */
