@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readCreds } from "./lib/creds.ts";
-import { runScript, sh, stackInfo } from "./lib/testing.ts";
+import { runScript, sh, stackInfo } from "./testing/testing.ts";
 
 /** A copy of the stack's client cert folder in a temp dir, to break on purpose. */
 async function certCopy(): Promise<string> {

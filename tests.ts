@@ -1,10 +1,8 @@
 /** The numbered self-test menu (interactive on a terminal; `tests.ts 6` runs all without a prompt). */
+import { COMMANDS } from "./lib/commands.ts";
 import { exitWith } from "./lib/errors.ts";
-import { selfTest } from "./lib/selftest.ts";
 
-/** Runs the menu with command-line arguments; returns the exit code. */
-export function main(args: string[]): Promise<number> {
-  return selfTest(args);
-}
+/** Runs `tests` with command-line arguments; returns the exit code. */
+export const main = COMMANDS.tests;
 
 if (import.meta.main) Deno.exit(await exitWith(main, Deno.args));

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runScript, writeStackCreds } from "./lib/testing.ts";
+import { runScript, writeStackCreds } from "./testing/testing.ts";
 
 Deno.test("tests.ts 6 runs all entries non-interactively against the stack and passes", async () => {
   const creds = await writeStackCreds();

@@ -19,7 +19,7 @@ import {
   qualify,
   quoteIdent,
 } from "../lib/schema.ts";
-import { deleteTopics, ROOT, stackCreds, stackInfo, writeStackCreds } from "../lib/testing.ts";
+import { deleteTopics, ROOT, stackCreds, stackInfo, writeStackCreds } from "../testing/testing.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
 import { encodeTicket } from "../lib/model/ticket.ts";

@@ -12,7 +12,7 @@
  */
 import { parseArgs } from "node:util";
 import { messageOf } from "../lib/errors.ts";
-import { uniqueSuffix } from "../lib/testing.ts";
+import { uniqueSuffix } from "../testing/testing.ts";
 import { closeAllScopes, loadAverage, progress, runProcess, stackProcesses } from "./common.ts";
 import { benchEndToEnd } from "./e2e_bench.ts";
 import { benchLatency } from "./latency_bench.ts";

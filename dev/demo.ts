@@ -1,5 +1,5 @@
 /** `deno task demo`: the whole pipeline on the local stack in one command. */
-import { runDemo } from "../lib/demo.ts";
+import { runDemo } from "./demo_steps.ts";
 import { exitWith } from "../lib/errors.ts";
 
 if (import.meta.main) Deno.exit(await exitWith(() => runDemo(), Deno.args));

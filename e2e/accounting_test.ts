@@ -9,7 +9,7 @@ import {
   sql,
   withPipeline,
   writeStackCreds,
-} from "../lib/testing.ts";
+} from "../testing/testing.ts";
 
 Deno.test("--max-messages stops after exactly that many messages, over several partitions and small batches", async () => {
   await withPipeline("maxmsg", async (c) => {

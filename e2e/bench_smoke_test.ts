@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROOT } from "../lib/testing.ts";
+import { ROOT } from "../testing/testing.ts";
 
 /** Figures every smoke run must record as numbers, by section (no thresholds: tiny sizes). */
 const FIGURES: Record<string, string[]> = {

@@ -10,7 +10,7 @@ import {
   stackConnection,
   stackInfo,
   uniqueSuffix,
-} from "../lib/testing.ts";
+} from "../testing/testing.ts";
 
 const SCRIPTS = [
   "auth_setup.ts",

@@ -1,7 +1,7 @@
 /** `deno task compile` builds single binaries; skipped where Deno cannot fetch its compile runtime. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROOT } from "../lib/testing.ts";
+import { ROOT } from "../testing/testing.ts";
 
 const enabled = Deno.env.get("TICKETS_TEST_COMPILE") === "1";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { certFolderWithValidity, runScript, sh, stackInfo } from "../lib/testing.ts";
+import { certFolderWithValidity, runScript, sh, stackInfo } from "../testing/testing.ts";
 
 function args(certPath: string): string[] {
   const [host, port] = stackInfo().kafka.ssl.split(":");

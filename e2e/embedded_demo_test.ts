@@ -17,7 +17,7 @@ import {
   stackConnection,
   stackInfo,
   uniqueSuffix,
-} from "../lib/testing.ts";
+} from "../testing/testing.ts";
 
 const DEMO_LIMIT_SECONDS = 180;
 

@@ -20,7 +20,7 @@ import {
   waitForSessionsGone,
   withPipeline,
   writeStackCreds,
-} from "../lib/testing.ts";
+} from "../testing/testing.ts";
 import { verifyPipeline } from "../lib/verify.ts";
 
 async function rowCount(c: PipelineCase): Promise<number> {

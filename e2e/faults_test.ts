@@ -27,7 +27,7 @@ import {
   uniqueSuffix,
   waitFor,
   writeStackCreds,
-} from "../lib/testing.ts";
+} from "../testing/testing.ts";
 import { verifyPipeline } from "../lib/verify.ts";
 
 interface Case {

@@ -26,7 +26,7 @@ import {
   waitForSessionsGone,
   withPipeline,
   writeStackCreds,
-} from "../lib/testing.ts";
+} from "../testing/testing.ts";
 
 type Row = StoredTicket & { ticket_id: string; seats: string };
 

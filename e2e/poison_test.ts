@@ -10,7 +10,7 @@ import {
   sql,
   withPipeline,
   writeStackCreds,
-} from "../lib/testing.ts";
+} from "../testing/testing.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
 
 Deno.test("every kind of poison message becomes a dead letter with its reason; the consumer keeps going", async () => {

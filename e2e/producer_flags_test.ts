@@ -19,7 +19,7 @@ import {
   uniqueSuffix,
   withPipeline,
   writeStackCreds,
-} from "../lib/testing.ts";
+} from "../testing/testing.ts";
 
 const PLAINTEXT = stackInfo().kafka.plaintext;
 

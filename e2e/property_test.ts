@@ -12,14 +12,14 @@ import fc from "fast-check";
 import { defaultGroupId } from "../lib/consumer.ts";
 import { checkKey } from "../lib/pipeline/transform.ts";
 import { createKafka } from "../lib/kafka.ts";
-import { runScript, sql, stackInfo, withPipeline, writeStackCreds } from "../lib/testing.ts";
+import { runScript, sql, stackInfo, withPipeline, writeStackCreds } from "../testing/testing.ts";
 import {
   type Message,
   messageArb,
   preview,
   PROPERTY_SEED,
   validTicketArb,
-} from "../lib/model/ticket_arbitraries.ts";
+} from "../testing/ticket_arbitraries.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 import { parseTicket } from "../lib/model/ticket.ts";
 import { verifyPipeline } from "../lib/verify.ts";

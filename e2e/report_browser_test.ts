@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import type { MetricsRecord } from "../lib/metrics.ts";
-import { ROOT } from "../lib/testing.ts";
+import { ROOT } from "../testing/testing.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const available = existsSync(CHROMIUM);

@@ -11,7 +11,7 @@ import {
   sql,
   withPipeline,
   writeStackCreds,
-} from "../lib/testing.ts";
+} from "../testing/testing.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
 

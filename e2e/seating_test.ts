@@ -11,7 +11,7 @@ import {
   uniqueSuffix,
   withPipeline,
   writeStackCreds,
-} from "../lib/testing.ts";
+} from "../testing/testing.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 import { verifyPipeline } from "../lib/verify.ts";
 

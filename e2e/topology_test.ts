@@ -27,7 +27,7 @@ import {
   waitFor,
   withPipeline,
   writeStackCreds,
-} from "../lib/testing.ts";
+} from "../testing/testing.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
 import { verifyPipeline } from "../lib/verify.ts";

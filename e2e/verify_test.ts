@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { defaultGroupId, runConsumer } from "../lib/consumer.ts";
 import { runProducer } from "../lib/producer.ts";
-import { runScript, sql, withPipeline, writeStackCreds } from "../lib/testing.ts";
+import { runScript, sql, withPipeline, writeStackCreds } from "../testing/testing.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 
 Deno.test("verify passes on a clean run and names the ids after rows are deleted, altered or wrongly refused", async (t) => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DB_REJECTED, isDataError, writeIsolating } from "./isolate.ts";
 import { type Batch, type BatchResult, sinkStatements, storedOffsets, writeBatch } from "./sink.ts";
-import { sql, withPipeline } from "./testing.ts";
+import { sql, withPipeline } from "../testing/testing.ts";
 import { TicketGenerator } from "./model/generator.ts";
 import { encodeTicket } from "./model/ticket.ts";
 import { createPool } from "./postgres.ts";

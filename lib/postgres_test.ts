@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { AppError } from "./errors.ts";
 import { createPool } from "./postgres.ts";
 import { parsePostgresUri } from "./postgres_uri.ts";
-import { ROOT, sh, stackInfo } from "./testing.ts";
+import { ROOT, sh, stackInfo } from "../testing/testing.ts";
 
 Deno.test("createPool() talks TLS to PostgreSQL, verifying the server with the CA (verify-full)", async () => {
   const info = stackInfo();

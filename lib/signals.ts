@@ -25,3 +25,13 @@ export function shutdownSignal(): { signal: AbortSignal; dispose: () => void } {
     },
   };
 }
+
+/** Runs `work` with SIGINT/SIGTERM turned into an abort signal (the batch in flight finishes). */
+export async function untilSignal<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const shutdown = shutdownSignal();
+  try {
+    return await work(shutdown.signal);
+  } finally {
+    shutdown.dispose();
+  }
+}

@@ -3,7 +3,13 @@ import { setupDatabase } from "./db_setup.ts";
 import { createPool } from "./postgres.ts";
 import { qualify } from "./schema.ts";
 import { type Batch, sinkStatements, storedOffsets, writeBatch } from "./sink.ts";
-import { sql as sqlOf, stackConnection, stackInfo, uniqueSuffix, waitFor } from "./testing.ts";
+import {
+  sql as sqlOf,
+  stackConnection,
+  stackInfo,
+  uniqueSuffix,
+  waitFor,
+} from "../testing/testing.ts";
 import type { Ticket } from "./model/columns.ts";
 import { TicketGenerator } from "./model/generator.ts";
 import { encodeTicket } from "./model/ticket.ts";

@@ -8,8 +8,13 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { createPool } from "../postgres.ts";
 import { type Batch, sinkStatements, writeBatch } from "../sink.ts";
-import { withPipeline } from "../testing.ts";
-import { type Message, messageArb, preview, PROPERTY_SEED } from "./ticket_arbitraries.ts";
+import { withPipeline } from "../../testing/testing.ts";
+import {
+  type Message,
+  messageArb,
+  preview,
+  PROPERTY_SEED,
+} from "../../testing/ticket_arbitraries.ts";
 import type { Ticket } from "./columns.ts";
 import { parseTicket } from "./ticket.ts";
 

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createPool } from "../postgres.ts";
 import { type Batch, sinkStatements, writeBatch } from "../sink.ts";
-import { sql, stackInfo, withPipeline } from "../testing.ts";
+import { sql, stackInfo, withPipeline } from "../../testing/testing.ts";
 import { sameTicket, type StoredTicket, type Ticket } from "./columns.ts";
 import { TicketGenerator } from "./generator.ts";
 import { encodeTicket, parseTicket } from "./ticket.ts";

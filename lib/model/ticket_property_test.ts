@@ -13,7 +13,7 @@ import {
   preview,
   PROPERTY_SEED,
   validTicketArb,
-} from "./ticket_arbitraries.ts";
+} from "../../testing/ticket_arbitraries.ts";
 import { MAX_SEATS, type Ticket } from "./columns.ts";
 import { TicketGenerator } from "./generator.ts";
 import { encodeTicket, parseTicket } from "./ticket.ts";

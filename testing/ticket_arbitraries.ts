@@ -6,7 +6,7 @@
  * @module
  */
 import fc from "fast-check";
-import type { Ticket } from "./columns.ts";
+import type { Ticket } from "../lib/model/columns.ts";
 
 /** One Kafka message as produced: raw key and value (null for none), and what it is. */
 export interface Message {

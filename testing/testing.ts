@@ -4,40 +4,15 @@
  * @module
  */
 import { join } from "node:path";
-import { type Connection, resolveConnection } from "./config.ts";
-import { type Creds, writeCreds } from "./creds.ts";
-import { createKafka } from "./kafka.ts";
-import { createPool } from "./postgres.ts";
-import { setupDatabase } from "./db_setup.ts";
-import { type QualifiedNames, qualify } from "./schema.ts";
+import { ROOT, stackInfo } from "../dev/stack_info.ts";
+import { type Connection, resolveConnection } from "../lib/config.ts";
+import { type Creds, writeCreds } from "../lib/creds.ts";
+import { createKafka } from "../lib/kafka.ts";
+import { createPool } from "../lib/postgres.ts";
+import { setupDatabase } from "../lib/db_setup.ts";
+import { type QualifiedNames, qualify } from "../lib/schema.ts";
 
-/** What `deno task stack up` writes to `.stack/stack.json`. */
-export interface StackInfo {
-  kafka: {
-    plaintext: string;
-    ssl: string;
-    saslSsl?: string;
-    saslUsername?: string;
-    saslPassword?: string;
-  };
-  certPath: string;
-  postgresUri: string;
-  postgresAdminUri?: string;
-}
-
-/** The repository's root folder. */
-export const ROOT = new URL("../", import.meta.url).pathname;
-
-/** Reads `.stack/stack.json`; throws a clear error when the stack is not up. */
-export function stackInfo(): StackInfo {
-  try {
-    return JSON.parse(Deno.readTextFileSync(join(ROOT, ".stack/stack.json")));
-  } catch {
-    throw new Error(
-      "the local stack is not up: run `deno task stack up` (or `deno task test`, which starts it)",
-    );
-  }
-}
+export { ROOT, type StackInfo, stackInfo } from "../dev/stack_info.ts";
 
 /** A short random suffix for test topics, tables and groups. */
 export function uniqueSuffix(): string {

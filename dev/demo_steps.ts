@@ -6,18 +6,15 @@
  * @module
  */
 import { join } from "node:path";
-import { main as authSetup } from "../auth_setup.ts";
-import { main as consumer } from "../consumer.ts";
-import { main as dbSetup } from "../db_setup.ts";
-import { main as producer } from "../producer.ts";
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
-import { checkPostgresUri } from "./config.ts";
-import { AppError } from "./errors.ts";
-import { isValidTopicName } from "./kafka.ts";
-import { redact } from "./log.ts";
-import { createPool } from "./postgres.ts";
-import { checkIdentifier, qualify } from "./schema.ts";
-import { ROOT, stackInfo } from "./testing.ts";
+import { COMMANDS } from "../lib/commands.ts";
+import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../lib/cli.ts";
+import { checkPostgresUri } from "../lib/config.ts";
+import { AppError } from "../lib/errors.ts";
+import { isValidTopicName } from "../lib/kafka.ts";
+import { redact } from "../lib/log.ts";
+import { createPool } from "../lib/postgres.ts";
+import { checkIdentifier, qualify } from "../lib/schema.ts";
+import { ROOT, stackInfo } from "./stack_info.ts";
 
 /** Which PostgreSQL the demo stores the tickets in. */
 export type DemoDatabase = "embedded" | "server";
@@ -179,7 +176,7 @@ export async function runDemo(options?: DemoOptions): Promise<number> {
       `'${shownUri}'`,
     ],
     () =>
-      authSetup([
+      COMMANDS.auth_setup([
         "--kafka-hostname",
         host!,
         "--kafka-portnumber",
@@ -195,18 +192,18 @@ export async function runDemo(options?: DemoOptions): Promise<number> {
   await step(
     "auth_setup --check",
     ["auth_setup", "--check"],
-    () => authSetup(["--check", "--creds", creds]),
+    () => COMMANDS.auth_setup(["--check", "--creds", creds]),
   );
   await step(
     "db_setup",
     ["db_setup", "--table-name", table],
-    () => dbSetup(["--table-name", table, "--creds", creds]),
+    () => COMMANDS.db_setup(["--table-name", table, "--creds", creds]),
   );
   await step(
     "producer",
     ["producer", "--topic-name", topic, "--num", String(num)],
     () =>
-      producer([
+      COMMANDS.producer([
         "--cert-path",
         info.certPath,
         "--topic-name",
@@ -221,7 +218,7 @@ export async function runDemo(options?: DemoOptions): Promise<number> {
     "consumer (until drained: 3 s without new messages)",
     ["consumer", "--topic-name", topic, "--table-name", table, "--idle-timeout", "3"],
     () =>
-      consumer([
+      COMMANDS.consumer([
         "--cert-path",
         info.certPath,
         "--topic-name",
