@@ -138,10 +138,10 @@ Deno.test("SIGTERM with a batch in flight: exit 0 within 10 s, every batch commi
     assert.equal(status.code, 0, out.stderr());
     const counts = consumerCounts(out.stdout());
     const rows = await rowCount(c);
-    // what the summary says is what is stored, and the stored offset covers exactly those rows
+    // what the summary says is what is stored, and the stored offset covers exactly those rows:
+    // a chunk is in whole or not at all (chunks follow fetches, so their sizes vary)
     assert.equal(counts.stored, rows);
     assert.equal(await storedTotal(c), rows);
-    assert.equal(rows % 5000, 0, `a partial batch was stored: ${rows} rows`);
     assert.ok(rows < total, "everything was stored before the signal");
     const rest = await runScript("consumer.ts", args(c, creds, "--idle-timeout", "3"));
     assert.equal(rest.code, 0, rest.stderr);
@@ -174,7 +174,6 @@ Deno.test("SIGTERM while waiting for PostgreSQL: exit within 10 s with the reaso
     }
     const rows = await rowCount(c);
     assert.equal(await storedTotal(c), rows);
-    assert.equal(rows % 1000, 0, `a partial batch was stored: ${rows} rows`);
     const rest = await runScript("consumer.ts", args(c, creds, "--idle-timeout", "3"));
     assert.equal(rest.code, 0, rest.stderr);
     assert.deepEqual(consumerCounts(rest.stdout).duplicates, 0);
