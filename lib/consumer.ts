@@ -12,7 +12,7 @@ import { createKafka, describeKafkaError, probeKafka, withDeadline } from "./kaf
 import { log, ProgressReporter } from "./log.ts";
 import { LatencySample, MetricsLog, SNAPSHOT_SECONDS } from "./metrics.ts";
 import { MAX_TICKET_BYTES } from "./model/ticket.ts";
-import { createPool, type Database, describePgError } from "./postgres.ts";
+import { createPool, type Database, describePgError, sqlStateOf } from "./postgres.ts";
 import { qualify } from "./schema.ts";
 import { type Batch, type BatchResult, sinkStatements } from "./sink.ts";
 import {
@@ -424,11 +424,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
 function describeFailure(error: unknown, db: Database, settings: KafkaSettings): AppError {
   if (error instanceof AppError) return error;
   const name = (error as { name?: string } | null)?.name ?? "";
-  const code = (error as { code?: unknown } | null)?.code;
-  if (
-    name === "error" || name === "DatabaseError" ||
-    (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code))
-  ) {
+  if (name === "error" || name === "DatabaseError" || sqlStateOf(error)) {
     return describePgError(error, db.target);
   }
   return name.startsWith("KafkaJS")

@@ -26,11 +26,26 @@ export type ErrorCode =
 /** Codes caused by a bad command line or bad settings: the process exits with 2. */
 const USAGE_CODES: ReadonlySet<ErrorCode> = new Set(["USAGE", "BAD_INPUT"]);
 
+/** Options of an {@linkcode AppError}: its cause, and what a retry can do about it. */
+export interface AppErrorOptions extends ErrorOptions {
+  /** Waiting and trying again may succeed (an outage), as opposed to a wrong setting. @default {false} */
+  retriable?: boolean;
+  /** PostgreSQL's SQLSTATE, when the database said so. */
+  sqlState?: string;
+}
+
 /** An error meant for the user: one line naming the problem and the fix, plus a code and a cause. */
 export class AppError extends Error {
-  constructor(readonly code: ErrorCode, message: string, options?: ErrorOptions) {
+  /** Waiting and trying again may succeed. */
+  readonly retriable: boolean;
+  /** PostgreSQL's SQLSTATE, when the database said so. */
+  readonly sqlState?: string;
+
+  constructor(readonly code: ErrorCode, message: string, options?: AppErrorOptions) {
     super(message, options);
     this.name = "AppError";
+    this.retriable = options?.retriable ?? false;
+    if (options?.sqlState) this.sqlState = options.sqlState;
   }
 
   /** Exit status for this error: 2 for usage problems, 1 for runtime failures. */

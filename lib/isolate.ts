@@ -5,6 +5,7 @@
  * the database refuses, which becomes a `DB_REJECTED` dead letter with the database's error.
  * @module
  */
+import { classifyDbError } from "./postgres.ts";
 import type { Batch, BatchResult, DeadLetter } from "./sink.ts";
 
 /** Dead-letter reason of a message PostgreSQL refused although it parsed as a ticket. */
@@ -17,8 +18,7 @@ export const DB_REJECTED = "DB_REJECTED";
  * large). Connection, authentication, permission and schema errors are not.
  */
 export function isDataError(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
+  return classifyDbError(error) === "data";
 }
 
 /** One line naming what the database refused: SQLSTATE, message and detail. */

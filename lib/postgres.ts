@@ -254,3 +254,31 @@ export async function createPool(options: PoolOptions): Promise<Database> {
   }
   return { pool, target, label: describeTarget(target) };
 }
+
+/**
+ * What a PostgreSQL or driver error means for the consumer:
+ * - `data`: the data itself (SQLSTATE class 22 data exception, 23 integrity constraint, 54
+ *   program limit such as an index row too large): no retry heals it, splitting the batch finds
+ *   the message;
+ * - `schema`: class 42 (a missing table or column, no permission): no retry heals it either;
+ * - `transient`: everything else: connections refused or reset, the server shutting down or
+ *   restarting (57), deadlocks and serialization failures (40), lock timeouts (55), resources
+ *   (53), and authentication (28, which a password rotation can heal): worth retrying.
+ */
+export type DbErrorKind = "data" | "schema" | "transient";
+
+/** The SQLSTATE of an error from the server, if it is one. */
+export function sqlStateOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/** Sorts an error by what a retry can do about it (see {@linkcode DbErrorKind}). */
+export function classifyDbError(error: unknown): DbErrorKind {
+  const state = error instanceof AppError ? error.sqlState : sqlStateOf(error);
+  if (error instanceof AppError && !state) return error.retriable ? "transient" : "schema";
+  const cls = state?.slice(0, 2);
+  if (cls === "22" || cls === "23" || cls === "54") return "data";
+  if (cls === "42") return "schema";
+  return "transient";
+}

@@ -153,3 +153,26 @@ Deno.test("createPool() with sslrootcert=system connects when the system trusts 
   assert.equal(lines.length, 3, stdout);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("classifyDbError() sorts by what a retry can do: data, schema or transient", async () => {
+  const { classifyDbError, sqlStateOf } = await import("./postgres.ts");
+  const { AppError } = await import("./errors.ts");
+  const kinds = (codes: string[]) => codes.map((code) => classifyDbError({ code }));
+  assert.deepEqual(kinds(["22008", "22021", "23514", "54000"]), ["data", "data", "data", "data"]);
+  assert.deepEqual(kinds(["42P01", "42501"]), ["schema", "schema"]);
+  assert.deepEqual(
+    kinds(["08006", "28P01", "40P01", "53300", "55P03", "57P01", "ECONNRESET"]),
+    Array(7).fill("transient"),
+  );
+  assert.equal(sqlStateOf({ code: "ECONNRESET" }), undefined);
+  assert.equal(sqlStateOf({ code: "57P01" }), "57P01");
+  // an AppError keeps what it wraps
+  const gaveUp = new AppError("DB_UNREACHABLE", "x", { sqlState: "57P01", retriable: true });
+  assert.deepEqual([classifyDbError(gaveUp), gaveUp.retriable, gaveUp.sqlState], [
+    "transient",
+    true,
+    "57P01",
+  ]);
+  assert.equal(classifyDbError(new AppError("DB", "no table", { sqlState: "42P01" })), "schema");
+  assert.equal(classifyDbError(new AppError("DB", "bad setting")), "schema");
+});

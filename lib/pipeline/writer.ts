@@ -5,9 +5,9 @@
  * @module
  */
 import { AppError, messageOf } from "../errors.ts";
-import { isDataError, writeIsolating } from "../isolate.ts";
+import { writeIsolating } from "../isolate.ts";
 import { log } from "../log.ts";
-import type { Database, PoolClient } from "../postgres.ts";
+import { classifyDbError, type Database, type PoolClient, sqlStateOf } from "../postgres.ts";
 import { type Batch, type BatchResult, type SinkStatements, writeBatch } from "../sink.ts";
 
 /** Options of {@linkcode BatchWriter}. */
@@ -100,21 +100,22 @@ export class BatchWriter {
           throw error;
         }
       } catch (error) {
-        if (isDataError(error)) throw error;
-        const code = (error as { code?: string }).code ?? "";
+        const kind = classifyDbError(error);
+        if (kind === "data") throw error; // the caller isolates the message
+        const sqlState = sqlStateOf(error);
         // Errors of the schema or of permissions will not heal by waiting.
-        if (/^42/.test(code)) {
+        if (kind === "schema") {
           throw new AppError(
             "DB",
             `${what} in ${this.#o.table}: ${messageOf(error)}; did you run db_setup.ts?`,
-            { cause: error },
+            { cause: error, sqlState },
           );
         }
         if (performance.now() > deadline) {
           throw new AppError(
             "DB_UNREACHABLE",
             `PostgreSQL still failing after ${Math.round(retryMs / 1000)} s: ${messageOf(error)}`,
-            { cause: error },
+            { cause: error, sqlState, retriable: true },
           );
         }
         if (stopping.aborted) {
@@ -122,7 +123,7 @@ export class BatchWriter {
             "DB_UNREACHABLE",
             `stopped while PostgreSQL was failing (${messageOf(error)}); what was not ` +
               `committed will be read again by the next run`,
-            { cause: error },
+            { cause: error, sqlState, retriable: true },
           );
         }
         const wait = Math.min(8_000, 250 * 2 ** Math.min(attempt, 5));
