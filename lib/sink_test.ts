@@ -2,17 +2,17 @@ import assert from "node:assert/strict";
 import { setupDatabase } from "./db_setup.ts";
 import { createPool } from "./postgres.ts";
 import { qualify } from "./schema.ts";
-import { type Batch, sinkStatements, storedOffsets, writeBatch } from "./sink.ts";
+import { sinkStatements, storedOffsets, writeBatch } from "./sink.ts";
 import {
   sql as sqlOf,
   stackConnection,
   stackInfo,
+  ticketBatch,
   uniqueSuffix,
   waitFor,
 } from "../testing/testing.ts";
 import type { Ticket } from "./model/columns.ts";
 import { TicketGenerator } from "./model/generator.ts";
-import { encodeTicket } from "./model/ticket.ts";
 
 async function withTable(
   fn: (table: string, q: ReturnType<typeof qualify>, pool: import("pg").Pool) => Promise<void>,
@@ -37,26 +37,7 @@ async function withTable(
   }
 }
 
-function batchOf(
-  table: string,
-  from: bigint,
-  tickets: ReturnType<TicketGenerator["next"]>[],
-): Batch {
-  return {
-    groupId: `g_${table}`,
-    table,
-    topic: "t",
-    partition: 0,
-    expectedOffset: from,
-    nextOffset: from + BigInt(tickets.length),
-    rows: tickets.map((ticket, i) => ({
-      ticket,
-      offset: String(from + BigInt(i)),
-      value: encodeTicket(ticket),
-    })),
-    deadLetters: [],
-  };
-}
+const batchOf = ticketBatch;
 
 Deno.test("writeBatch() with a stale offset writes no row and no offset (zombie fence)", async () => {
   await withTable(async (table, q, pool) => {

@@ -11,6 +11,9 @@ import { createKafka } from "../lib/kafka.ts";
 import { createPool } from "../lib/postgres.ts";
 import { setupDatabase } from "../lib/db_setup.ts";
 import { type QualifiedNames, qualify } from "../lib/schema.ts";
+import type { Batch } from "../lib/sink.ts";
+import type { Ticket } from "../lib/model/columns.ts";
+import { encodeTicket } from "../lib/model/ticket.ts";
 
 export { ROOT, type StackInfo, stackInfo } from "../dev/stack_info.ts";
 
@@ -336,4 +339,25 @@ export async function kcatProduce(
   await writer.close();
   const out = await child.output();
   if (!out.success) throw new Error(`kcat failed: ${new TextDecoder().decode(out.stderr)}`);
+}
+
+/**
+ * A batch of `tickets` for the sink's tests: partition 0 of `topic`, offsets from `from` on, the
+ * group `g_<table>`, no dead letters.
+ */
+export function ticketBatch(table: string, from: bigint, tickets: Ticket[], topic = "t"): Batch {
+  return {
+    groupId: `g_${table}`,
+    table,
+    topic,
+    partition: 0,
+    expectedOffset: from,
+    nextOffset: from + BigInt(tickets.length),
+    rows: tickets.map((ticket, i) => ({
+      ticket,
+      offset: String(from + BigInt(i)),
+      value: encodeTicket(ticket),
+    })),
+    deadLetters: [],
+  };
 }

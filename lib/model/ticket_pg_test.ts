@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createPool } from "../postgres.ts";
 import { type Batch, sinkStatements, writeBatch } from "../sink.ts";
-import { sql, stackInfo, withPipeline } from "../../testing/testing.ts";
+import { sql, stackInfo, ticketBatch, withPipeline } from "../../testing/testing.ts";
 import { sameTicket, type StoredTicket, type Ticket } from "./columns.ts";
 import { TicketGenerator } from "./generator.ts";
 import { encodeTicket, parseTicket } from "./ticket.ts";
@@ -256,22 +256,8 @@ function edgeTickets(): Ticket[] {
   });
 }
 
-function batchOf(table: string, from: bigint, tickets: Ticket[]): Batch {
-  return {
-    groupId: `g_${table}`,
-    table,
-    topic: table,
-    partition: 0,
-    expectedOffset: from,
-    nextOffset: from + BigInt(tickets.length),
-    rows: tickets.map((ticket, i) => ({
-      ticket,
-      offset: String(from + BigInt(i)),
-      value: encodeTicket(ticket),
-    })),
-    deadLetters: [],
-  };
-}
+const batchOf = (table: string, from: bigint, tickets: Ticket[]) =>
+  ticketBatch(table, from, tickets, table);
 
 Deno.test("writeBatch() stores tickets with edge values that read back equal: a second delivery is a duplicate", async () => {
   await withPipeline("tickets_pg", async ({ table, q }) => {
