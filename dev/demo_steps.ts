@@ -215,7 +215,7 @@ export async function runDemo(options?: DemoOptions): Promise<number> {
       ]),
   );
   await step(
-    "consumer (until drained: 3 s without new messages)",
+    "consumer (until the topic is drained and 3 s pass without new messages)",
     ["consumer", "--topic-name", topic, "--table-name", table, "--idle-timeout", "3"],
     () =>
       COMMANDS.consumer([

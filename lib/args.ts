@@ -114,7 +114,7 @@ export const CONSUMER_SPEC: CommandSpec = {
     },
     "idle-timeout": {
       type: "string",
-      description: "exit 0 after this many seconds without new messages",
+      description: "exit 0 once every partition is drained and nothing came for this many seconds",
       default: "run until stopped",
     },
     "max-messages": { type: "string", description: "exit 0 after this many messages" },
