@@ -142,6 +142,7 @@ export function sinkStatements(q: QualifiedNames) {
       FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
         AS u(theater, movie, showtime, seat, id)
       WHERE (s.showtime, s.seat, s.theater, s.movie) = (u.showtime, u.seat, u.theater, u.movie)`,
+    knownIds: `SELECT ticket_id FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
     selectExisting:
       `SELECT ${STORED_TICKET_SELECT} FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
     insertConflicts:
@@ -531,7 +532,15 @@ async function writeCarefully(
   sql: SinkStatements,
   batch: Batch,
 ): Promise<BatchResult> {
-  const known = new Set<string>();
+  // ids stored before take no seat: knowing them up front, one try decides the whole batch
+  const ids = [...new Set(batch.rows.map((r) => r.ticket.ticket_id))];
+  const known = new Set(
+    ids.length === 0
+      ? []
+      : (await client.query<{ ticket_id: string }>(sql.knownIds, [ids])).rows.map((r) =>
+        r.ticket_id
+      ),
+  );
   for (let attempt = 1; attempt <= MAX_CAREFUL_TRIES; attempt++) {
     const result = await writeCarefullyOnce(client, sql, batch, known);
     if (result) return result;

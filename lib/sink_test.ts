@@ -378,3 +378,23 @@ Deno.test("writeBatch() waits for a concurrent batch's seat: once committed it h
     }
   });
 });
+
+Deno.test("writeBatch() decides eleven new versions of stored tickets wanting one seat in one batch (they take no seat)", async () => {
+  // each later version of a stored ticket is a conflict and takes no seat; with one batch of
+  // them all, the careful path once needed a try per version and gave up after ten
+  const spec: Record<string, string[]> = {};
+  for (let i = 1; i <= 11; i++) spec[`A${i}`] = [`S${i}`];
+  for (let i = 1; i <= 11; i++) spec[`B${i}`] = ["C1"];
+  const t = showTickets(31, spec);
+  const names = Array.from({ length: 11 }, (_, i) => i + 1);
+  for (const i of names) t[`B${i}`] = { ...t[`B${i}`]!, ticket_id: t[`A${i}`]!.ticket_id };
+  const originals = names.map((i) => t[`A${i}`]!);
+  const versions = names.map((i) => t[`B${i}`]!);
+  assert.deepEqual(await outcomeOf([originals, versions], t), {
+    stored: names.map((i) => `A${i}`),
+    seats: names.map((i) => [`S${i}`, `S${i}:A${i}`]).sort(([a], [b]) => (a! < b! ? -1 : 1))
+      .map(([, sold]) => sold),
+    refused: [],
+    conflicts: names.map((i) => `A${i}`),
+  });
+});

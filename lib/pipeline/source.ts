@@ -282,6 +282,12 @@ export class KafkaSource {
    */
   #markLost(state: PartitionState, partition: number, low: bigint, heartbeat: () => Promise<void>) {
     const { topic, groupId } = this.#o.store;
+    if (low <= state.next) {
+      // only the message before the stored offset went (it was to be checked): nothing unread
+      state.check = undefined;
+      state.fetchFrom = state.next;
+      return;
+    }
     const count = low - state.next;
     const detail = `offsets ${state.next}..${low - 1n} (${count} messages) were deleted from ` +
       `the log (retention) before group ${groupId} read them`;

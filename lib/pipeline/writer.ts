@@ -160,7 +160,8 @@ export class BatchWriter {
             context.heartbeat,
           ),
       );
-      this.#enqueued -= count - (result.messages ?? 0);
+      // a LOST write holds no message: its marker is not one of the run's messages
+      this.#enqueued -= count - (lost > 0 ? 0 : result.messages ?? 0);
       if (!result.committed) context.fence();
       this.#o.onWritten(batch, result, lost);
     }).catch((error) => {
