@@ -161,33 +161,20 @@ export async function runDemo(options?: DemoOptions): Promise<number> {
   }
   const [host, port] = info.kafka.ssl.split(":");
   const creds = options.creds ?? join(ROOT, "creds.json");
-  const shownUri = redact(postgresUri);
+  const setup = [
+    "--kafka-hostname",
+    host!,
+    "--kafka-portnumber",
+    port!,
+    "--cert-path",
+    info.certPath,
+    "--postgres-uri",
+  ];
   await step(
     "auth_setup: save and check the connection settings",
-    [
-      "auth_setup",
-      "--kafka-hostname",
-      host!,
-      "--kafka-portnumber",
-      port!,
-      "--cert-path",
-      info.certPath,
-      "--postgres-uri",
-      `'${shownUri}'`,
-    ],
-    () =>
-      COMMANDS.auth_setup([
-        "--kafka-hostname",
-        host!,
-        "--kafka-portnumber",
-        port!,
-        "--cert-path",
-        info.certPath,
-        "--postgres-uri",
-        postgresUri,
-        "--creds",
-        creds,
-      ]),
+    // what the user would type, the password left out
+    ["auth_setup", ...setup, `'${redact(postgresUri)}'`],
+    () => COMMANDS.auth_setup([...setup, postgresUri, "--creds", creds]),
   );
   await step(
     "auth_setup --check",
