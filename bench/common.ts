@@ -4,21 +4,21 @@
  * @module
  */
 import { join } from "node:path";
-import type { Connection } from "../lib/config.ts";
-import type { SecurityProtocol } from "../lib/creds.ts";
-import { resolveConnection } from "../lib/config.ts";
+import type { Connection } from "../lib/cli/config.ts";
+import type { SecurityProtocol } from "../lib/cli/creds.ts";
+import { resolveConnection } from "../lib/cli/config.ts";
 import { messageOf } from "../lib/errors.ts";
-import { defaultGroupId } from "../lib/consumer.ts";
-import { setupDatabase } from "../lib/db_setup.ts";
-import { createKafka, ensureTopic } from "../lib/kafka.ts";
-import { createPool, type Database } from "../lib/postgres.ts";
+import { defaultGroupId } from "../lib/pipeline/consumer.ts";
+import { setupDatabase } from "../lib/postgres/setup.ts";
+import { createKafka, ensureTopic } from "../lib/kafka/kafka.ts";
+import { createPool, type Database } from "../lib/postgres/postgres.ts";
 import {
   CONFLICTS_TABLE,
   DEAD_LETTERS_TABLE,
   OFFSETS_TABLE,
   qualify,
   quoteIdent,
-} from "../lib/schema.ts";
+} from "../lib/postgres/schema.ts";
 import { deleteTopics, ROOT, stackCreds, stackInfo, writeStackCreds } from "../testing/testing.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";

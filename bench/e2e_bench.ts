@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { messageOf } from "../lib/errors.ts";
-import { runProducer } from "../lib/producer.ts";
+import { runProducer } from "../lib/pipeline/producer.ts";
 import {
   benchName,
   CleanupScope,

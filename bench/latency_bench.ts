@@ -3,8 +3,8 @@
  * rate; percentiles of `stored_at - published_at` computed in SQL over every row.
  * @module
  */
-import { runProducer } from "../lib/producer.ts";
-import { quoteIdent } from "../lib/schema.ts";
+import { runProducer } from "../lib/pipeline/producer.ts";
+import { quoteIdent } from "../lib/postgres/schema.ts";
 import {
   CleanupScope,
   countRows,

@@ -4,10 +4,10 @@
  * @module
  */
 import { join } from "node:path";
-import type { SecurityProtocol } from "../lib/creds.ts";
+import type { SecurityProtocol } from "../lib/cli/creds.ts";
 import { messageOf } from "../lib/errors.ts";
-import { createKafka } from "../lib/kafka.ts";
-import { runProducer } from "../lib/producer.ts";
+import { createKafka } from "../lib/kafka/kafka.ts";
+import { runProducer } from "../lib/pipeline/producer.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
 import {
   averageTicketBytes,

@@ -6,17 +6,17 @@
  * @module
  */
 import { join } from "node:path";
-import { setupDatabase } from "../lib/db_setup.ts";
-import { parsePostgresUri } from "../lib/postgres_uri.ts";
-import type { PoolClient } from "../lib/postgres.ts";
-import { qualify } from "../lib/schema.ts";
+import { setupDatabase } from "../lib/postgres/setup.ts";
+import { parsePostgresUri } from "../lib/postgres/postgres_uri.ts";
+import type { PoolClient } from "../lib/postgres/postgres.ts";
+import { qualify } from "../lib/postgres/schema.ts";
 import {
   type Batch,
   type IncomingRow,
   type SinkStatements,
   sinkStatements,
   writeBatch,
-} from "../lib/sink.ts";
+} from "../lib/pipeline/sink.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 import { encodeTicket, parseTicket } from "../lib/model/ticket.ts";
 import {

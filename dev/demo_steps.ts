@@ -7,13 +7,13 @@
  */
 import { join } from "node:path";
 import { COMMANDS } from "../lib/commands.ts";
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../lib/cli.ts";
-import { checkPostgresUri } from "../lib/config.ts";
+import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../lib/cli/cli.ts";
+import { checkPostgresUri } from "../lib/cli/config.ts";
 import { AppError } from "../lib/errors.ts";
-import { isValidTopicName } from "../lib/kafka.ts";
-import { redact } from "../lib/log.ts";
-import { createPool } from "../lib/postgres.ts";
-import { checkIdentifier, qualify } from "../lib/schema.ts";
+import { isValidTopicName } from "../lib/kafka/kafka.ts";
+import { redact } from "../lib/observe/log.ts";
+import { createPool } from "../lib/postgres/postgres.ts";
+import { checkIdentifier, qualify } from "../lib/postgres/schema.ts";
 import { ROOT, stackInfo } from "./stack_info.ts";
 
 /** Which PostgreSQL the demo stores the tickets in. */

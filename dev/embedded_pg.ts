@@ -21,7 +21,7 @@ import { PGLiteSocketHandler, type PGLiteSocketHandlerOptions } from "@electric-
 import { Buffer } from "node:buffer";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../lib/cli.ts";
+import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../lib/cli/cli.ts";
 import { AppError, exitWith } from "../lib/errors.ts";
 
 /** Port of the embedded PostgreSQL unless `--port` or `EMBEDDED_POSTGRES_PORT` says otherwise. */

@@ -1,7 +1,7 @@
 /** Honest accounting: --max-messages is reached exactly, and counts match the table. */
 import assert from "node:assert/strict";
-import { defaultGroupId } from "../lib/consumer.ts";
-import { runProducer } from "../lib/producer.ts";
+import { defaultGroupId } from "../lib/pipeline/consumer.ts";
+import { runProducer } from "../lib/pipeline/producer.ts";
 import {
   consumerArgs,
   consumerCounts,

@@ -1,7 +1,7 @@
 /** Bad command lines and settings, and secrets: one clear line, the right exit code, no leak. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createPool } from "../lib/postgres.ts";
+import { createPool } from "../lib/postgres/postgres.ts";
 import {
   deleteTopics,
   ROOT,

@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import pg from "pg";
 import { startEmbeddedPostgres } from "../dev/embedded_pg.ts";
-import { defaultGroupId } from "../lib/consumer.ts";
-import { createPool } from "../lib/postgres.ts";
-import { qualify } from "../lib/schema.ts";
+import { defaultGroupId } from "../lib/pipeline/consumer.ts";
+import { createPool } from "../lib/postgres/postgres.ts";
+import { qualify } from "../lib/postgres/schema.ts";
 import {
   deleteTopics,
   ROOT,

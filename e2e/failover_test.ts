@@ -5,8 +5,8 @@
  * table checked against the topic.
  */
 import assert from "node:assert/strict";
-import { defaultGroupId } from "../lib/consumer.ts";
-import { runProducer } from "../lib/producer.ts";
+import { defaultGroupId } from "../lib/pipeline/consumer.ts";
+import { runProducer } from "../lib/pipeline/producer.ts";
 import {
   collect,
   consumerArgs,
@@ -21,7 +21,7 @@ import {
   withPipeline,
   writeStackCreds,
 } from "../testing/testing.ts";
-import { verifyPipeline } from "../lib/verify.ts";
+import { verifyPipeline } from "../lib/commands/verify.ts";
 
 async function rowCount(c: PipelineCase): Promise<number> {
   const [row] = await sql<{ n: number }>(`SELECT count(*)::int AS n FROM ${c.q.tickets}`);

@@ -5,12 +5,12 @@
  * rows and none received a message twice (exactly once, not at-least-once with dedup).
  */
 import assert from "node:assert/strict";
-import type { Connection } from "../lib/config.ts";
-import { defaultGroupId } from "../lib/consumer.ts";
-import { setupDatabase } from "../lib/db_setup.ts";
-import { runProducer } from "../lib/producer.ts";
+import type { Connection } from "../lib/cli/config.ts";
+import { defaultGroupId } from "../lib/pipeline/consumer.ts";
+import { setupDatabase } from "../lib/postgres/setup.ts";
+import { runProducer } from "../lib/pipeline/producer.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
-import { qualify } from "../lib/schema.ts";
+import { qualify } from "../lib/postgres/schema.ts";
 import {
   collect,
   consumerArgs as consumerArgsOf,
@@ -28,7 +28,7 @@ import {
   waitFor,
   writeStackCreds,
 } from "../testing/testing.ts";
-import { verifyPipeline } from "../lib/verify.ts";
+import { verifyPipeline } from "../lib/commands/verify.ts";
 
 interface Case {
   connection: Connection;
@@ -291,7 +291,7 @@ Deno.test("three consumers in one group, started and stopped while data flows: e
       ]),
     );
     await waitFor("topic", async () => {
-      const admin = (await import("../lib/kafka.ts")).createKafka(c.connection.kafka).admin();
+      const admin = (await import("../lib/kafka/kafka.ts")).createKafka(c.connection.kafka).admin();
       await admin.connect();
       try {
         return (await admin.listTopics()).includes(c.topic);

@@ -3,10 +3,10 @@
  * PostgreSQL, compared ticket by ticket.
  */
 import assert from "node:assert/strict";
-import { defaultGroupId, runConsumer } from "../lib/consumer.ts";
-import { setupDatabase } from "../lib/db_setup.ts";
-import { runProducer } from "../lib/producer.ts";
-import { qualify } from "../lib/schema.ts";
+import { defaultGroupId, runConsumer } from "../lib/pipeline/consumer.ts";
+import { setupDatabase } from "../lib/postgres/setup.ts";
+import { runProducer } from "../lib/pipeline/producer.ts";
+import { qualify } from "../lib/postgres/schema.ts";
 import {
   sameTicket,
   STORED_TICKET_SELECT,

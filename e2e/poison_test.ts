@@ -1,8 +1,8 @@
 /** Poison and conflicting input: dead letters with reasons, recorded conflicts, replay after a fix. */
 import assert from "node:assert/strict";
-import { runConsumer } from "../lib/consumer.ts";
-import { runProducer } from "../lib/producer.ts";
-import { createKafka, ensureTopic } from "../lib/kafka.ts";
+import { runConsumer } from "../lib/pipeline/consumer.ts";
+import { runProducer } from "../lib/pipeline/producer.ts";
+import { createKafka, ensureTopic } from "../lib/kafka/kafka.ts";
 import {
   consumerArgs,
   kcatProduce,

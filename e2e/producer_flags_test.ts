@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Creds } from "../lib/creds.ts";
-import { qualify } from "../lib/schema.ts";
+import type { Creds } from "../lib/cli/creds.ts";
+import { qualify } from "../lib/postgres/schema.ts";
 import {
   deleteTopics,
   ROOT,

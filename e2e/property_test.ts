@@ -9,9 +9,9 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { defaultGroupId } from "../lib/consumer.ts";
+import { defaultGroupId } from "../lib/pipeline/consumer.ts";
 import { checkKey } from "../lib/pipeline/transform.ts";
-import { createKafka } from "../lib/kafka.ts";
+import { createKafka } from "../lib/kafka/kafka.ts";
 import { runScript, sql, stackInfo, withPipeline, writeStackCreds } from "../testing/testing.ts";
 import {
   type Message,
@@ -22,8 +22,8 @@ import {
 } from "../testing/ticket_arbitraries.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 import { parseTicket } from "../lib/model/ticket.ts";
-import { verifyPipeline } from "../lib/verify.ts";
-import type { Connection } from "../lib/config.ts";
+import { verifyPipeline } from "../lib/commands/verify.ts";
+import type { Connection } from "../lib/cli/config.ts";
 
 const PARTITIONS = 2;
 const encoder = new TextEncoder();

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import type { MetricsRecord } from "../lib/metrics.ts";
+import type { MetricsRecord } from "../lib/observe/metrics.ts";
 import { ROOT } from "../testing/testing.ts";
 
 const CHROMIUM = "/usr/bin/chromium";

@@ -3,7 +3,7 @@
  * that is stored, so a ticket refused in a batch frees its other seats for the next ticket.
  */
 import assert from "node:assert/strict";
-import { createKafka, ensureTopic } from "../lib/kafka.ts";
+import { createKafka, ensureTopic } from "../lib/kafka/kafka.ts";
 import {
   consumerArgs,
   kcatProduce,

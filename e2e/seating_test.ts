@@ -1,8 +1,8 @@
 /** Seats and payment transactions, and the choice of database and schema. */
 import assert from "node:assert/strict";
-import { runConsumer } from "../lib/consumer.ts";
-import { runProducer } from "../lib/producer.ts";
-import { quoteIdent } from "../lib/schema.ts";
+import { runConsumer } from "../lib/pipeline/consumer.ts";
+import { runProducer } from "../lib/pipeline/producer.ts";
+import { quoteIdent } from "../lib/postgres/schema.ts";
 import {
   deleteTopics,
   runScript,
@@ -13,7 +13,7 @@ import {
   writeStackCreds,
 } from "../testing/testing.ts";
 import type { Ticket } from "../lib/model/columns.ts";
-import { verifyPipeline } from "../lib/verify.ts";
+import { verifyPipeline } from "../lib/commands/verify.ts";
 
 Deno.test("a ticket whose seat is sold is refused whole (SEAT_TAKEN); seats and transactions match tickets", async () => {
   await withPipeline("e2e_seats", async ({ connection, topic, table, q }) => {

@@ -6,12 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Connection } from "../lib/config.ts";
-import { defaultGroupId } from "../lib/consumer.ts";
-import { LOST_REASON } from "../lib/sink.ts";
-import { type Admin, createKafka } from "../lib/kafka.ts";
-import type { MetricsRecord } from "../lib/metrics.ts";
-import { runProducer } from "../lib/producer.ts";
+import type { Connection } from "../lib/cli/config.ts";
+import { defaultGroupId } from "../lib/pipeline/consumer.ts";
+import { LOST_REASON } from "../lib/pipeline/sink.ts";
+import { type Admin, createKafka } from "../lib/kafka/kafka.ts";
+import type { MetricsRecord } from "../lib/observe/metrics.ts";
+import { runProducer } from "../lib/pipeline/producer.ts";
 import {
   collect,
   consumerArgs as consumerArgsOf,
@@ -30,7 +30,7 @@ import {
 } from "../testing/testing.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
-import { verifyPipeline } from "../lib/verify.ts";
+import { verifyPipeline } from "../lib/commands/verify.ts";
 
 interface Case extends PipelineCase {
   creds: string;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { defaultGroupId, runConsumer } from "../lib/consumer.ts";
-import { runProducer } from "../lib/producer.ts";
+import { defaultGroupId, runConsumer } from "../lib/pipeline/consumer.ts";
+import { runProducer } from "../lib/pipeline/producer.ts";
 import { runScript, sql, withPipeline, writeStackCreds } from "../testing/testing.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 

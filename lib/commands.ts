@@ -16,12 +16,12 @@ function lazy(load: () => Promise<Command>): Command {
 
 /** The commands by name, as `deno task NAME` runs them. */
 export const COMMANDS = {
-  auth_setup: lazy(async () => (await import("./auth_setup.ts")).authSetup),
+  auth_setup: lazy(async () => (await import("./commands/auth_setup.ts")).authSetup),
   db_setup: lazy(async () => (await import("./commands/db_setup.ts")).run),
   producer: lazy(async () => (await import("./commands/producer.ts")).run),
   consumer: lazy(async () => (await import("./commands/consumer.ts")).run),
-  tests: lazy(async () => (await import("./selftest.ts")).selfTest),
-  verify: lazy(async () => (await import("./verify.ts")).verify),
-  dlq: lazy(async () => (await import("./dlq.ts")).deadLetters),
+  tests: lazy(async () => (await import("./commands/tests.ts")).selfTest),
+  verify: lazy(async () => (await import("./commands/verify.ts")).verify),
+  dlq: lazy(async () => (await import("./commands/dlq.ts")).deadLetters),
   report: lazy(async () => (await import("./commands/report.ts")).run),
 } satisfies Record<string, Command>;

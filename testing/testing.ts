@@ -5,13 +5,13 @@
  */
 import { join } from "node:path";
 import { ROOT, stackInfo } from "../dev/stack_info.ts";
-import { type Connection, resolveConnection } from "../lib/config.ts";
-import { type Creds, writeCreds } from "../lib/creds.ts";
-import { createKafka } from "../lib/kafka.ts";
-import { createPool } from "../lib/postgres.ts";
-import { setupDatabase } from "../lib/db_setup.ts";
-import { type QualifiedNames, qualify } from "../lib/schema.ts";
-import type { Batch } from "../lib/sink.ts";
+import { type Connection, resolveConnection } from "../lib/cli/config.ts";
+import { type Creds, writeCreds } from "../lib/cli/creds.ts";
+import { createKafka } from "../lib/kafka/kafka.ts";
+import { createPool } from "../lib/postgres/postgres.ts";
+import { setupDatabase } from "../lib/postgres/setup.ts";
+import { type QualifiedNames, qualify } from "../lib/postgres/schema.ts";
+import type { Batch } from "../lib/pipeline/sink.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 import { encodeTicket } from "../lib/model/ticket.ts";
 

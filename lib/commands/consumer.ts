@@ -2,8 +2,8 @@
  * The `consumer` command: flags to stored tickets (it loads no generator and no faker).
  * @module
  */
-import { parseConsumerArgs } from "../args.ts";
-import { formatConsumerSummary, runConsumer } from "../consumer.ts";
+import { parseConsumerArgs } from "../cli/args.ts";
+import { formatConsumerSummary, runConsumer } from "../pipeline/consumer.ts";
 import { untilSignal } from "../signals.ts";
 
 /** `consumer`: stores tickets exactly once. */

@@ -2,8 +2,8 @@
  * The `db_setup` command: flags to tables.
  * @module
  */
-import { parseDbSetupArgs } from "../args.ts";
-import { setupDatabase } from "../db_setup.ts";
+import { parseDbSetupArgs } from "../cli/args.ts";
+import { setupDatabase } from "../postgres/setup.ts";
 
 /** `db_setup`: creates the ticket table and the pipeline's own tables. */
 export async function run(args: string[]): Promise<number> {

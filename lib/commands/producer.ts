@@ -2,8 +2,8 @@
  * The `producer` command: flags to published tickets.
  * @module
  */
-import { parseProducerArgs } from "../args.ts";
-import { formatProducerSummary, runProducer } from "../producer.ts";
+import { parseProducerArgs } from "../cli/args.ts";
+import { formatProducerSummary, runProducer } from "../pipeline/producer.ts";
 import { untilSignal } from "../signals.ts";
 
 /** `producer`: publishes generated tickets. */

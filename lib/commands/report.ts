@@ -3,10 +3,10 @@
  * @module
  */
 import { dirname } from "node:path";
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../cli.ts";
+import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../cli/cli.ts";
 import { AppError } from "../errors.ts";
-import { DEFAULT_METRICS_LOG, readMetrics } from "../metrics.ts";
-import { buildReportHtml, DEFAULT_REPORT_PATH, formatReportSummary } from "../report.ts";
+import { DEFAULT_METRICS_LOG, readMetrics } from "../observe/metrics.ts";
+import { buildReportHtml, DEFAULT_REPORT_PATH, formatReportSummary } from "../observe/report.ts";
 
 /** `report.ts`. */
 export const REPORT_SPEC: CommandSpec = {

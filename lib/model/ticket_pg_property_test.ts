@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { createPool } from "../postgres.ts";
-import { type Batch, sinkStatements, writeBatch } from "../sink.ts";
+import { createPool } from "../postgres/postgres.ts";
+import { type Batch, sinkStatements, writeBatch } from "../pipeline/sink.ts";
 import { withPipeline } from "../../testing/testing.ts";
 import {
   type Message,

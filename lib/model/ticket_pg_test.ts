@@ -4,8 +4,8 @@
  * generator (the seed is in every failure message).
  */
 import assert from "node:assert/strict";
-import { createPool } from "../postgres.ts";
-import { type Batch, sinkStatements, writeBatch } from "../sink.ts";
+import { createPool } from "../postgres/postgres.ts";
+import { type Batch, sinkStatements, writeBatch } from "../pipeline/sink.ts";
 import { sql, stackInfo, ticketBatch, withPipeline } from "../../testing/testing.ts";
 import { sameTicket, type StoredTicket, type Ticket } from "./columns.ts";
 import { TicketGenerator } from "./generator.ts";

@@ -4,11 +4,11 @@
  * @module
  */
 import { AppError } from "../errors.ts";
-import type { Admin } from "../kafka.ts";
-import { log } from "../log.ts";
-import type { Database } from "../postgres.ts";
-import type { QualifiedNames } from "../schema.ts";
-import { SKIPPED_REASON, storedOffsets } from "../sink.ts";
+import type { Admin } from "../kafka/kafka.ts";
+import { log } from "../observe/log.ts";
+import type { Database } from "../postgres/postgres.ts";
+import type { QualifiedNames } from "../postgres/schema.ts";
+import { SKIPPED_REASON, storedOffsets } from "./sink.ts";
 
 /** Where the pipeline's offsets live and whose they are. */
 export interface OffsetStore {

@@ -8,9 +8,9 @@
  */
 import type { EachBatchPayload, KafkaMessage } from "kafkajs";
 import { AppError } from "../errors.ts";
-import type { Consumer } from "../kafka.ts";
-import { log } from "../log.ts";
-import { type Batch, LOST_REASON, storedOffsets } from "../sink.ts";
+import type { Consumer } from "../kafka/kafka.ts";
+import { log } from "../observe/log.ts";
+import { type Batch, LOST_REASON, storedOffsets } from "./sink.ts";
 import { type OffsetStore, pastTheEnd } from "./offsets.ts";
 import { toRowsAndLetters } from "./transform.ts";
 import type { BatchWriter } from "./writer.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 import type { KafkaMessage } from "kafkajs";
-import type { DeadLetter, IncomingRow } from "../sink.ts";
+import type { DeadLetter, IncomingRow } from "./sink.ts";
 import { type ParseResult, parseTicket } from "../model/ticket.ts";
 
 const keyDecoder = new TextDecoder();

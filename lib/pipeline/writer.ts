@@ -5,10 +5,15 @@
  * @module
  */
 import { AppError, messageOf } from "../errors.ts";
-import { writeIsolating } from "../isolate.ts";
-import { log } from "../log.ts";
-import { classifyDbError, type Database, type PoolClient, sqlStateOf } from "../postgres.ts";
-import { type Batch, type BatchResult, type SinkStatements, writeBatch } from "../sink.ts";
+import { writeIsolating } from "./isolate.ts";
+import { log } from "../observe/log.ts";
+import {
+  classifyDbError,
+  type Database,
+  type PoolClient,
+  sqlStateOf,
+} from "../postgres/postgres.ts";
+import { type Batch, type BatchResult, type SinkStatements, writeBatch } from "./sink.ts";
 
 /** Options of {@linkcode BatchWriter}. */
 export interface WriterOptions {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AppError } from "./errors.ts";
+import { AppError } from "../errors.ts";
 import { checkIdentifier, qualify, schemaStatements } from "./schema.ts";
 
 for (

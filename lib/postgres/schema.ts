@@ -3,8 +3,8 @@
  * table, the consumer-offsets table and the dead-letter table (all in one schema).
  * @module
  */
-import { AppError } from "./errors.ts";
-import { ticketColumnsDdl } from "./model/columns.ts";
+import { AppError } from "../errors.ts";
+import { ticketColumnsDdl } from "../model/columns.ts";
 
 /** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 63 bytes. */
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;

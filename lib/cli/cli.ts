@@ -4,8 +4,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { AppError, messageOf } from "./errors.ts";
-import { type LogLevel, setLogLevel } from "./log.ts";
+import { AppError, messageOf } from "../errors.ts";
+import { type LogLevel, setLogLevel } from "../observe/log.ts";
 
 /** One flag of a command. */
 export interface FlagSpec {

@@ -12,8 +12,8 @@ import {
   SECURITY_PROTOCOLS,
   type SecurityProtocol,
 } from "./creds.ts";
-import { registerSecret } from "./log.ts";
-import { parsePostgresUri } from "./postgres_uri.ts";
+import { registerSecret } from "../observe/log.ts";
+import { parsePostgresUri } from "../postgres/postgres_uri.ts";
 
 /** Flags that pick the services; shared by every script that connects. */
 export const CONNECTION_FLAGS: Record<string, FlagSpec> = {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { copyField, copyFrom, copyLine } from "./copy.ts";
 import { createPool } from "./postgres.ts";
-import { stackInfo } from "../testing/testing.ts";
+import { stackInfo } from "../../testing/testing.ts";
 
 Deno.test("copyField() escapes what COPY's text format treats specially, and NULL as \\N", () => {
   assert.equal(copyField("plain text, with ; and 'quotes'"), "plain text, with ; and 'quotes'");

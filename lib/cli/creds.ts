@@ -4,8 +4,8 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { AppError } from "./errors.ts";
-import { registerSecret } from "./log.ts";
+import { AppError } from "../errors.ts";
+import { registerSecret } from "../observe/log.ts";
 
 /** How clients authenticate to Kafka. */
 export type SecurityProtocol = "SSL" | "PLAINTEXT" | "SASL_SSL";

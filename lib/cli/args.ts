@@ -11,11 +11,15 @@ import {
   stringFlag,
 } from "./cli.ts";
 import { type Connection, CONNECTION_FLAGS, resolveConnection } from "./config.ts";
-import { ACKS, COMPRESSIONS, isValidTopicName } from "./kafka.ts";
-import type { ProducerOptions } from "./producer.ts";
-import { type ConsumerOptions, DEFAULT_SESSION_TIMEOUT_SECONDS, RESET_TO } from "./consumer.ts";
-import { checkIdentifier } from "./schema.ts";
-import { DEFAULT_METRICS_LOG } from "./metrics.ts";
+import { ACKS, COMPRESSIONS, isValidTopicName } from "../kafka/kafka.ts";
+import type { ProducerOptions } from "../pipeline/producer.ts";
+import {
+  type ConsumerOptions,
+  DEFAULT_SESSION_TIMEOUT_SECONDS,
+  RESET_TO,
+} from "../pipeline/consumer.ts";
+import { checkIdentifier } from "../postgres/schema.ts";
+import { DEFAULT_METRICS_LOG } from "../observe/metrics.ts";
 
 /** Flags of the metrics history, shared by producer and consumer. */
 const METRICS_FLAGS: CommandSpec["flags"] = {

@@ -3,14 +3,14 @@
  * and bytes again to their topic; each replayed letter is marked so it is not replayed twice.
  * @module
  */
-import { MARKER_REASONS } from "./sink.ts";
+import { MARKER_REASONS } from "../pipeline/sink.ts";
 import { Buffer } from "node:buffer";
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
-import { CONNECTION_FLAGS, resolveConnection } from "./config.ts";
-import { AppError } from "./errors.ts";
-import { createKafka, describeKafkaError, isValidTopicName, withDeadline } from "./kafka.ts";
-import { createPool } from "./postgres.ts";
-import { checkIdentifier, qualify } from "./schema.ts";
+import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../cli/cli.ts";
+import { CONNECTION_FLAGS, resolveConnection } from "../cli/config.ts";
+import { AppError } from "../errors.ts";
+import { createKafka, describeKafkaError, isValidTopicName, withDeadline } from "../kafka/kafka.ts";
+import { createPool } from "../postgres/postgres.ts";
+import { checkIdentifier, qualify } from "../postgres/schema.ts";
 
 /** `dlq.ts`. */
 export const DLQ_SPEC: CommandSpec = {

@@ -7,10 +7,10 @@
 import pg from "pg";
 import { join } from "node:path";
 import { type ConnectionOptions, getCACertificates } from "node:tls";
-import { AppError, messageOf } from "./errors.ts";
-import { log } from "./log.ts";
+import { AppError, messageOf } from "../errors.ts";
+import { log } from "../observe/log.ts";
 import { describeTarget, parsePostgresUri, type PostgresTarget } from "./postgres_uri.ts";
-import { CERT_FILES } from "./tls.ts";
+import { CERT_FILES } from "../cli/tls.ts";
 
 export type { PoolClient } from "pg";
 

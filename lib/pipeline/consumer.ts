@@ -6,14 +6,14 @@
  * drain and the stop.
  * @module
  */
-import type { Connection, KafkaSettings } from "./config.ts";
-import { AppError, messageOf } from "./errors.ts";
-import { createKafka, describeKafkaError, probeKafka, withDeadline } from "./kafka.ts";
-import { log, ProgressReporter } from "./log.ts";
-import { LatencySample, MetricsLog, SNAPSHOT_SECONDS } from "./metrics.ts";
-import { MAX_TICKET_BYTES } from "./model/ticket.ts";
-import { createPool, type Database, describePgError, sqlStateOf } from "./postgres.ts";
-import { qualify } from "./schema.ts";
+import type { Connection, KafkaSettings } from "../cli/config.ts";
+import { AppError, messageOf } from "../errors.ts";
+import { createKafka, describeKafkaError, probeKafka, withDeadline } from "../kafka/kafka.ts";
+import { log, ProgressReporter } from "../observe/log.ts";
+import { LatencySample, MetricsLog, SNAPSHOT_SECONDS } from "../observe/metrics.ts";
+import { MAX_TICKET_BYTES } from "../model/ticket.ts";
+import { createPool, type Database, describePgError, sqlStateOf } from "../postgres/postgres.ts";
+import { qualify } from "../postgres/schema.ts";
 import { type Batch, type BatchResult, sinkStatements } from "./sink.ts";
 import {
   lagOf,
@@ -21,9 +21,9 @@ import {
   resetStoredOffsets,
   topicProgress,
   undrained,
-} from "./pipeline/offsets.ts";
-import { type BatchEndEvent, KafkaSource } from "./pipeline/source.ts";
-import { BatchWriter } from "./pipeline/writer.ts";
+} from "./offsets.ts";
+import { type BatchEndEvent, KafkaSource } from "./source.ts";
+import { BatchWriter } from "./writer.ts";
 
 /** Options of {@linkcode runConsumer}. */
 export interface ConsumerOptions {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Kafka, logLevel } from "kafkajs";
 import { describeKafkaError, withDeadline } from "./kafka.ts";
-import { stackConnection, stackInfo } from "../testing/testing.ts";
+import { stackConnection, stackInfo } from "../../testing/testing.ts";
 
 Deno.test("the SSL listener refuses a client without a certificate, quickly and clearly", async () => {
   const info = stackInfo();

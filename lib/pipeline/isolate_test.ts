@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { DB_REJECTED, isDataError, writeIsolating } from "./isolate.ts";
 import { type Batch, type BatchResult, sinkStatements, storedOffsets, writeBatch } from "./sink.ts";
-import { sql, withPipeline } from "../testing/testing.ts";
-import { TicketGenerator } from "./model/generator.ts";
-import { encodeTicket } from "./model/ticket.ts";
-import { createPool } from "./postgres.ts";
+import { sql, withPipeline } from "../../testing/testing.ts";
+import { TicketGenerator } from "../model/generator.ts";
+import { encodeTicket } from "../model/ticket.ts";
+import { createPool } from "../postgres/postgres.ts";
 
 Deno.test("isDataError() is true for data, integrity and size errors only", () => {
   for (const code of ["22008", "22021", "23514", "23502", "54000"]) {

@@ -4,12 +4,12 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { CopyData, copyField, copyFrom } from "./copy.ts";
-import { messageOf } from "./errors.ts";
-import { log } from "./log.ts";
-import type { PoolClient } from "./postgres.ts";
-import { uuidv7s } from "./uuid.ts";
-import { type QualifiedNames, SOURCE_COLUMN_NAMES } from "./schema.ts";
+import { CopyData, copyField, copyFrom } from "../postgres/copy.ts";
+import { messageOf } from "../errors.ts";
+import { log } from "../observe/log.ts";
+import type { PoolClient } from "../postgres/postgres.ts";
+import { uuidv7s } from "../model/uuid.ts";
+import { type QualifiedNames, SOURCE_COLUMN_NAMES } from "../postgres/schema.ts";
 import {
   columnIndex,
   columnText,
@@ -20,8 +20,8 @@ import {
   TICKET_COLUMN_NAMES,
   TICKET_COLUMNS,
   ticketTexts,
-} from "./model/columns.ts";
-import { printable } from "./model/values.ts";
+} from "../model/columns.ts";
+import { printable } from "../model/values.ts";
 
 /** A parsed ticket and where it came from. */
 export interface IncomingRow {

@@ -3,7 +3,7 @@
  * `--check`s the saved settings against the live services.
  * @module
  */
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
+import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../cli/cli.ts";
 import {
   absolutePath,
   checkHost,
@@ -12,20 +12,20 @@ import {
   type Connection,
   CONNECTION_FLAGS,
   resolveConnection,
-} from "./config.ts";
+} from "../cli/config.ts";
 import {
   type Creds,
   DEFAULT_CREDS_FILE,
   SECURITY_PROTOCOLS,
   type SecurityProtocol,
   writeCreds,
-} from "./creds.ts";
-import { messageOf } from "./errors.ts";
-import { createKafka, describeKafkaError, withDeadline } from "./kafka.ts";
-import { registerSecret } from "./log.ts";
-import { createPool } from "./postgres.ts";
-import { CERT_FILES, checkCertFolder, daysUntilExpiry } from "./tls.ts";
-import { checkIdentifier, qualify } from "./schema.ts";
+} from "../cli/creds.ts";
+import { messageOf } from "../errors.ts";
+import { createKafka, describeKafkaError, withDeadline } from "../kafka/kafka.ts";
+import { registerSecret } from "../observe/log.ts";
+import { createPool } from "../postgres/postgres.ts";
+import { CERT_FILES, checkCertFolder, daysUntilExpiry } from "../cli/tls.ts";
+import { checkIdentifier, qualify } from "../postgres/schema.ts";
 import { join } from "node:path";
 
 /** `auth_setup.ts`. */

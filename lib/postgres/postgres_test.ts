@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { AppError } from "./errors.ts";
+import { AppError } from "../errors.ts";
 import { createPool } from "./postgres.ts";
 import { parsePostgresUri } from "./postgres_uri.ts";
-import { ROOT, sh, stackInfo } from "../testing/testing.ts";
+import { ROOT, sh, stackInfo } from "../../testing/testing.ts";
 
 Deno.test("createPool() talks TLS to PostgreSQL, verifying the server with the CA (verify-full)", async () => {
   const info = stackInfo();
@@ -121,7 +121,7 @@ Deno.test("createPool() with sslrootcert=system connects when the system trusts 
   const store = join(dir, "trusted.pem");
   await Deno.copyFile(join(info.certPath, "ca.pem"), store);
   const script = `
-    import { createPool } from "./lib/postgres.ts";
+    import { createPool } from "./lib/postgres/postgres.ts";
     for (const host of ["localhost", "127.0.0.1", "127.1"]) {
       const url = new URL(Deno.env.get("TEST_URI"));
       url.hostname = host;
@@ -156,7 +156,7 @@ Deno.test("createPool() with sslrootcert=system connects when the system trusts 
 
 Deno.test("classifyDbError() sorts by what a retry can do: data, schema or transient", async () => {
   const { classifyDbError, sqlStateOf } = await import("./postgres.ts");
-  const { AppError } = await import("./errors.ts");
+  const { AppError } = await import("../errors.ts");
   const kinds = (codes: string[]) => codes.map((code) => classifyDbError({ code }));
   assert.deepEqual(kinds(["22008", "22021", "23514", "54000"]), ["data", "data", "data", "data"]);
   assert.deepEqual(kinds(["42P01", "42501"]), ["schema", "schema"]);

@@ -5,7 +5,7 @@
  * the database refuses, which becomes a `DB_REJECTED` dead letter with the database's error.
  * @module
  */
-import { classifyDbError } from "./postgres.ts";
+import { classifyDbError } from "../postgres/postgres.ts";
 import type { Batch, BatchResult, DeadLetter } from "./sink.ts";
 
 /** Dead-letter reason of a message PostgreSQL refused although it parsed as a ticket. */

@@ -4,7 +4,7 @@
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { join } from "node:path";
-import { AppError } from "./errors.ts";
+import { AppError } from "../errors.ts";
 
 /** File names of an Aiven cert folder. */
 export const CERT_FILES = { ca: "ca.pem", cert: "service.cert", key: "service.key" } as const;

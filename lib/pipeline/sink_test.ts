@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { setupDatabase } from "./db_setup.ts";
-import { createPool } from "./postgres.ts";
-import { qualify } from "./schema.ts";
+import { setupDatabase } from "../postgres/setup.ts";
+import { createPool } from "../postgres/postgres.ts";
+import { qualify } from "../postgres/schema.ts";
 import { sinkStatements, storedOffsets, writeBatch } from "./sink.ts";
 import {
   sql as sqlOf,
@@ -10,9 +10,9 @@ import {
   ticketBatch,
   uniqueSuffix,
   waitFor,
-} from "../testing/testing.ts";
-import type { Ticket } from "./model/columns.ts";
-import { TicketGenerator } from "./model/generator.ts";
+} from "../../testing/testing.ts";
+import type { Ticket } from "../model/columns.ts";
+import { TicketGenerator } from "../model/generator.ts";
 
 async function withTable(
   fn: (table: string, q: ReturnType<typeof qualify>, pool: import("pg").Pool) => Promise<void>,

@@ -6,21 +6,21 @@
  */
 import { createInterface } from "node:readline/promises";
 import process from "node:process";
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
-import { type Connection, CONNECTION_FLAGS, resolveConnection } from "./config.ts";
-import { runConsumer } from "./consumer.ts";
-import { setupDatabase } from "./db_setup.ts";
-import { messageOf } from "./errors.ts";
-import { createKafka, readTopicToEnd } from "./kafka.ts";
-import { createPool } from "./postgres.ts";
-import { runProducer } from "./producer.ts";
-import { checkIdentifier, OFFSETS_TABLE, qualify, quoteIdent } from "./schema.ts";
+import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../cli/cli.ts";
+import { type Connection, CONNECTION_FLAGS, resolveConnection } from "../cli/config.ts";
+import { runConsumer } from "../pipeline/consumer.ts";
+import { setupDatabase } from "../postgres/setup.ts";
+import { messageOf } from "../errors.ts";
+import { createKafka, readTopicToEnd } from "../kafka/kafka.ts";
+import { createPool } from "../postgres/postgres.ts";
+import { runProducer } from "../pipeline/producer.ts";
+import { checkIdentifier, OFFSETS_TABLE, qualify, quoteIdent } from "../postgres/schema.ts";
 import {
   sameTicket,
   STORED_TICKET_SELECT,
   type StoredTicket,
   type Ticket,
-} from "./model/columns.ts";
+} from "../model/columns.ts";
 import { formatVerifyReport, verifyPipeline } from "./verify.ts";
 
 /** `tests.ts`. */

@@ -3,24 +3,24 @@
  * and the dead letters, and reports what is missing, extra or different.
  * @module
  */
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "./cli.ts";
-import { type Connection, CONNECTION_FLAGS, resolveConnection } from "./config.ts";
-import { defaultGroupId } from "./consumer.ts";
-import { checkKey } from "./pipeline/transform.ts";
-import { LOST_REASON, MARKER_REASONS } from "./sink.ts";
-import { AppError } from "./errors.ts";
+import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../cli/cli.ts";
+import { type Connection, CONNECTION_FLAGS, resolveConnection } from "../cli/config.ts";
+import { defaultGroupId } from "../pipeline/consumer.ts";
+import { checkKey } from "../pipeline/transform.ts";
+import { LOST_REASON, MARKER_REASONS } from "../pipeline/sink.ts";
+import { AppError } from "../errors.ts";
 import {
   createKafka,
   describeKafkaError,
   isValidTopicName,
   readTopicToEnd,
   withDeadline,
-} from "./kafka.ts";
-import { DB_REJECTED } from "./isolate.ts";
-import { createPool } from "./postgres.ts";
-import { checkIdentifier, qualify } from "./schema.ts";
-import { rowKey, STORED_TICKET_SELECT, type StoredTicket, ticketKey } from "./model/columns.ts";
-import { parseTicket } from "./model/ticket.ts";
+} from "../kafka/kafka.ts";
+import { DB_REJECTED } from "../pipeline/isolate.ts";
+import { createPool } from "../postgres/postgres.ts";
+import { checkIdentifier, qualify } from "../postgres/schema.ts";
+import { rowKey, STORED_TICKET_SELECT, type StoredTicket, ticketKey } from "../model/columns.ts";
+import { parseTicket } from "../model/ticket.ts";
 
 /** `verify.ts`. */
 export const VERIFY_SPEC: CommandSpec = {

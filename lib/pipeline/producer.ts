@@ -5,8 +5,8 @@
  */
 import { Buffer } from "node:buffer";
 import { CompressionTypes } from "kafkajs";
-import type { KafkaSettings } from "./config.ts";
-import { AppError, messageOf } from "./errors.ts";
+import type { KafkaSettings } from "../cli/config.ts";
+import { AppError, messageOf } from "../errors.ts";
 import {
   ACKS,
   COMPRESSIONS,
@@ -15,11 +15,11 @@ import {
   ensureTopic,
   probeKafka,
   withDeadline,
-} from "./kafka.ts";
-import { log, ProgressReporter } from "./log.ts";
-import { MetricsLog, SNAPSHOT_SECONDS } from "./metrics.ts";
-import type { Ticket } from "./model/columns.ts";
-import { TicketGenerator } from "./model/generator.ts";
+} from "../kafka/kafka.ts";
+import { log, ProgressReporter } from "../observe/log.ts";
+import { MetricsLog, SNAPSHOT_SECONDS } from "../observe/metrics.ts";
+import type { Ticket } from "../model/columns.ts";
+import { TicketGenerator } from "../model/generator.ts";
 
 /** Options of {@linkcode runProducer}. */
 export interface ProducerOptions {
