@@ -83,53 +83,100 @@ export function createKafka(settings: KafkaSettings, options: KafkaClientOptions
   return new Kafka(config);
 }
 
-/** Turns a KafkaJS error into an AppError with a one-line message naming the likely fix. */
+/** The links of an error: itself, then what it wraps (KafkaJS's `originalError`, then `cause`). */
+function errorChain(error: unknown): Array<Record<string, unknown>> {
+  const chain: Array<Record<string, unknown>> = [];
+  let current = error;
+  while (current && typeof current === "object" && chain.length < 10) {
+    const link = current as Record<string, unknown>;
+    if (chain.includes(link)) break;
+    chain.push(link);
+    current = link.originalError ?? link.cause;
+  }
+  return chain;
+}
+
+/**
+ * Whether retrying can help, as KafkaJS declares it: every KafkaJS error carries `retriable`, and
+ * the protocol's error table sets it per broker error code (MESSAGE_TOO_LARGE, INVALID_RECORD or
+ * TOPIC_AUTHORIZATION_FAILED are not; NOT_LEADER_FOR_PARTITION is). The innermost link that says
+ * decides, because KafkaJS wraps the real cause in a non-retriable "retries exceeded" error. An
+ * error that does not say (a plain socket error) is retriable.
+ */
+export function isRetriableKafkaError(error: unknown): boolean {
+  for (const link of errorChain(error).reverse()) {
+    if (typeof link.retriable === "boolean") return link.retriable;
+  }
+  return true;
+}
+
+/** First value of `key` along the error's chain (`code`, `name`, `type`). */
+function chainValue(error: unknown, key: string): string[] {
+  return errorChain(error).map((link) => link[key]).filter((v): v is string =>
+    typeof v === "string"
+  );
+}
+
+/**
+ * Turns a KafkaJS error into an AppError with a one-line message naming the likely fix. The kind
+ * comes from the error's structure where KafkaJS gives one (its class name, the socket's `code`);
+ * TLS problems only from the text, because Deno's TLS layer reports certificate failures as
+ * messages without codes. Whether the error is retriable comes from KafkaJS (see
+ * {@linkcode isRetriableKafkaError}), never from the text.
+ */
 export function describeKafkaError(error: unknown, settings: KafkaSettings): AppError {
   if (error instanceof AppError) return error;
   const where = settings.brokers.join(",");
   const msg = messageOf(error);
-  const chain = [msg, messageOf((error as { originalError?: unknown }).originalError ?? "")].join(
-    " ",
-  );
-  const make = (code: ConstructorParameters<typeof AppError>[0], text: string) =>
-    new AppError(code, text, { cause: error });
-  if (/ECONNREFUSED/.test(chain)) {
+  const names = chainValue(error, "name");
+  const codes = chainValue(error, "code");
+  const text = errorChain(error).map((link) => messageOf(link)).join(" ");
+  const make = (code: ConstructorParameters<typeof AppError>[0], message: string) =>
+    new AppError(code, message, { cause: error, retriable: isRetriableKafkaError(error) });
+  if (codes.includes("ECONNREFUSED")) {
     return make(
       "KAFKA_UNREACHABLE",
       `cannot reach Kafka at ${where}: connection refused; check the host and port (Aiven shows them on the service overview)`,
     );
   }
-  if (/ENOTFOUND|EAI_AGAIN|getaddrinfo|failed to lookup/i.test(chain)) {
+  if (codes.some((c) => c === "ENOTFOUND" || c === "EAI_AGAIN") || /failed to lookup/i.test(text)) {
     return make("KAFKA_UNREACHABLE", `unknown Kafka host in ${where}; check --kafka-hostname`);
   }
   if (
-    /certificate|self[- ]signed|CERT_|altnames|unable to verify/i.test(chain) &&
-    !/certificate required/i.test(chain)
+    /certificate|self[- ]signed|CERT_|altnames|unable to verify/i.test(text) &&
+    !/certificate required/i.test(text)
   ) {
     return make(
       "KAFKA_TLS",
       `Kafka broker certificate not trusted (${msg}); use the ca.pem of the same service in --cert-path`,
     );
   }
-  if (/certificate required|handshake failure|bad certificate|unknown ca|alert/i.test(chain)) {
+  if (/certificate required|handshake failure|bad certificate|unknown ca|alert/i.test(text)) {
     return make(
       "KAFKA_TLS",
       `Kafka at ${where} refused the client certificate (${msg}); use service.cert and service.key of this service`,
     );
   }
-  if (/SASL|authentication/i.test(chain)) {
+  if (names.includes("KafkaJSSASLAuthenticationError")) {
     return make(
       "KAFKA_AUTH",
       `Kafka at ${where} rejected the SASL user name or password; check them, and that the listener is SASL_SSL`,
     );
   }
-  if (/timeout|timed out/i.test(chain)) {
+  if (
+    names.some((n) => n === "KafkaJSRequestTimeoutError" || n === "KafkaJSTimeout") ||
+    /Connection timeout/.test(text)
+  ) {
     return make(
       "TIMEOUT",
       `no answer from Kafka at ${where} within the connect timeout; check host, port, firewall and --security-protocol`,
     );
   }
-  if (/Closed connection|closed|Not connected|ECONNRESET|socket hang up|EPIPE/i.test(chain)) {
+  if (
+    names.includes("KafkaJSConnectionClosedError") ||
+    codes.some((c) => c === "ECONNRESET" || c === "EPIPE") ||
+    /Connection closed|Not connected|socket hang up/i.test(text)
+  ) {
     return make(
       "KAFKA_UNREACHABLE",
       `Kafka at ${where} closed the connection (${msg}); check --security-protocol (${settings.securityProtocol}), the port, and that the broker accepts the client certificate`,

@@ -13,6 +13,7 @@ import {
   createKafka,
   describeKafkaError,
   ensureTopic,
+  isRetriableKafkaError,
   probeKafka,
   withDeadline,
 } from "../kafka/kafka.ts";
@@ -66,22 +67,6 @@ export interface ProducerSummary {
 }
 
 const ACK_VALUES = { all: -1, "1": 1, "0": 0 } as const;
-
-/** Broker answers that no retry can fix. */
-const FATAL_TYPES = new Set([
-  "MESSAGE_TOO_LARGE",
-  "RECORD_LIST_TOO_LARGE",
-  "INVALID_RECORD",
-  "TOPIC_AUTHORIZATION_FAILED",
-  "CLUSTER_AUTHORIZATION_FAILED",
-  "INVALID_REQUIRED_ACKS",
-]);
-
-function isRetriable(error: unknown): boolean {
-  const e = error as { type?: string; name?: string; originalError?: { type?: string } };
-  const type = e.type ?? e.originalError?.type;
-  return !(type && FATAL_TYPES.has(type)) && !/SASL|Authentication/i.test(e.name ?? "");
-}
 
 /** Publishes tickets; throws UNSENT (after reporting) when any could not be published. */
 export async function runProducer(options: ProducerOptions): Promise<ProducerSummary> {
@@ -148,7 +133,9 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
         );
         return;
       } catch (error) {
-        if (!isRetriable(error) || performance.now() > deadline || firstError !== undefined) {
+        if (
+          !isRetriableKafkaError(error) || performance.now() > deadline || firstError !== undefined
+        ) {
           throw error;
         }
         const wait = Math.min(5_000, 250 * 2 ** Math.min(attempt, 5));
