@@ -8,7 +8,7 @@ import pg from "pg";
 import { join } from "node:path";
 import { type ConnectionOptions, getCACertificates } from "node:tls";
 import { AppError, messageOf } from "../errors.ts";
-import { log } from "../observe/log.ts";
+import { log, registerSecret } from "../observe/log.ts";
 import { describeTarget, parsePostgresUri, type PostgresTarget } from "./postgres_uri.ts";
 import { CERT_FILES } from "../cli/tls.ts";
 
@@ -137,7 +137,18 @@ export function describePgError(error: unknown, target: PostgresTarget): AppErro
   if (code === "28P01") {
     return new AppError(
       "DB_AUTH",
-      `PostgreSQL rejected the password of user "${target.user}"; check the password in the PostgreSQL URI`,
+      `PostgreSQL rejected the password of user "${target.user}"; check the password in ${
+        target.password === undefined
+          ? "PGPASSWORD or ~/.pgpass (PGPASSFILE)"
+          : "the PostgreSQL URI"
+      }`,
+      { cause: error },
+    );
+  }
+  if (/client password must be a string/i.test(msg)) {
+    return new AppError(
+      "DB_AUTH",
+      `PostgreSQL wants a password for user "${target.user}" and none was given: set PGPASSWORD, or add "${target.host}:${target.port}:${target.database}:${target.user}:PASSWORD" to ~/.pgpass (or the file PGPASSFILE names; mode 600)`,
       { cause: error },
     );
   }
@@ -234,6 +245,9 @@ export async function createPool(options: PoolOptions): Promise<Database> {
   } catch (error) {
     throw new AppError("BAD_INPUT", `PostgreSQL URI ${messageOf(error)}`);
   }
+  try {
+    registerSecret(Deno.env.get("PGPASSWORD")); // node-postgres sends it when the URI has none
+  } catch { /* no env permission: node-postgres cannot read it either */ }
   let ssl = tlsOptions(target, options.certPath);
   let pool = newPool(poolConfig(target, ssl, options));
   try {
