@@ -1,6 +1,7 @@
 /**
  * The consumer: reads tickets from Kafka and stores them exactly once in PostgreSQL. The database
- * holds the consumed offsets; Kafka's own group offsets are not used. This module wires the parts
+ * holds the consumed offsets; Kafka's group offsets are only a copy for Kafka's tools
+ * (pipeline/group_offsets.ts), never read back. This module wires the parts
  * (pipeline/source.ts: the Kafka side; pipeline/transform.ts: messages to rows; sink.ts and
  * pipeline/writer.ts: the PostgreSQL side) and observes them: counts, metrics, progress, the
  * drain and the stop.
@@ -14,7 +15,8 @@ import { LatencySample, MetricsLog, SNAPSHOT_SECONDS } from "../observe/metrics.
 import { MAX_TICKET_BYTES } from "../model/ticket.ts";
 import { createPool, type Database, describePgError, sqlStateOf } from "../postgres/postgres.ts";
 import { qualify } from "../postgres/schema.ts";
-import { type Batch, type BatchResult, sinkStatements } from "./sink.ts";
+import { type Batch, type BatchResult, sinkStatements, storedOffsets } from "./sink.ts";
+import { GroupOffsetMirror } from "./group_offsets.ts";
 import {
   lagOf,
   type OffsetStore,
@@ -308,6 +310,12 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   const store: OffsetStore = { db, q, admin, topic, groupId, table: options.table };
 
   const run = new RunObserver(options, store, () => finish());
+  // Kafka's group offsets follow PostgreSQL's (for Kafka's lag tools), never ahead of them
+  const mirror = new GroupOffsetMirror({
+    topic,
+    commit: (offsets) => consumer.commitOffsets(offsets),
+    readStored: () => storedOffsets(db.pool, q, groupId, topic),
+  });
   const writer = new BatchWriter({
     db,
     sql: sinkStatements(q),
@@ -315,7 +323,10 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     retryMs: (options.dbRetrySeconds ?? 300) * 1000,
     stopping: stopping.signal,
     maxQueued: MAX_QUEUED_CHUNKS,
-    onWritten: (batch, result, lost) => run.written(batch, result, lost),
+    onWritten: (batch, result, lost) => {
+      if (result.committed) mirror.stored(batch.partition, batch.nextOffset);
+      run.written(batch, result, lost);
+    },
     onError: finish,
   });
   const source = new KafkaSource({
@@ -351,7 +362,9 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
       run.lastActivity = performance.now();
-      source.assigned(event.payload.memberAssignment[topic] ?? []);
+      const partitions = event.payload.memberAssignment[topic] ?? [];
+      mirror.assigned(partitions);
+      source.assigned(partitions);
     });
     consumer.on(consumer.events.FETCH, () => {
       lastFetch = performance.now();
@@ -367,6 +380,8 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     // run() resolves once the group is joined, which can take a session timeout when a dead
     // member is still in it: a stop must not wait for that
     const running = consumer.run({
+      // must stay off: KafkaJS would commit the offsets the source resolves as it queues chunks,
+      // ahead of what PostgreSQL stores; the mirror commits only what PostgreSQL stored
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: 3,
@@ -403,6 +418,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     // back, within a budget: a stop never hangs on a broker or a database that does not answer.
     const stopBy = performance.now() + STOP_BUDGET_MS;
     const left = () => Math.max(0, stopBy - performance.now());
+    await within(mirror.flush(), Math.min(2_000, left()));
     await within(consumer.disconnect().catch(() => {}), left());
     const settled = await within(writer.settledAll().then(() => true), left());
     if (!settled && failure === undefined) {
