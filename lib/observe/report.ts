@@ -1,12 +1,36 @@
 /**
  * The metrics report: turns the metrics history (see `metrics.ts`) into one self-contained HTML
- * page, with charts drawn here as inline SVG (nothing is fetched), and into a short text summary.
+ * page and a short text summary. It shows the last few runs by default (`--last`, `--topic`,
+ * `--run` pick others), a table of runs, small multiples (one panel per run, so 50+ runs stay
+ * legible; see `report_charts.ts`) and dead letters by reason.
  * @module
  */
 import type { MetricsRecord } from "./metrics.ts";
+import {
+  barChart,
+  escapeHtml,
+  formatNumber,
+  maxOf,
+  type Panel,
+  smallMultiples,
+} from "./report_charts.ts";
+
+export { escapeHtml, formatNumber, niceTicks } from "./report_charts.ts";
 
 /** Default HTML page written by `deno task report`. */
 export const DEFAULT_REPORT_PATH = "logs/report.html";
+/** Runs shown when `--last` is not given. */
+export const DEFAULT_LAST_RUNS = 10;
+
+/**
+ * A metrics record as the report reads it: the consumer's dead letters by reason (cumulative,
+ * like `counts`) when the record has them. Without them the report splits the dead letters into
+ * DB_REJECTED (`counts.rejected`) and "reason not recorded".
+ */
+export type ReportRecord = MetricsRecord & { deadLettersByReason?: Record<string, number> };
+
+/** The dead letters of a run whose records do not say their reasons. */
+export const UNRECORDED_REASON = "reason not recorded";
 
 /** The records of one producer or consumer run, with the figures the report shows. */
 export interface RunSummary {
@@ -15,7 +39,7 @@ export interface RunSummary {
   topic: string;
   table?: string;
   /** Records in time order. */
-  records: MetricsRecord[];
+  records: ReportRecord[];
   /** ISO time of the first record. */
   start: string;
   durationSeconds: number;
@@ -23,48 +47,52 @@ export interface RunSummary {
   counts: MetricsRecord["counts"];
   /** Messages per second over the whole run (the last record's `rate`). */
   rate: number;
+  /** Highest rate between two records. */
+  peakRate: number;
+  /** Worst publish-to-row p99 of any interval, in ms; undefined without latency records. */
+  worstP99Ms?: number;
   peakRssMb: number;
+  /** Dead letters by reason, as of the last record. */
+  deadLettersByReason: Record<string, number>;
   /** The `end` record's outcome; undefined while the run has no `end`. */
   outcome?: string;
 }
 
-/** One line of a chart. */
-export interface Series {
-  label: string;
-  color: string;
-  points: Array<[x: number, y: number]>;
-  dashed?: boolean;
+/** Which runs the report shows. */
+export interface RunSelection {
+  /** Newest runs kept after the other filters. @default {10} */
+  last?: number;
+  /** Only runs of this topic. */
+  topic?: string;
+  /** Only runs whose id starts with one of these comma-separated ids (as the table shows them). */
+  run?: string;
 }
 
-/** What `lineChart` draws. */
-export interface ChartOptions {
-  /** Value of the svg's `data-chart` attribute. */
-  id: string;
-  title: string;
-  xLabel: string;
-  yLabel: string;
-  series: Series[];
-  /** Shown instead of lines when no series has a point. */
-  emptyMessage: string;
+/** The runs a selection keeps, and how many there were. */
+export interface SelectedRuns {
+  runs: RunSummary[];
+  /** Runs that passed `topic` and `run` (before `last`). */
+  matched: number;
+  /** Runs in the log. */
+  total: number;
+  /** The topics of the log, for the message when nothing matches. */
+  topics: string[];
 }
 
-const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"];
-const ESCAPES: Record<string, string> = {
-  "&": "&amp;",
-  "<": "&lt;",
-  ">": "&gt;",
-  '"': "&quot;",
-  "'": "&#39;",
-};
-
-/** Escapes text for HTML and SVG content and attribute values. */
-export function escapeHtml(text: unknown): string {
-  return String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]!);
+function reasonsOf(list: ReportRecord[], counts: MetricsRecord["counts"]) {
+  const recorded = list.findLast((r) => r.deadLettersByReason)?.deadLettersByReason;
+  if (recorded) return { ...recorded };
+  const total = counts.deadLetters ?? 0;
+  const rejected = Math.min(total, counts.rejected ?? 0);
+  const out: Record<string, number> = {};
+  if (rejected) out.DB_REJECTED = rejected;
+  if (total - rejected > 0) out[UNRECORDED_REASON] = total - rejected;
+  return out;
 }
 
 /** Groups records by run id; runs in start order, each run's records in time order. */
-export function groupRuns(records: MetricsRecord[]): RunSummary[] {
-  const byRun = new Map<string, MetricsRecord[]>();
+export function groupRuns(records: ReportRecord[]): RunSummary[] {
+  const byRun = new Map<string, ReportRecord[]>();
   for (const record of records) {
     if (!record || typeof record.run !== "string") continue;
     const list = byRun.get(record.run);
@@ -75,6 +103,8 @@ export function groupRuns(records: MetricsRecord[]): RunSummary[] {
     list.sort((a, b) => (a.elapsedSeconds ?? 0) - (b.elapsedSeconds ?? 0));
     const first = list[0]!;
     const last = list[list.length - 1]!;
+    const counts = last.counts ?? {};
+    const p99s = list.map((r) => r.latencyMs?.p99);
     return {
       run: first.run,
       role: first.role,
@@ -83,38 +113,32 @@ export function groupRuns(records: MetricsRecord[]): RunSummary[] {
       records: list,
       start: String(first.ts ?? ""),
       durationSeconds: last.elapsedSeconds ?? 0,
-      counts: last.counts ?? {},
+      counts,
       rate: last.rate ?? 0,
+      peakRate: maxOf(list.map((r) => r.intervalRate)),
+      worstP99Ms: p99s.some((v) => typeof v === "number") ? maxOf(p99s) : undefined,
       peakRssMb: maxOf(list.map((r) => r.peakRssMb)),
+      deadLettersByReason: reasonsOf(list, counts),
       outcome: list.find((r) => r.event === "end")?.outcome,
     };
   });
   return runs.sort((a, b) => a.start.localeCompare(b.start));
 }
 
-/** Round tick values from 0 to at least `max` (about `target` steps of 1, 2, 2.5 or 5 × 10^k). */
-export function niceTicks(max: number, target = 5): number[] {
-  const top = Number.isFinite(max) && max > 0 ? max : 1;
-  const raw = top / target;
-  const magnitude = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => s >= raw)!;
-  const steps = Math.ceil(top / step - 1e-9);
-  return Array.from({ length: steps + 1 }, (_, i) => Number((i * step).toPrecision(12)));
-}
-
-/** A number for people: thousands separators, at most `digits` decimals. */
-export function formatNumber(value: number, digits = 0): string {
-  return value.toLocaleString("en-US", { maximumFractionDigits: digits });
-}
-
-function maxOf(values: number[]): number {
-  return values.reduce((max, v) => (Number.isFinite(v) && v > max ? v : max), 0);
-}
-
-function tickLabel(value: number): string {
-  if (value >= 1e6) return `${formatNumber(value / 1e6, 2)}M`;
-  if (value >= 1e4) return `${formatNumber(value / 1e3, 1)}k`;
-  return formatNumber(value, 2);
+/** Applies a selection: `topic` and `run` filter, then the newest `last` runs stay, in start order. */
+export function selectRuns(all: RunSummary[], selection: RunSelection = {}): SelectedRuns {
+  const ids = (selection.run ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const matching = all.filter((run) =>
+    (selection.topic === undefined || run.topic === selection.topic) &&
+    (ids.length === 0 || ids.some((id) => run.run.startsWith(id)))
+  );
+  const last = selection.last ?? DEFAULT_LAST_RUNS;
+  return {
+    runs: matching.slice(Math.max(0, matching.length - last)),
+    matched: matching.length,
+    total: all.length,
+    topics: [...new Set(all.map((r) => r.topic))].sort(),
+  };
 }
 
 function formatDuration(seconds: number): string {
@@ -124,82 +148,18 @@ function formatDuration(seconds: number): string {
   return m < 60 ? `${m}m ${String(s).padStart(2, "0")}s` : `${Math.floor(m / 60)}h ${m % 60}m`;
 }
 
-/** Draws a line chart as an inline SVG; each series is one `<path class="series">`. */
-export function lineChart(options: ChartOptions): string {
-  const [width, height, left, right, top, bottom] = [960, 330, 72, 24, 40, 52];
-  const plotted = options.series
-    .map((s) => ({ ...s, points: s.points.filter((p) => p.every(Number.isFinite)) }))
-    .filter((s) => s.points.length > 0);
-  const xTicks = niceTicks(maxOf(plotted.flatMap((s) => s.points.map((p) => p[0]))), 8);
-  const yTicks = niceTicks(maxOf(plotted.flatMap((s) => s.points.map((p) => p[1]))), 5);
-  const xMax = xTicks[xTicks.length - 1]!;
-  const yMax = yTicks[yTicks.length - 1]!;
-  const x = (v: number) => (left + (v / xMax) * (width - left - right)).toFixed(1);
-  const y = (v: number) => (height - bottom - (v / yMax) * (height - top - bottom)).toFixed(1);
-  const out = [
-    `<svg data-chart="${escapeHtml(options.id)}" viewBox="0 0 ${width} ${height}" role="img"` +
-    ` aria-label="${escapeHtml(options.title)}">`,
-    `<text class="title" x="${left}" y="22">${escapeHtml(options.title)}</text>`,
-  ];
-  for (const t of yTicks) {
-    out.push(
-      `<line class="grid" x1="${left}" x2="${width - right}" y1="${y(t)}" y2="${y(t)}"/>`,
-      `<text class="tick" x="${left - 8}" y="${y(t)}" text-anchor="end" dy="0.35em">` +
-        `${tickLabel(t)}</text>`,
-    );
-  }
-  for (const t of xTicks) {
-    out.push(
-      `<line class="axis" x1="${x(t)}" x2="${x(t)}" y1="${height - bottom}" y2="${
-        height - bottom + 5
-      }"/>`,
-      `<text class="tick" x="${x(t)}" y="${height - bottom + 18}" text-anchor="middle">` +
-        `${tickLabel(t)}</text>`,
-    );
-  }
-  out.push(
-    `<line class="axis" x1="${left}" x2="${width - right}" y1="${height - bottom}" y2="${
-      height - bottom
-    }"/>`,
-    `<line class="axis" x1="${left}" x2="${left}" y1="${top}" y2="${height - bottom}"/>`,
-    `<text class="label" x="${(left + width - right) / 2}" y="${height - 8}" ` +
-      `text-anchor="middle">${escapeHtml(options.xLabel)}</text>`,
-    `<text class="label" transform="translate(16 ${(top + height - bottom) / 2}) rotate(-90)" ` +
-      `text-anchor="middle">${escapeHtml(options.yLabel)}</text>`,
-  );
-  if (plotted.length === 0) {
-    out.push(
-      `<text class="empty" x="${(left + width - right) / 2}" y="${(top + height - bottom) / 2}" ` +
-        `text-anchor="middle">${escapeHtml(options.emptyMessage)}</text>`,
-    );
-  }
-  for (const s of plotted) {
-    const points = [...s.points].sort((a, b) => a[0] - b[0]);
-    const d = points.map(([px, py], i) => `${i ? "L" : "M"}${x(px)},${y(py)}`).join("");
-    out.push(
-      `<path class="series" d="${d}" stroke="${escapeHtml(s.color)}"${
-        s.dashed ? ' stroke-dasharray="6 4"' : ""
-      } data-label="${escapeHtml(s.label)}"><title>${escapeHtml(s.label)}</title></path>`,
-    );
-    if (points.length <= 30) {
-      for (const [px, py] of points) {
-        out.push(
-          `<circle class="point" cx="${x(px)}" cy="${y(py)}" r="3" fill="${escapeHtml(s.color)}"/>`,
-        );
-      }
-    }
-  }
-  out.push("</svg>");
-  const legend = plotted.map((s) =>
-    `<li><span class="swatch${s.dashed ? " dashed" : ""}" style="border-color:${
-      escapeHtml(s.color)
-    }"></span>${escapeHtml(s.label)}</li>`
-  );
-  return `<figure>${out.join("\n")}\n<ul class="legend">${legend.join("")}</ul></figure>`;
-}
+const ROLE_COLOR = { producer: "#1f77b4", consumer: "#2ca02c" } as const;
+const LAG_COLOR = "#d62728";
+const P99_COLOR = "#9467bd";
 
-function runLabel(run: RunSummary): string {
-  return `${run.run.slice(0, 8)} ${run.role} ${run.topic}`;
+function panelOf(run: RunSummary, i: number, series: Panel["series"]): Panel {
+  return {
+    run: run.run,
+    title: `#${i + 1} ${run.role} ${run.run.slice(0, 8)}`,
+    subtitle: run.topic,
+    series,
+    failed: run.outcome !== undefined && run.outcome !== "ok",
+  };
 }
 
 function lagOf(record: MetricsRecord): number | undefined {
@@ -208,95 +168,173 @@ function lagOf(record: MetricsRecord): number | undefined {
 }
 
 function charts(runs: RunSummary[]): string[] {
-  const color = (i: number) => COLORS[i % COLORS.length]!;
-  const consumers = runs.map((run, i) => ({ run, i })).filter(({ run }) => run.role === "consumer");
-  const latency = consumers.flatMap(({ run, i }) => {
-    const withLatency = run.records.filter((r) => r.latencyMs);
-    return (["p99", "p50"] as const).map((p): Series => ({
-      label: `${runLabel(run)} ${p}`,
-      color: color(i),
-      dashed: p === "p50",
-      points: withLatency.map((r) => [r.elapsedSeconds, r.latencyMs![p]]),
-    }));
-  });
+  const numbered = runs.map((run, i) => ({ run, i }));
+  const consumers = numbered.filter(({ run }) => run.role === "consumer");
   return [
-    lineChart({
+    barChart(
+      "rates",
+      "Average rate per run (numbers as in the table)",
+      "msg/s",
+      numbered.map(({ run, i }) => ({
+        label: `#${i + 1}`,
+        value: run.rate,
+        color: ROLE_COLOR[run.role] ?? "#777",
+        title: `#${i + 1} ${run.role} ${run.topic}: ${formatNumber(run.rate, 1)} msg/s`,
+      })),
+    ),
+    "<h2>Throughput per run</h2>",
+    smallMultiples({
       id: "throughput",
-      title: "Throughput per run (messages per second since the previous record)",
-      xLabel: "elapsed time (s)",
-      yLabel: "messages / s",
+      yUnit: "msg/s",
       emptyMessage: "no runs recorded",
-      series: runs.map((run, i) => ({
-        label: runLabel(run),
-        color: color(i),
-        points: run.records.map((r) => [r.elapsedSeconds, r.intervalRate]),
-      })),
+      legend: [
+        { label: "producer: messages sent per second", color: ROLE_COLOR.producer },
+        { label: "consumer: messages stored per second", color: ROLE_COLOR.consumer },
+      ],
+      panels: numbered.map(({ run, i }) =>
+        panelOf(run, i, [{
+          label: `${run.role} msg/s`,
+          color: ROLE_COLOR[run.role] ?? "#777",
+          points: run.records.map((r) => [r.elapsedSeconds, r.intervalRate]),
+        }])
+      ),
     }),
-    lineChart({
+    "<h2>Consumer lag per run</h2>",
+    smallMultiples({
       id: "lag",
-      title: "Consumer lag (messages not yet stored, summed over partitions)",
-      xLabel: "elapsed time (s)",
-      yLabel: "messages behind",
+      yUnit: "messages",
       emptyMessage: "no consumer lag recorded",
-      series: consumers.map(({ run, i }) => ({
-        label: runLabel(run),
-        color: color(i),
-        points: run.records.flatMap((r) => {
-          const lag = lagOf(r);
-          return lag === undefined ? [] : [[r.elapsedSeconds, lag] as [number, number]];
-        }),
-      })),
+      legend: [{ label: "messages not yet stored, summed over partitions", color: LAG_COLOR }],
+      panels: consumers.map(({ run, i }) =>
+        panelOf(run, i, [{
+          label: "lag",
+          color: LAG_COLOR,
+          points: run.records.flatMap((r) => {
+            const lag = lagOf(r);
+            return lag === undefined ? [] : [[r.elapsedSeconds, lag] as [number, number]];
+          }),
+        }])
+      ),
     }),
-    lineChart({
+    "<h2>Publish-to-row latency per consumer run</h2>",
+    smallMultiples({
       id: "latency",
-      title: "Publish-to-row latency of consumer runs (p99 solid, p50 dashed)",
-      xLabel: "elapsed time (s)",
-      yLabel: "latency (ms)",
+      yUnit: "ms",
       emptyMessage: "no latency recorded",
-      series: latency,
+      legend: [
+        { label: "p99", color: P99_COLOR },
+        { label: "p50", color: P99_COLOR, dashed: true },
+      ],
+      panels: consumers.map(({ run, i }) => {
+        const withLatency = run.records.filter((r) => r.latencyMs);
+        return panelOf(
+          run,
+          i,
+          (["p99", "p50"] as const).map((p) => ({
+            label: p,
+            color: P99_COLOR,
+            dashed: p === "p50",
+            points: withLatency.map((r) => [r.elapsedSeconds, r.latencyMs![p]]),
+          })),
+        );
+      }),
     }),
   ];
 }
 
-function countsText(counts: MetricsRecord["counts"]): string {
-  const parts = Object.entries(counts ?? {}).filter(([, n]) => n);
-  return parts.length ? parts.map(([k, n]) => `${k} ${formatNumber(Number(n))}`).join(", ") : "0";
+function countCell(value: number | undefined): string {
+  return value === undefined ? "—" : formatNumber(value);
 }
 
 function runsTable(runs: RunSummary[]): string {
   const head = [
+    "#",
     "run",
     "role",
-    "topic",
-    "table",
+    "topic → table",
     "start (UTC)",
     "duration",
-    "final counts",
-    "average rate",
-    "peak RSS",
     "outcome",
+    "sent / received",
+    "stored",
+    "duplicates",
+    "dead letters",
+    "avg msg/s",
+    "peak msg/s",
+    "worst p99",
+    "peak RSS",
   ];
-  const rows = runs.map((run) => {
+  const rows = runs.map((run, i) => {
     const outcome = run.outcome ?? "no end record";
     const status = run.outcome === undefined ? "open" : run.outcome === "ok" ? "ok" : "bad";
+    const c = run.counts;
     const cells = [
+      `#${i + 1}`,
       run.run.slice(0, 8),
       run.role,
-      run.topic,
-      run.table ?? "—",
+      run.table ? `${run.topic} → ${run.table}` : run.topic,
       String(run.start).replace("T", " ").slice(0, 19),
       formatDuration(run.durationSeconds),
-      countsText(run.counts),
-      `${formatNumber(run.rate, 1)} msg/s`,
-      `${formatNumber(run.peakRssMb, 1)} MiB`,
-    ].map((c, i) => `<td${i === 6 ? ' class="counts"' : ""}>${escapeHtml(c)}</td>`);
-    cells.push(`<td class="${status}">${escapeHtml(outcome)}</td>`);
-    return `<tr>${cells.join("")}</tr>`;
+    ].map((text) => `<td>${escapeHtml(text)}</td>`);
+    cells.push(`<td class="${status}" title="${escapeHtml(outcome)}">${escapeHtml(outcome)}</td>`);
+    cells.push(
+      ...[
+        countCell(run.role === "producer" ? c.sent : c.received),
+        countCell(c.stored),
+        countCell(c.duplicates),
+        countCell(c.deadLetters),
+        formatNumber(run.rate, 1),
+        formatNumber(run.peakRate, 1),
+        run.worstP99Ms === undefined ? "—" : `${formatNumber(run.worstP99Ms, 1)} ms`,
+        `${formatNumber(run.peakRssMb, 1)} MiB`,
+      ].map((text) => `<td class="num">${escapeHtml(text)}</td>`),
+    );
+    return `<tr data-run="${escapeHtml(run.run)}">${cells.join("")}</tr>`;
   });
-  return `<div class="scroll"><table><thead><tr>${
+  return `<div class="scroll"><table class="runs"><thead><tr>${
     head.map((h) => `<th>${h}</th>`).join("")
-  }</tr></thead>` +
-    `<tbody>${rows.join("\n")}</tbody></table></div>`;
+  }</tr></thead><tbody>${rows.join("\n")}</tbody></table></div>`;
+}
+
+/**
+ * Dead letters by reason over `runs`: reason, letters, runs with any; largest first, the letters
+ * whose reason was not recorded last.
+ */
+export function deadLettersByReason(
+  runs: RunSummary[],
+): Array<{ reason: string; letters: number; runs: number }> {
+  const byReason = new Map<string, { letters: number; runs: number }>();
+  for (const run of runs) {
+    for (const [reason, n] of Object.entries(run.deadLettersByReason)) {
+      if (!(Number(n) > 0)) continue;
+      const entry = byReason.get(reason) ?? { letters: 0, runs: 0 };
+      entry.letters += Number(n);
+      entry.runs += 1;
+      byReason.set(reason, entry);
+    }
+  }
+  return [...byReason].map(([reason, e]) => ({ reason, ...e }))
+    .sort((a, b) =>
+      Number(a.reason === UNRECORDED_REASON) - Number(b.reason === UNRECORDED_REASON) ||
+      b.letters - a.letters || a.reason.localeCompare(b.reason)
+    );
+}
+
+function deadLettersSection(runs: RunSummary[]): string {
+  const rows = deadLettersByReason(runs);
+  if (rows.length === 0) {
+    return `<p class="none" data-empty="dead-letters">No dead letters in these runs.</p>`;
+  }
+  const top = maxOf(rows.map((r) => r.letters));
+  const body = rows.map((r) =>
+    `<tr data-reason="${escapeHtml(r.reason)}"><td>${escapeHtml(r.reason)}</td>` +
+    `<td class="num">${formatNumber(r.letters)}</td><td class="num">${r.runs}</td>` +
+    `<td class="barcell"><span class="hbar" style="width:${
+      ((r.letters / top) * 100).toFixed(1)
+    }%"></span></td></tr>`
+  ).join("\n");
+  return `<table class="reasons"><thead><tr><th>reason</th><th>dead letters</th>` +
+    `<th>runs</th><th></th></tr></thead><tbody>${body}</tbody></table>`;
 }
 
 /** What the report says about its input, besides the records. */
@@ -307,37 +345,65 @@ export interface ReportContext {
   skipped?: number;
   /** @default {new Date()} */
   generatedAt?: Date;
+  /** Which runs to show. @default {the last 10} */
+  selection?: RunSelection;
 }
 
 const STYLE = `body{font:15px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;
-padding:0 16px;color:#222}h1{font-size:24px;margin:0 0 4px}p.meta{color:#555;margin:0 0 16px}
-pre{background:#f5f5f5;padding:10px 12px;overflow:auto}figure{margin:24px 0}
+padding:0 16px;color:#222}h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:28px 0 6px}
+p.meta{color:#555;margin:0 0 16px}pre{background:#f5f5f5;padding:10px 12px;overflow:auto}
 svg{width:100%;height:auto;display:block}svg text{font-family:system-ui,sans-serif}
-.title{font-size:16px;font-weight:600}.tick{font-size:13px;fill:#444}.label{font-size:13px;fill:#222}
-.empty{font-size:16px;fill:#777}.grid{stroke:#e4e4e4}.axis{stroke:#666}
-.series{fill:none;stroke-width:2;stroke-linejoin:round;stroke-linecap:round}
-.legend{list-style:none;padding:0;margin:6px 0 0 72px;display:flex;flex-wrap:wrap;gap:4px 18px}
-.swatch{display:inline-block;width:22px;margin-right:6px;border-top:3px solid;vertical-align:middle}
-.swatch.dashed{border-top-style:dashed}table{border-collapse:collapse;width:100%;font-size:14px}
-th,td{border-bottom:1px solid #ddd;padding:5px 8px;text-align:left;vertical-align:top;
-white-space:nowrap}td.counts{white-space:normal;min-width:11em}.scroll{overflow-x:auto}
-td.ok{color:#1a7f37}td.bad{color:#b42318}td.open{color:#777}.notice{font-size:18px;padding:24px;background:#fff8e1}`;
+.title{font-size:16px;font-weight:600}.tick{font-size:11px;fill:#444}.unit{fill:#777}
+.ptitle{font-size:12.5px;font-weight:600;fill:#222}.psub{font-size:11.5px;fill:#666}
+.empty{font-size:12px;fill:#999}.grid line,.grid{stroke:#e4e4e4}.axis{stroke:#666}
+.series{fill:none;stroke-width:1.8;stroke-linejoin:round;stroke-linecap:round}
+div.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:10px}
+svg.panel{border:1px solid #e4e4e4;border-radius:4px;background:#fff}svg.panel.failed{border-color:#b42318}
+.legend{list-style:none;padding:0;margin:4px 0 8px;display:flex;flex-wrap:wrap;gap:4px 18px;font-size:14px}
+.legend .scale{color:#666}.swatch{display:inline-block;width:22px;margin-right:6px;border-top:3px solid;
+vertical-align:middle}.swatch.dashed{border-top-style:dashed}
+table{border-collapse:collapse;width:100%;font-size:13px}th,td{border-bottom:1px solid #ddd;
+padding:4px 6px;text-align:left;vertical-align:top;white-space:nowrap}th{position:sticky;top:0;background:#fff}
+td.num{text-align:right;font-variant-numeric:tabular-nums}.scroll{overflow-x:auto}
+td.ok{color:#1a7f37}td.bad{color:#b42318;max-width:16em;overflow:hidden;text-overflow:ellipsis}
+td.open{color:#777}table.reasons{width:auto;min-width:50%}td.barcell{width:40%;min-width:200px}
+.hbar{display:inline-block;height:12px;background:#b42318;vertical-align:middle}
+.notice{font-size:18px;padding:24px;background:#fff8e1}`;
+
+function describeSelection(chosen: SelectedRuns, selection: RunSelection): string {
+  const filters = [
+    selection.topic !== undefined ? `topic ${selection.topic}` : "",
+    selection.run ? `run ${selection.run}` : "",
+  ].filter(Boolean).join(", ");
+  const of = filters ? `${chosen.matched} matching ${filters}` : `${chosen.total}`;
+  return chosen.runs.length < chosen.matched
+    ? `the last ${chosen.runs.length} of ${of} runs (--last N shows more)`
+    : `${chosen.runs.length} of ${of} run${chosen.matched === 1 ? "" : "s"}`;
+}
 
 /** Builds the whole report page: one HTML document that requests nothing from anywhere. */
-export function buildReportHtml(records: MetricsRecord[], context: ReportContext): string {
-  const runs = groupRuns(records);
+export function buildReportHtml(records: ReportRecord[], context: ReportContext): string {
+  const selection = context.selection ?? {};
+  const chosen = selectRuns(groupRuns(records), selection);
+  const runs = chosen.runs;
   const generated = (context.generatedAt ?? new Date()).toISOString().replace("T", " ");
   const skipped = context.skipped
     ? `; ${context.skipped} line${context.skipped === 1 ? "" : "s"} that did not parse skipped`
     : "";
-  const body = runs.length === 0
+  const body = chosen.total === 0
     ? `<p class="notice">No runs in this metrics log yet. Run the producer or the consumer ` +
       `(they append to it), then run <code>deno task report</code> again.</p>`
+    : runs.length === 0
+    ? `<p class="notice">No run matches ${
+      escapeHtml(describeSelection(chosen, selection))
+    }. Topics in the log: ${escapeHtml(chosen.topics.join(", "))}.</p>`
     : [
-      `<pre class="summary">${escapeHtml(formatReportSummary(records))}</pre>`,
-      ...charts(runs),
+      `<pre class="summary">${escapeHtml(formatRunsSummary(runs))}</pre>`,
       "<h2>Runs</h2>",
       runsTable(runs),
+      ...charts(runs),
+      "<h2>Dead letters by reason</h2>",
+      deadLettersSection(runs),
     ].join("\n");
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -346,7 +412,7 @@ export function buildReportHtml(records: MetricsRecord[], context: ReportContext
 <link rel="icon" href="data:,">
 <title>Ticket pipeline metrics</title><style>${STYLE}</style></head>
 <body><h1>Ticket pipeline metrics</h1>
-<p class="meta">${runs.length} run${runs.length === 1 ? "" : "s"} from ${
+<p class="meta">Showing ${escapeHtml(describeSelection(chosen, selection))} from ${
     escapeHtml(context.source)
   }${escapeHtml(skipped)}; generated ${escapeHtml(generated.slice(0, 19))} UTC</p>
 ${body}
@@ -354,21 +420,17 @@ ${body}
 `;
 }
 
-/** The terminal summary: runs found, per role totals, best and last rates, latency, peak RSS. */
-export function formatReportSummary(records: MetricsRecord[]): string {
-  const runs = groupRuns(records);
-  if (runs.length === 0) return "no runs in the metrics log yet";
+function formatRunsSummary(runs: RunSummary[]): string {
   const lines = [`${runs.length} run${runs.length === 1 ? "" : "s"} found`];
   for (const role of ["producer", "consumer"] as const) {
     const mine = runs.filter((r) => r.role === role);
     if (mine.length === 0) continue;
     const key = role === "producer" ? "sent" : "stored";
     const total = mine.reduce((sum, r) => sum + (r.counts[key] ?? 0), 0);
-    const best = maxOf(mine.map((r) => r.rate));
     const parts = [
       `${role}: ${mine.length} run${mine.length === 1 ? "" : "s"}`,
       `${key} ${formatNumber(total)}`,
-      `best ${formatNumber(best, 1)} msg/s`,
+      `best ${formatNumber(maxOf(mine.map((r) => r.rate)), 1)} msg/s`,
       `last ${formatNumber(mine[mine.length - 1]!.rate, 1)} msg/s`,
     ];
     const latest = mine.flatMap((r) => r.records).filter((r) => r.latencyMs)
@@ -377,5 +439,29 @@ export function formatReportSummary(records: MetricsRecord[]): string {
     parts.push(`peak RSS ${formatNumber(maxOf(mine.map((r) => r.peakRssMb)), 1)} MiB`);
     lines.push(parts.join(", "));
   }
+  const letters = deadLettersByReason(runs);
+  if (letters.length) {
+    lines.push(
+      `dead letters: ${letters.map((l) => `${l.reason} ${formatNumber(l.letters)}`).join(", ")}`,
+    );
+  }
   return lines.join("\n");
+}
+
+/**
+ * The terminal summary of the selected runs (as the page: the last 10 by default): runs found,
+ * per role totals, best and last rates, latency, peak RSS, dead letters by reason.
+ */
+export function formatReportSummary(records: ReportRecord[], selection: RunSelection = {}): string {
+  const chosen = selectRuns(groupRuns(records), selection);
+  if (chosen.total === 0) return "no runs in the metrics log yet";
+  if (chosen.runs.length === 0) {
+    return `no run matches the selection (${chosen.total} runs in the log; topics: ${
+      chosen.topics.join(", ")
+    })`;
+  }
+  const shown = chosen.runs.length < chosen.total
+    ? `showing ${chosen.runs.length} of ${chosen.total} runs\n`
+    : "";
+  return shown + formatRunsSummary(chosen.runs);
 }

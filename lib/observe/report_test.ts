@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import type { MetricsRecord } from "./metrics.ts";
-import { buildReportHtml, formatReportSummary, groupRuns, niceTicks } from "./report.ts";
+import {
+  buildReportHtml,
+  deadLettersByReason,
+  formatReportSummary,
+  groupRuns,
+  type ReportRecord,
+  selectRuns,
+  UNRECORDED_REASON,
+} from "./report.ts";
 
 function record(run: string, extra: Partial<MetricsRecord> = {}): MetricsRecord {
   return {
@@ -36,14 +44,26 @@ function runOf(run: string, role: MetricsRecord["role"], start: string): Metrics
   );
 }
 
-/** The `<svg data-chart="id">` element of a page. */
-function chart(html: string, id: string): string {
-  const match = html.match(new RegExp(`<svg data-chart="${id}"[\\s\\S]*?</svg>`));
-  assert.ok(match, `no ${id} chart`);
-  return match[0];
+/** The panels (`<svg ... data-chart="id" data-run=...>`) of a grid of small multiples. */
+function panels(html: string, id: string): string[] {
+  return html.match(
+    new RegExp(`<svg class="panel[^"]*" data-chart="${id}"[\\s\\S]*?</svg>`, "g"),
+  ) ??
+    [];
 }
 
 const countSeries = (svg: string) => svg.match(/<path class="series"/g)?.length ?? 0;
+const tableRows = (html: string) => html.match(/<tr data-run=/g)?.length ?? 0;
+
+/** `n` runs, alternately producer and consumer, a minute apart, on topics t0, t1, t2. */
+function manyRuns(n: number): MetricsRecord[] {
+  return Array.from({ length: n }, (_, i) =>
+    runOf(
+      `${String(i).padStart(4, "0")}cafe-${i}`,
+      i % 2 ? "consumer" : "producer",
+      new Date(Date.UTC(2025, 10, 25, 10, i)).toISOString(),
+    ).map((r) => ({ ...r, topic: `t${i % 3}`, intervalRate: r.intervalRate * (i + 1) }))).flat();
+}
 
 Deno.test("buildReportHtml() escapes a hostile topic name everywhere", () => {
   const hostile = `<script>alert("x")</script>`;
@@ -69,28 +89,110 @@ Deno.test("buildReportHtml() explains an empty log instead of drawing charts", (
   assert.equal(formatReportSummary([]), "no runs in the metrics log yet");
 });
 
-Deno.test("buildReportHtml() draws one throughput series per run, lag and latency for consumers", () => {
+Deno.test("buildReportHtml() draws a panel per run: throughput for all, lag and latency for consumers", () => {
   const records = [
     ...runOf("aaaaaaaa-1", "producer", "2025-11-25T10:00:00Z"),
     ...runOf("bbbbbbbb-2", "producer", "2025-11-25T10:05:00Z"),
     ...runOf("cccccccc-3", "consumer", "2025-11-25T10:01:00Z"),
   ];
   const html = buildReportHtml(records, { source: "m.jsonl" });
-  assert.equal(countSeries(chart(html, "throughput")), 3);
-  assert.equal(countSeries(chart(html, "lag")), 1);
-  assert.equal(countSeries(chart(html, "latency")), 2, "p50 and p99 of the one consumer run");
-  assert.equal(html.match(/<tr><td>/g)?.length, 3, "one table row per run");
-  assert.match(chart(html, "lag"), /d="M[\d.]+,[\d.]+L/);
+  const throughput = panels(html, "throughput");
+  assert.equal(throughput.length, 3);
+  assert.ok(throughput.every((p) => countSeries(p) === 1));
+  assert.deepEqual(panels(html, "lag").map(countSeries), [1]);
+  assert.deepEqual(panels(html, "latency").map(countSeries), [2], "p99 and p50 of the consumer");
+  assert.match(panels(html, "lag")[0]!, /data-run="cccccccc-3"/);
+  assert.match(panels(html, "lag")[0]!, /d="M[\d.]+,[\d.]+L/);
+  assert.equal(tableRows(html), 3, "one table row per run");
+  assert.equal(html.match(/<rect class="bar"/g)?.length, 3, "one bar per run");
 });
 
-Deno.test("buildReportHtml() shows a run with a single record as a point", () => {
-  const html = buildReportHtml([record("solo-run", { event: "start", elapsedSeconds: 0 })], {
-    source: "m.jsonl",
-  });
-  assert.equal(countSeries(chart(html, "throughput")), 1);
-  assert.match(chart(html, "throughput"), /<circle class="point"/);
-  assert.match(chart(html, "lag"), /no consumer lag recorded/);
-  assert.match(html, /no end record/);
+Deno.test("buildReportHtml() shows the last 10 of 60 runs by default, each panel on one scale", () => {
+  const records = manyRuns(60);
+  const html = buildReportHtml(records, { source: "m.jsonl" });
+  assert.equal(tableRows(html), 10);
+  assert.equal(panels(html, "throughput").length, 10);
+  assert.match(html, /Showing the last 10 of 60 runs/);
+  assert.ok(html.includes('data-run="0059cafe-59"') && !html.includes('data-run="0049cafe-49"'));
+  const all = buildReportHtml(records, { source: "m.jsonl", selection: { last: 60 } });
+  assert.equal(tableRows(all), 60);
+  assert.equal(panels(all, "throughput").length, 60);
+  assert.equal(panels(all, "lag").length, 30);
+  assert.equal(all.match(/same scale in every panel/g)?.length, 3, "one shared scale per grid");
+  // every panel of a grid is drawn against the same top tick
+  const tops = new Set(
+    panels(all, "throughput").map((p) => [...p.matchAll(/dy="0.35em">([^<]+)</g)].at(-1)?.[1]),
+  );
+  assert.equal(tops.size, 1, `panels with different scales: ${[...tops]}`);
+});
+
+Deno.test("selectRuns() filters by topic and run id prefix, then keeps the newest --last", () => {
+  const runs = groupRuns(manyRuns(60));
+  const t1 = selectRuns(runs, { topic: "t1", last: 5 });
+  assert.equal(t1.matched, 20);
+  assert.deepEqual(t1.runs.map((r) => r.run.slice(0, 4)), ["0046", "0049", "0052", "0055", "0058"]);
+  const picked = selectRuns(runs, { run: "0003,0007cafe" });
+  assert.deepEqual(picked.runs.map((r) => r.run), ["0003cafe-3", "0007cafe-7"]);
+  const none = selectRuns(runs, { topic: "nope" });
+  assert.deepEqual([none.runs.length, none.total], [0, 60]);
+  assert.deepEqual(none.topics, ["t0", "t1", "t2"]);
+  const html = buildReportHtml(manyRuns(6), { source: "m.jsonl", selection: { topic: "nope" } });
+  assert.match(html, /No run matches .*topic nope.*Topics in the log: t0, t1, t2/);
+});
+
+Deno.test("deadLettersByReason() sums recorded reasons, else splits rejected from the rest", () => {
+  const recorded: ReportRecord[] = runOf("dddddddd-1", "consumer", "2025-11-25T10:00:00Z").map((
+    r,
+  ) => ({
+    ...r,
+    counts: { ...r.counts, deadLetters: 7 },
+    deadLettersByReason: { BAD_JSON: 4, SEAT_TAKEN: 3 },
+  }));
+  const unrecorded = runOf("eeeeeeee-2", "consumer", "2025-11-25T10:02:00Z").map((r) => ({
+    ...r,
+    counts: { ...r.counts, deadLetters: 5, rejected: 2 },
+  }));
+  const runs = groupRuns([...recorded, ...unrecorded]);
+  assert.deepEqual(deadLettersByReason(runs), [
+    { reason: "BAD_JSON", letters: 4, runs: 1 },
+    { reason: "SEAT_TAKEN", letters: 3, runs: 1 },
+    { reason: "DB_REJECTED", letters: 2, runs: 1 },
+    { reason: UNRECORDED_REASON, letters: 3, runs: 1 },
+  ]);
+  const html = buildReportHtml([...recorded, ...unrecorded], { source: "m.jsonl" });
+  assert.match(html, /<tr data-reason="BAD_JSON"><td>BAD_JSON<\/td><td class="num">4</);
+  assert.match(formatReportSummary([...recorded, ...unrecorded]), /dead letters: BAD_JSON 4, /);
+  assert.match(
+    buildReportHtml(runOf("ffffffff-3", "consumer", "2025-11-25T10:00:00Z"), { source: "m" }),
+    /No dead letters in these runs/,
+  );
+});
+
+Deno.test("buildReportHtml() puts role, outcome, counts, rates, p99 and peak memory in the table", () => {
+  const records = runOf("cccccccc-3", "consumer", "2025-11-25T10:01:00Z");
+  records[2]!.outcome = "PostgreSQL unreachable";
+  const row = /<tr data-run="cccccccc-3">.*?<\/tr>/.exec(buildReportHtml(records, { source: "m" }))
+    ?.[0];
+  assert.ok(row);
+  const cells = [...row.matchAll(/<td[^>]*>([^<]*)<\/td>/g)].map((m) => m[1]);
+  assert.deepEqual(cells, [
+    "#1",
+    "cccccccc",
+    "consumer",
+    "tickets",
+    "2025-11-25 10:01:00",
+    "10 s",
+    "PostgreSQL unreachable",
+    "—",
+    "900",
+    "—",
+    "—",
+    "80",
+    "100",
+    "50 ms",
+    "80 MiB",
+  ]);
+  assert.match(row, /class="bad"/);
 });
 
 Deno.test("groupRuns() orders runs by start and records by elapsed time", () => {
@@ -102,12 +204,6 @@ Deno.test("groupRuns() orders runs by start and records by elapsed time", () => 
   assert.deepEqual(runs.map((r) => r.run), ["early", "late"]);
   assert.equal(runs[1]!.records[0]!.event, "start");
   assert.equal(runs[1]!.durationSeconds, 10);
-});
-
-Deno.test("niceTicks() steps roundly from 0 to at least the maximum", () => {
-  assert.deepEqual(niceTicks(97), [0, 20, 40, 60, 80, 100]);
-  assert.deepEqual(niceTicks(0), [0, 0.2, 0.4, 0.6, 0.8, 1]);
-  assert.deepEqual(niceTicks(1200, 4), [0, 500, 1000, 1500]);
 });
 
 Deno.test("formatReportSummary() gives per role totals, rates, latest p99 and peak RSS", () => {
