@@ -4,7 +4,7 @@
  * @module
  */
 import { join } from "node:path";
-import { CONSUMER_SPEC } from "../lib/cli/args.ts";
+import { CONSUMER_SPEC } from "../lib/commands/consumer.ts";
 import { CONSUMER_V8_FLAGS, defaultGroupId } from "../lib/pipeline/consumer.ts";
 import { createKafka } from "../lib/kafka/kafka.ts";
 import { PeakRssWatcher, progress, ROOT, type StackAccess, tail } from "./common.ts";

@@ -7,13 +7,13 @@
  */
 import { join } from "node:path";
 import { COMMANDS } from "../lib/commands.ts";
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../lib/cli/cli.ts";
+import { defineCommand, parseCommandLine } from "../lib/cli/cli.ts";
 import { checkPostgresUri } from "../lib/cli/config.ts";
 import { AppError } from "../lib/errors.ts";
-import { isValidTopicName } from "../lib/kafka/kafka.ts";
 import { redact } from "../lib/observe/log.ts";
 import { createPool } from "../lib/postgres/postgres.ts";
-import { checkIdentifier, qualify } from "../lib/postgres/schema.ts";
+import { qualify } from "../lib/postgres/schema.ts";
+import { PIPELINE_FLAGS } from "../lib/commands/flags.ts";
 import { ROOT, stackInfo } from "./stack_info.ts";
 
 /** Which PostgreSQL the demo stores the tickets in. */
@@ -38,28 +38,53 @@ export interface DemoOptions {
   creds?: string;
 }
 
+/** Defaults of {@linkcode DemoOptions}; the demo's flags show and apply the same values. */
+export const DEMO_DEFAULTS = {
+  num: 10_000,
+  topic: "movie_app",
+  table: "movie_ticket",
+  postgres: "embedded",
+} as const satisfies DemoOptions;
+
 /** `deno task demo`. */
-export const DEMO_SPEC: CommandSpec = {
+export const DEMO_SPEC = defineCommand({
   name: "demo",
   summary: "run the whole pipeline on the local stack: auth_setup, db_setup, producer, consumer",
   flags: {
     "postgres": {
-      type: "string",
+      type: "choice",
       description:
-        "embedded (PGlite, no system install) | server (Debian's PostgreSQL with SSL, as the tests)",
-      default: "embedded",
+        "embedded: PGlite, no system install; server: Debian's PostgreSQL with SSL, as the tests",
+      choices: ["embedded", "server"] satisfies DemoDatabase[],
+      defaultLabel: DEMO_DEFAULTS.postgres,
     },
     "postgres-uri": {
       type: "string",
       description: "use this PostgreSQL instead of the stack's (only Kafka is started)",
     },
-    "num": { type: "string", description: "tickets to publish and store", default: "10000" },
-    "topic-name": { type: "string", description: "topic to publish to", default: "movie_app" },
-    "table-name": { type: "string", description: "ticket table", default: "movie_ticket" },
+    "num": {
+      type: "integer",
+      description: "tickets to publish and store",
+      default: DEMO_DEFAULTS.num,
+      min: 1,
+      max: 10_000_000,
+    },
+    "topic-name": {
+      ...PIPELINE_FLAGS["topic-name"],
+      description: "topic to publish to",
+      required: false,
+      default: DEMO_DEFAULTS.topic,
+    },
+    "table-name": {
+      ...PIPELINE_FLAGS["table-name"],
+      description: "ticket table",
+      required: false,
+      default: DEMO_DEFAULTS.table,
+    },
     "creds": {
       type: "string",
       description: "creds file to write and use",
-      default: "creds.json in the repository",
+      defaultLabel: "creds.json in the repository",
     },
   },
   examples: [
@@ -67,35 +92,27 @@ export const DEMO_SPEC: CommandSpec = {
     "deno task demo --postgres server",
     "deno task demo --postgres-uri 'postgres://avnadmin:PASSWORD@pg-x.aivencloud.com:11339/defaultdb?sslmode=require'",
   ],
-};
+});
 
 /** Parses the demo's command line; undefined after `--help`. */
 export function parseDemoArgs(args: string[]): DemoOptions | undefined {
-  const values = parseCommandLine(DEMO_SPEC, args);
+  const values = parseCommandLine(DEMO_SPEC, args, {
+    check: (values, problems) => {
+      if (values["postgres-uri"] !== undefined && values.postgres !== undefined) {
+        problems.add("give either --postgres or --postgres-uri, not both");
+      }
+      checkPostgresUri(problems, "--postgres-uri", values["postgres-uri"]);
+    },
+  });
   if (!values) return undefined;
-  const problems = new Problems();
-  const postgres = problems.choice<DemoDatabase>(values, "postgres", "embedded", [
-    "embedded",
-    "server",
-  ]);
-  const postgresUri = stringFlag(values, "postgres-uri");
-  if (postgresUri !== undefined && values.postgres !== undefined) {
-    problems.add("give either --postgres or --postgres-uri, not both");
-  }
-  checkPostgresUri(problems, "--postgres-uri", postgresUri);
-  const num = problems.integer(values, "num", 10_000, 1, 10_000_000);
-  const topic = stringFlag(values, "topic-name") ?? "movie_app";
-  if (!isValidTopicName(topic)) {
-    problems.add(`--topic-name "${topic}" is not a valid topic name (letters, digits, . _ -)`);
-  }
-  const table = stringFlag(values, "table-name") ?? "movie_ticket";
-  try {
-    checkIdentifier("--table-name", table);
-  } catch (error) {
-    problems.add((error as Error).message);
-  }
-  problems.throwIfAny();
-  return { num, topic, table, postgres, postgresUri, creds: stringFlag(values, "creds") };
+  return {
+    num: values.num,
+    topic: values["topic-name"],
+    table: values["table-name"],
+    postgres: values.postgres,
+    postgresUri: values["postgres-uri"],
+    creds: values.creds,
+  };
 }
 
 /** Runs the demo with command-line arguments; returns the exit code. */
@@ -119,10 +136,10 @@ async function step(title: string, command: string[], run: () => Promise<number>
 export async function runDemo(options?: DemoOptions): Promise<number> {
   if (!options) return await main(Deno.args);
   const started = performance.now();
-  const num = options.num ?? 10_000;
-  const topic = options.topic ?? "movie_app";
-  const table = options.table ?? "movie_ticket";
-  const database = options.postgresUri ? "uri" : options.postgres ?? "embedded";
+  const num = options.num ?? DEMO_DEFAULTS.num;
+  const topic = options.topic ?? DEMO_DEFAULTS.topic;
+  const table = options.table ?? DEMO_DEFAULTS.table;
+  const database = options.postgresUri ? "uri" : options.postgres ?? DEMO_DEFAULTS.postgres;
   const stackArgs = database === "uri"
     ? ["up", "kafka"]
     : database === "server"

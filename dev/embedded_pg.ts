@@ -21,7 +21,7 @@ import { PGLiteSocketHandler, type PGLiteSocketHandlerOptions } from "@electric-
 import { Buffer } from "node:buffer";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../lib/cli/cli.ts";
+import { defineCommand, parseCommandLine } from "../lib/cli/cli.ts";
 import { AppError, exitWith } from "../lib/errors.ts";
 
 /** Port of the embedded PostgreSQL unless `--port` or `EMBEDDED_POSTGRES_PORT` says otherwise. */
@@ -31,6 +31,9 @@ export const EMBEDDED_POSTGRES_PORT = 55433;
 export function embeddedPostgresUri(port: number = EMBEDDED_POSTGRES_PORT): string {
   return `postgres://postgres@127.0.0.1:${port}/postgres?sslmode=disable`;
 }
+
+/** Defaults of {@linkcode EmbeddedPostgresOptions}; the script's flags show the same values. */
+export const EMBEDDED_PG_DEFAULTS = { maxConnections: 32, idleSessionTimeoutMs: 30_000 } as const;
 
 /** Options of {@linkcode startEmbeddedPostgres}. */
 export interface EmbeddedPostgresOptions {
@@ -305,7 +308,7 @@ export async function startEmbeddedPostgres(
   const log = options.log ?? timestamped;
   const dataDir = options.dataDir ??
     join(new URL("..", import.meta.url).pathname, ".stack/pglite/data");
-  const maxConnections = options.maxConnections ?? 32;
+  const maxConnections = options.maxConnections ?? EMBEDDED_PG_DEFAULTS.maxConnections;
   const fresh = !dataDir.startsWith("memory://") && !existsSync(join(dataDir, "PG_VERSION"));
   if (!dataDir.startsWith("memory://")) Deno.mkdirSync(dataDir, { recursive: true });
   const started = performance.now();
@@ -317,7 +320,8 @@ export async function startEmbeddedPostgres(
   );
 
   const handlers = new Map<number, { handler: PGLiteSocketHandler; socket: Socket }>();
-  const queue = new SessionQueue(db, options.idleSessionTimeoutMs ?? 30_000, (id) => {
+  const idleMs = options.idleSessionTimeoutMs ?? EMBEDDED_PG_DEFAULTS.idleSessionTimeoutMs;
+  const queue = new SessionQueue(db, idleMs, (id) => {
     const entry = handlers.get(id);
     if (!entry) return;
     log(`connection #${id} held a transaction idle while others waited: closing it, rolling back`);
@@ -405,55 +409,50 @@ function existsSync(path: string): boolean {
 }
 
 /** `dev/embedded_pg.ts`. */
-export const EMBEDDED_PG_SPEC: CommandSpec = {
+export const EMBEDDED_PG_SPEC = defineCommand({
   name: "embedded_pg",
   summary: "serve an embedded PostgreSQL (PGlite) on 127.0.0.1 without TLS until SIGTERM",
   flags: {
     "port": {
-      type: "string",
-      description: "TCP port on 127.0.0.1 (env EMBEDDED_POSTGRES_PORT)",
-      default: String(EMBEDDED_POSTGRES_PORT),
+      type: "integer",
+      description: "TCP port on 127.0.0.1 (0 picks a free one)",
+      env: "EMBEDDED_POSTGRES_PORT",
+      default: EMBEDDED_POSTGRES_PORT,
+      min: 0,
+      max: 65535,
     },
     "data-dir": {
       type: "string",
       description: "folder of the database files (memory:// for none)",
-      default: ".stack/pglite/data",
+      defaultLabel: ".stack/pglite/data",
     },
     "max-connections": {
-      type: "string",
+      type: "integer",
       description: "connections open at once",
-      default: "32",
+      default: EMBEDDED_PG_DEFAULTS.maxConnections,
+      min: 1,
+      max: 1000,
     },
     "idle-session-timeout": {
-      type: "string",
+      type: "number",
       description: "seconds a transaction may sit idle while others wait (0: no limit)",
-      default: "30",
+      default: EMBEDDED_PG_DEFAULTS.idleSessionTimeoutMs / 1000,
+      min: 0,
+      max: 86_400,
     },
   },
   examples: ["deno run -A dev/embedded_pg.ts --port 55433"],
-};
+});
 
 /** Serves the embedded database until SIGINT or SIGTERM; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const values = parseCommandLine(EMBEDDED_PG_SPEC, args);
   if (!values) return 0;
-  const problems = new Problems();
-  const envPort = Deno.env.get("EMBEDDED_POSTGRES_PORT");
-  const port = problems.integer(
-    { port: values.port ?? envPort },
-    "port",
-    EMBEDDED_POSTGRES_PORT,
-    0,
-    65535,
-  );
-  const maxConnections = problems.integer(values, "max-connections", 32, 1, 1000);
-  const idle = problems.number(values, "idle-session-timeout", 30, 0, 86_400);
-  problems.throwIfAny();
   const server = await startEmbeddedPostgres({
-    dataDir: stringFlag(values, "data-dir"),
-    port,
-    maxConnections,
-    idleSessionTimeoutMs: idle! * 1000,
+    dataDir: values["data-dir"],
+    port: values.port,
+    maxConnections: values["max-connections"],
+    idleSessionTimeoutMs: values["idle-session-timeout"] * 1000,
   });
   timestamped(`uri: ${server.uri}`);
   let signals = 0;

@@ -4,7 +4,7 @@
  * @module
  */
 import { isAbsolute, resolve } from "node:path";
-import { type FlagSpec, type FlagValues, Problems, stringFlag } from "./cli.ts";
+import { defineFlags, type FlagValues, Problems } from "./cli.ts";
 import {
   type Creds,
   DEFAULT_CREDS_FILE,
@@ -15,19 +15,25 @@ import {
 import { registerSecret } from "../observe/log.ts";
 import { parsePostgresUri } from "../postgres/postgres_uri.ts";
 
-/** Flags that pick the services; shared by every script that connects. */
-export const CONNECTION_FLAGS: Record<string, FlagSpec> = {
+/** Security protocol when no flag, environment variable or creds file names one. */
+export const DEFAULT_SECURITY_PROTOCOL: SecurityProtocol = "SSL";
+
+/**
+ * Flags that pick the services; shared by every script that connects. Their defaults are applied
+ * by {@linkcode resolveConnection}, after the environment and the creds file.
+ */
+export const CONNECTION_FLAGS = defineFlags({
   "creds": {
     type: "string",
     description: "creds file written by auth_setup (env CREDS_FILE)",
-    default: DEFAULT_CREDS_FILE,
+    defaultLabel: DEFAULT_CREDS_FILE,
   },
   "kafka-hostname": { type: "string", description: "Kafka host (env KAFKA_HOSTNAME)" },
   "kafka-portnumber": { type: "string", description: "Kafka port (env KAFKA_PORTNUMBER)" },
   "security-protocol": {
     type: "string",
     description: "SSL | PLAINTEXT | SASL_SSL (env KAFKA_SECURITY_PROTOCOL)",
-    default: "SSL",
+    defaultLabel: DEFAULT_SECURITY_PROTOCOL,
   },
   "cert-path": {
     type: "string",
@@ -42,11 +48,16 @@ export const CONNECTION_FLAGS: Record<string, FlagSpec> = {
     description: "database to use instead of the one in the PostgreSQL URI (env POSTGRES_DATABASE)",
   },
   "connect-timeout": {
-    type: "string",
+    type: "number",
     description: "seconds to wait for a connection before giving up",
-    default: "10",
+    default: 10,
+    min: 0.1,
+    max: 3600,
   },
-};
+});
+
+/** Values of {@linkcode CONNECTION_FLAGS} as parsed; any may be left out. */
+export type ConnectionValues = Partial<FlagValues<typeof CONNECTION_FLAGS>>;
 
 /** Where and how to reach Kafka. */
 export interface KafkaSettings {
@@ -124,21 +135,26 @@ export function absolutePath(path: string): string {
  * or invalid setting at once.
  */
 export function resolveConnection(
-  values: FlagValues,
+  values: ConnectionValues,
   needs: Needs = { kafka: true, postgres: true },
   env: { get(name: string): string | undefined } = Deno.env,
 ): Connection {
   const problems = new Problems();
-  const credsPath = stringFlag(values, "creds") ?? env.get("CREDS_FILE") ?? DEFAULT_CREDS_FILE;
+  const credsPath = values.creds ?? env.get("CREDS_FILE") ?? DEFAULT_CREDS_FILE;
   const creds: Creds | undefined = readCreds(credsPath);
-  const pick = (flag: string, envName: string, saved: string | number | undefined) =>
-    stringFlag(values, flag) ?? env.get(envName) ??
+  const pick = (
+    flag: Exclude<keyof ConnectionValues, "connect-timeout">,
+    envName: string,
+    saved: string | number | undefined,
+  ) =>
+    values[flag] ?? env.get(envName) ??
       (saved === undefined ? undefined : String(saved));
 
   const hostname = pick("kafka-hostname", "KAFKA_HOSTNAME", creds?.kafka.hostname);
   const portRaw = pick("kafka-portnumber", "KAFKA_PORTNUMBER", creds?.kafka.port);
   const protocolRaw =
-    pick("security-protocol", "KAFKA_SECURITY_PROTOCOL", creds?.kafka.securityProtocol) ?? "SSL";
+    pick("security-protocol", "KAFKA_SECURITY_PROTOCOL", creds?.kafka.securityProtocol) ??
+      DEFAULT_SECURITY_PROTOCOL;
   const certPath = pick("cert-path", "KAFKA_CERT_PATH", creds?.kafka.certPath);
   let postgresUri = pick("postgres-uri", "POSTGRES_URI", creds?.postgres.uri);
   const database = pick("database", "POSTGRES_DATABASE", undefined);
@@ -158,7 +174,7 @@ export function resolveConnection(
   const saslUsername = env.get("KAFKA_SASL_USERNAME") ?? creds?.kafka.saslUsername;
   const saslPassword = env.get("KAFKA_SASL_PASSWORD") ?? creds?.kafka.saslPassword;
   registerSecret(saslPassword);
-  const timeoutSeconds = problems.number(values, "connect-timeout", 10, 0.1, 3600) ?? 10;
+  const timeoutSeconds = values["connect-timeout"] ?? CONNECTION_FLAGS["connect-timeout"].default;
   const hint = `run auth_setup.ts first (no creds file at ${credsPath})`;
 
   const protocol = protocolRaw.toUpperCase() as SecurityProtocol;

@@ -3,7 +3,7 @@
  * `--check`s the saved settings against the live services.
  * @module
  */
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../cli/cli.ts";
+import { type CommandValues, defineCommand, parseCommandLine, type Problems } from "../cli/cli.ts";
 import {
   absolutePath,
   checkHost,
@@ -11,6 +11,7 @@ import {
   checkPostgresUri,
   type Connection,
   CONNECTION_FLAGS,
+  DEFAULT_SECURITY_PROTOCOL,
   resolveConnection,
 } from "../cli/config.ts";
 import {
@@ -25,11 +26,12 @@ import { createKafka, describeKafkaError, withDeadline } from "../kafka/kafka.ts
 import { registerSecret } from "../observe/log.ts";
 import { createPool } from "../postgres/postgres.ts";
 import { CERT_FILES, checkCertFolder, daysUntilExpiry } from "../cli/tls.ts";
-import { checkIdentifier, qualify } from "../postgres/schema.ts";
+import { qualify } from "../postgres/schema.ts";
+import { DEFAULT_SCHEMA, PIPELINE_FLAGS } from "./flags.ts";
 import { join } from "node:path";
 
 /** `auth_setup.ts`. */
-export const AUTH_SETUP_SPEC: CommandSpec = {
+export const AUTH_SETUP_SPEC = defineCommand({
   name: "auth_setup",
   summary:
     "check connection settings and save them to a creds file (mode 600); --check tests them live",
@@ -39,9 +41,17 @@ export const AUTH_SETUP_SPEC: CommandSpec = {
       type: "string",
       description: "SCRAM user for SASL_SSL (password from env KAFKA_SASL_PASSWORD)",
     },
-    "topic-name": { type: "string", description: "--check: also check that this topic exists" },
-    "table-name": { type: "string", description: "--check: also check that this table exists" },
-    "schema": { type: "string", description: "--check: schema of --table-name", default: "public" },
+    "topic-name": {
+      ...PIPELINE_FLAGS["topic-name"],
+      required: false,
+      description: "--check: also check that this topic exists",
+    },
+    "table-name": {
+      ...PIPELINE_FLAGS["table-name"],
+      required: false,
+      description: "--check: also check that this table exists",
+    },
+    "schema": { ...PIPELINE_FLAGS["schema"], description: "--check: schema of --table-name" },
     "check": {
       type: "boolean",
       description: "connect to Kafka and PostgreSQL with the saved settings and report",
@@ -51,39 +61,52 @@ export const AUTH_SETUP_SPEC: CommandSpec = {
     "deno task auth_setup --kafka-hostname kafka-x.aivencloud.com --kafka-portnumber 11341 --cert-path ~/aiven-certs --postgres-uri 'postgres://avnadmin:PASSWORD@pg-x.aivencloud.com:11339/defaultdb?sslmode=require'",
     "deno task auth_setup --check",
   ],
-};
+});
+
+type AuthSetupValues = CommandValues<typeof AUTH_SETUP_SPEC.flags>;
 
 /** Runs auth_setup; returns the exit code. */
 export async function authSetup(args: string[]): Promise<number> {
-  const values = parseCommandLine(AUTH_SETUP_SPEC, args);
+  let creds: Creds | undefined;
+  const values = parseCommandLine(AUTH_SETUP_SPEC, args, {
+    check: (values, problems) => {
+      if (!values.check) creds = credsOf(values, problems);
+    },
+  });
   if (!values) return 0;
   if (values.check) {
     const connection = resolveConnection(values, { kafka: true, postgres: true });
-    const problems = new Problems();
-    const topic = stringFlag(values, "topic-name");
-    const table = stringFlag(values, "table-name");
-    const schema = stringFlag(values, "schema") ?? "public";
-    if (table !== undefined) problems.attempt(() => checkIdentifier("table name", table));
-    problems.attempt(() => checkIdentifier("schema name", schema));
-    problems.throwIfAny();
-    const lines = await checkServices(connection, { topic, table, schema });
+    const lines = await checkServices(connection, {
+      topic: values["topic-name"],
+      table: values["table-name"],
+      schema: values.schema,
+    });
     for (const line of lines) console.log(line.text);
     return lines.every((l) => l.ok) ? 0 : 1;
   }
-  const problems = new Problems();
-  const host = problems.required(values, "kafka-hostname");
+  const path = values.creds ?? DEFAULT_CREDS_FILE;
+  await writeCreds(path, creds!);
+  console.log(
+    `auth_setup: saved settings to ${path} (mode 600); test them with: deno task auth_setup --check`,
+  );
+  return 0;
+}
+
+/** The creds to save from the flags; records every problem (all settings are required here). */
+function credsOf(values: AuthSetupValues, problems: Problems): Creds {
+  const host = problems.required("kafka-hostname", values["kafka-hostname"]);
   checkHost(problems, "--kafka-hostname", host || undefined);
   const port = values["kafka-portnumber"] === undefined
     ? (problems.add("--kafka-portnumber is required"), undefined)
-    : checkPort(problems, "--kafka-portnumber", String(values["kafka-portnumber"]));
-  const uri = problems.required(values, "postgres-uri");
+    : checkPort(problems, "--kafka-portnumber", values["kafka-portnumber"]);
+  const uri = problems.required("postgres-uri", values["postgres-uri"]);
   checkPostgresUri(problems, "--postgres-uri", uri || undefined);
-  const protocol = (stringFlag(values, "security-protocol") ?? "SSL")
+  const protocol = (values["security-protocol"] ?? DEFAULT_SECURITY_PROTOCOL)
     .toUpperCase() as SecurityProtocol;
   if (!SECURITY_PROTOCOLS.includes(protocol)) {
     problems.add(`--security-protocol must be one of ${SECURITY_PROTOCOLS.join(", ")}`);
   }
-  const certFlag = stringFlag(values, "cert-path");
+  const certFlag = values["cert-path"];
   if (protocol === "SSL" && certFlag === undefined) {
     problems.add(
       "--cert-path is required for SSL (a folder with ca.pem, service.cert, service.key)",
@@ -92,14 +115,13 @@ export async function authSetup(args: string[]): Promise<number> {
   if (certFlag !== undefined) {
     for (const p of checkCertFolder(certFlag, { clientCert: protocol === "SSL" })) problems.add(p);
   }
-  const saslUsername = stringFlag(values, "sasl-username");
+  const saslUsername = values["sasl-username"];
   const saslPassword = Deno.env.get("KAFKA_SASL_PASSWORD");
   registerSecret(saslPassword);
   if (protocol === "SASL_SSL" && (!saslUsername || !saslPassword)) {
     problems.add("SASL_SSL needs --sasl-username and the password in env KAFKA_SASL_PASSWORD");
   }
-  problems.throwIfAny();
-  const creds: Creds = {
+  return {
     kafka: {
       hostname: host,
       port: port!,
@@ -109,12 +131,6 @@ export async function authSetup(args: string[]): Promise<number> {
     },
     postgres: { uri },
   };
-  const path = stringFlag(values, "creds") ?? DEFAULT_CREDS_FILE;
-  await writeCreds(path, creds);
-  console.log(
-    `auth_setup: saved settings to ${path} (mode 600); test them with: deno task auth_setup --check`,
-  );
-  return 0;
 }
 
 /** One line of `--check`. */
@@ -237,7 +253,8 @@ export async function checkServices(
         })`,
       });
       if (targets.table) {
-        const name = qualify({ schema: targets.schema ?? "public", table: targets.table }).tickets;
+        const name =
+          qualify({ schema: targets.schema ?? DEFAULT_SCHEMA, table: targets.table }).tickets;
         const found = await db.pool.query<{ t: string | null }>(
           "SELECT to_regclass($1)::text AS t",
           [name],

@@ -5,29 +5,49 @@
  */
 import { MARKER_REASONS } from "../pipeline/sink.ts";
 import { Buffer } from "node:buffer";
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../cli/cli.ts";
+import { defineCommand, parseCommandLine } from "../cli/cli.ts";
 import { CONNECTION_FLAGS, resolveConnection } from "../cli/config.ts";
 import { AppError } from "../errors.ts";
-import { createKafka, describeKafkaError, isValidTopicName, withDeadline } from "../kafka/kafka.ts";
+import { createKafka, describeKafkaError, withDeadline } from "../kafka/kafka.ts";
 import { createPool } from "../postgres/postgres.ts";
-import { checkIdentifier, qualify } from "../postgres/schema.ts";
+import { qualify } from "../postgres/schema.ts";
+import { checkTopicFlag, PIPELINE_FLAGS } from "./flags.ts";
 
 /** `dlq.ts`. */
-export const DLQ_SPEC: CommandSpec = {
+export const DLQ_SPEC = defineCommand({
   name: "dlq",
   summary: "list dead letters (dlq list) or publish chosen ones again (dlq replay)",
   flags: {
-    "table-name": { type: "string", description: "only letters for this ticket table" },
-    "schema": { type: "string", description: "schema of the pipeline tables", default: "public" },
+    "table-name": {
+      ...PIPELINE_FLAGS["table-name"],
+      required: false,
+      description: "only letters for this ticket table",
+    },
+    "schema": { ...PIPELINE_FLAGS["schema"], description: "schema of the pipeline tables" },
     "reason": { type: "string", description: "only letters with this reason, e.g. BAD_JSON" },
-    "id": { type: "string", description: "replay: comma-separated dead-letter ids" },
+    "id": {
+      type: "string",
+      description: "replay: comma-separated dead-letter ids",
+      check: (ids) => {
+        if (!ids.split(",").every((id) => /^\d+$/.test(id.trim()))) {
+          throw new AppError("USAGE", "--id must be comma-separated numbers");
+        }
+      },
+    },
     "all": { type: "boolean", description: "replay: every letter matching the filters" },
     "again": { type: "boolean", description: "replay: include letters already replayed" },
     "to-topic": {
       type: "string",
       description: "replay: publish here instead of the original topic",
+      check: (topic) => checkTopicFlag("to-topic", topic),
     },
-    "limit": { type: "string", description: "list: most rows shown", default: "50" },
+    "limit": {
+      type: "integer",
+      description: "list: most rows shown",
+      default: 50,
+      min: 1,
+      max: 1_000_000,
+    },
     "json": { type: "boolean", description: "list: JSON lines instead of a table" },
     ...CONNECTION_FLAGS,
   },
@@ -36,7 +56,7 @@ export const DLQ_SPEC: CommandSpec = {
     "deno task dlq replay --table-name movie_ticket --reason BAD_EMAIL --all",
     "deno task dlq replay --id 17,18",
   ],
-};
+});
 
 interface Letter {
   id: string;
@@ -68,33 +88,27 @@ export async function deadLetters(args: string[]): Promise<number> {
   if (action !== "list" && action !== "replay") {
     throw new AppError("USAGE", `unknown action "${action}"; use: dlq list | dlq replay`);
   }
-  const values = parseCommandLine(DLQ_SPEC, args.slice(1));
+  const values = parseCommandLine(DLQ_SPEC, args.slice(1), {
+    check: (values, problems) => {
+      if (action === "replay" && values.id === undefined && !values.all) {
+        problems.add(
+          "replay needs --id LIST or --all (with optional --table-name/--reason filters)",
+        );
+      }
+    },
+  });
   if (!values) return 0;
-  const problems = new Problems();
-  const schema = stringFlag(values, "schema") ?? "public";
-  const table = stringFlag(values, "table-name");
-  problems.attempt(() => checkIdentifier("schema name", schema));
-  if (table !== undefined) problems.attempt(() => checkIdentifier("table name", table));
-  const limit = problems.integer(values, "limit", 50, 1, 1_000_000) ?? 50;
-  const ids = stringFlag(values, "id")?.split(",").map((s) => s.trim());
-  if (ids && !ids.every((id) => /^\d+$/.test(id))) {
-    problems.add("--id must be comma-separated numbers");
-  }
-  const toTopic = stringFlag(values, "to-topic");
-  if (toTopic !== undefined && !isValidTopicName(toTopic)) {
-    problems.add(`--to-topic "${toTopic}" is not a topic name`);
-  }
-  if (action === "replay" && !ids && !values.all) {
-    problems.add("replay needs --id LIST or --all (with optional --table-name/--reason filters)");
-  }
-  problems.throwIfAny();
+  const { schema, limit, reason } = values;
+  const table = values["table-name"];
+  const ids = values.id?.split(",").map((s) => s.trim());
+  const toTopic = values["to-topic"];
 
   const connection = resolveConnection(values, { postgres: true, kafka: action === "replay" });
   const q = qualify({ schema, table: table ?? "x" });
   const where: string[] = [];
   const params: unknown[] = [];
   if (table) where.push(`target_table = $${params.push(table)}`);
-  if (values.reason) where.push(`reason = $${params.push(String(values.reason))}`);
+  if (reason) where.push(`reason = $${params.push(reason)}`);
   if (ids) where.push(`id = ANY($${params.push(ids)}::bigint[])`);
   if (action === "replay" && !values.again) where.push("replayed_at IS NULL");
   // LOST and SKIPPED letters mark offset ranges: they hold no message to replay

@@ -3,36 +3,44 @@
  * @module
  */
 import { dirname } from "node:path";
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../cli/cli.ts";
+import { defineCommand, parseCommandLine } from "../cli/cli.ts";
 import { AppError } from "../errors.ts";
-import { DEFAULT_METRICS_LOG, readMetrics } from "../observe/metrics.ts";
+import { METRICS_FLAGS, readMetrics } from "../observe/metrics.ts";
 import { buildReportHtml, DEFAULT_REPORT_PATH, formatReportSummary } from "../observe/report.ts";
 
+/** Refuses a blank file name. */
+function checkFileName(flag: string): (path: string) => void {
+  return (path) => {
+    if (!path.trim()) throw new AppError("USAGE", `--${flag} must name a file`);
+  };
+}
+
 /** `report.ts`. */
-export const REPORT_SPEC: CommandSpec = {
+export const REPORT_SPEC = defineCommand({
   name: "report",
   summary: "turn the metrics log into one self-contained HTML page and print a summary",
   flags: {
     "metrics-log": {
-      type: "string",
+      ...METRICS_FLAGS["metrics-log"],
       description: "metrics history to read",
-      default: DEFAULT_METRICS_LOG,
+      check: checkFileName("metrics-log"),
     },
-    "out": { type: "string", description: "HTML page to write", default: DEFAULT_REPORT_PATH },
+    "out": {
+      type: "string",
+      description: "HTML page to write",
+      default: DEFAULT_REPORT_PATH,
+      check: checkFileName("out"),
+    },
   },
   examples: ["deno task report", "deno task report --metrics-log bench.jsonl --out bench.html"],
-};
+});
 
 /** `report`: writes the report page and prints the summary; returns the exit code. */
 export async function run(args: string[]): Promise<number> {
   const values = parseCommandLine(REPORT_SPEC, args);
   if (!values) return 0;
-  const problems = new Problems();
-  const source = stringFlag(values, "metrics-log") ?? DEFAULT_METRICS_LOG;
-  const out = stringFlag(values, "out") ?? DEFAULT_REPORT_PATH;
-  if (!source.trim()) problems.add("--metrics-log must name a file");
-  if (!out.trim()) problems.add("--out must name a file");
-  problems.throwIfAny();
+  const source = values["metrics-log"];
+  const out = values.out;
   let metrics;
   try {
     metrics = readMetrics(source);

@@ -6,7 +6,7 @@
  */
 import { createInterface } from "node:readline/promises";
 import process from "node:process";
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../cli/cli.ts";
+import { defineCommand, parseCommandLine } from "../cli/cli.ts";
 import { type Connection, CONNECTION_FLAGS, resolveConnection } from "../cli/config.ts";
 import { runConsumer } from "../pipeline/consumer.ts";
 import { setupDatabase } from "../postgres/setup.ts";
@@ -14,17 +14,18 @@ import { messageOf } from "../errors.ts";
 import { createKafka, readTopicToEnd } from "../kafka/kafka.ts";
 import { createPool } from "../postgres/postgres.ts";
 import { runProducer } from "../pipeline/producer.ts";
-import { checkIdentifier, OFFSETS_TABLE, qualify, quoteIdent } from "../postgres/schema.ts";
+import { OFFSETS_TABLE, qualify, quoteIdent } from "../postgres/schema.ts";
 import {
   sameTicket,
   STORED_TICKET_SELECT,
   type StoredTicket,
   type Ticket,
 } from "../model/columns.ts";
+import { PIPELINE_FLAGS } from "./flags.ts";
 import { formatVerifyReport, verifyPipeline } from "./verify.ts";
 
 /** `tests.ts`. */
-export const TESTS_SPEC: CommandSpec = {
+export const TESTS_SPEC = defineCommand({
   name: "tests",
   summary:
     "the pipeline's numbered self-test menu; give a number (or pipe one on stdin) to run without a prompt",
@@ -33,17 +34,22 @@ export const TESTS_SPEC: CommandSpec = {
       type: "string",
       description: "menu entry to run (1-7); also accepted as a bare number",
     },
-    "num": { type: "string", description: "tickets published by test 1", default: "10" },
+    "num": {
+      type: "integer",
+      description: "tickets published by test 1",
+      default: 10,
+      min: 1,
+      max: 100_000,
+    },
     "schema": {
-      type: "string",
+      ...PIPELINE_FLAGS["schema"],
       description: "schema of the test table (created if missing)",
-      default: "public",
     },
     "keep": { type: "boolean", description: "keep the test topic and table afterwards" },
     ...CONNECTION_FLAGS,
   },
   examples: ["deno task tests", "deno task tests 6", "echo 6 | deno task tests"],
-};
+});
 
 /** The menu, in the original order. */
 export const MENU = [
@@ -221,12 +227,8 @@ export async function selfTest(args: string[]): Promise<number> {
   const bare = args.filter((a) => /^\d+$/.test(a));
   const values = parseCommandLine(TESTS_SPEC, args.filter((a) => !/^\d+$/.test(a)));
   if (!values) return 0;
-  const problems = new Problems();
-  const num = problems.integer(values, "num", 10, 1, 100_000) ?? 10;
-  const entryFlag = stringFlag(values, "entry") ?? bare[0];
-  const schema = stringFlag(values, "schema") ?? "public";
-  problems.attempt(() => checkIdentifier("schema name", schema));
-  problems.throwIfAny();
+  const { num, schema } = values;
+  const entryFlag = values.entry ?? bare[0];
   const id = crypto.randomUUID().slice(0, 8);
   const session: Session = {
     connection: resolveConnection(values, { kafka: true, postgres: true }),

@@ -3,43 +3,46 @@
  * and the dead letters, and reports what is missing, extra or different.
  * @module
  */
-import { type CommandSpec, parseCommandLine, Problems, stringFlag } from "../cli/cli.ts";
+import { defineCommand, parseCommandLine } from "../cli/cli.ts";
 import { type Connection, CONNECTION_FLAGS, resolveConnection } from "../cli/config.ts";
 import { defaultGroupId } from "../pipeline/consumer.ts";
 import { checkKey } from "../pipeline/transform.ts";
 import { LOST_REASON, MARKER_REASONS } from "../pipeline/sink.ts";
 import { AppError } from "../errors.ts";
-import {
-  createKafka,
-  describeKafkaError,
-  isValidTopicName,
-  readTopicToEnd,
-  withDeadline,
-} from "../kafka/kafka.ts";
+import { createKafka, describeKafkaError, readTopicToEnd, withDeadline } from "../kafka/kafka.ts";
 import { DB_REJECTED } from "../pipeline/isolate.ts";
 import { createPool } from "../postgres/postgres.ts";
-import { checkIdentifier, qualify } from "../postgres/schema.ts";
+import { qualify } from "../postgres/schema.ts";
 import { rowKey, STORED_TICKET_SELECT, type StoredTicket, ticketKey } from "../model/columns.ts";
 import { parseTicket } from "../model/ticket.ts";
+import { DEFAULT_SCHEMA, PIPELINE_FLAGS } from "./flags.ts";
 
 /** `verify.ts`. */
-export const VERIFY_SPEC: CommandSpec = {
+export const VERIFY_SPEC = defineCommand({
   name: "verify",
   summary: "check that a table holds exactly the tickets of a topic (exit 1 on any mismatch)",
   flags: {
-    "topic-name": { type: "string", description: "topic to read from its start to its end" },
-    "table-name": { type: "string", description: "ticket table to compare" },
-    "schema": { type: "string", description: "schema of the tables", default: "public" },
-    "group-id": {
-      type: "string",
-      description: "consumer group whose dead letters count",
-      default: "tickets-sink-<schema>-<table>",
+    "topic-name": {
+      ...PIPELINE_FLAGS["topic-name"],
+      description: "topic to read from its start to its end",
     },
-    "examples": { type: "string", description: "ids listed per kind of mismatch", default: "10" },
+    "table-name": { ...PIPELINE_FLAGS["table-name"], description: "ticket table to compare" },
+    "schema": PIPELINE_FLAGS["schema"],
+    "group-id": {
+      ...PIPELINE_FLAGS["group-id"],
+      description: "consumer group whose dead letters count",
+    },
+    "examples": {
+      type: "integer",
+      description: "ids listed per kind of mismatch",
+      default: 10,
+      min: 0,
+      max: 1_000_000,
+    },
     ...CONNECTION_FLAGS,
   },
   examples: ["deno task verify --topic-name movie_app --table-name movie_ticket"],
-};
+});
 
 /** What `verifyPipeline` found. */
 export interface VerifyReport {
@@ -101,7 +104,7 @@ export interface VerifyOptions {
 
 /** Reads topic, table and dead letters and compares them. */
 export async function verifyPipeline(options: VerifyOptions): Promise<VerifyReport> {
-  const schema = options.schema ?? "public";
+  const schema = options.schema ?? DEFAULT_SCHEMA;
   const q = qualify({ schema, table: options.table });
   const groupId = options.groupId ?? defaultGroupId(schema, options.table);
   const settings = options.connection.kafka;
@@ -269,26 +272,18 @@ export function formatVerifyReport(
 export async function verify(args: string[]): Promise<number> {
   const values = parseCommandLine(VERIFY_SPEC, args);
   if (!values) return 0;
-  const problems = new Problems();
-  const topic = problems.required(values, "topic-name");
-  if (topic && !isValidTopicName(topic)) {
-    problems.add(`--topic-name "${topic}" is not a topic name`);
-  }
-  const table = problems.required(values, "table-name");
-  const schema = stringFlag(values, "schema") ?? "public";
-  if (table) problems.attempt(() => checkIdentifier("table name", table));
-  problems.attempt(() => checkIdentifier("schema name", schema));
-  const examples = problems.integer(values, "examples", 10, 0, 1_000_000) ?? 10;
-  problems.throwIfAny();
+  const topic = values["topic-name"];
+  const table = values["table-name"];
+  const schema = values.schema;
   const connection = resolveConnection(values, { kafka: true, postgres: true });
   const report = await verifyPipeline({
     connection,
     topic,
     table,
     schema,
-    groupId: stringFlag(values, "group-id"),
+    groupId: values["group-id"],
   });
-  for (const line of formatVerifyReport(report, topic, `${schema}.${table}`, examples)) {
+  for (const line of formatVerifyReport(report, topic, `${schema}.${table}`, values.examples)) {
     console.log(line);
   }
   return report.ok ? 0 : 1;

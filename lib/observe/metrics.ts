@@ -5,11 +5,30 @@
  */
 import { dirname } from "node:path";
 import { redact } from "./log.ts";
+import type { FlagSpecs, FlagValues } from "../cli/cli.ts";
 
 /** Default metrics log. */
 export const DEFAULT_METRICS_LOG = "logs/metrics.jsonl";
 /** Seconds between snapshots of a long run. */
 export const SNAPSHOT_SECONDS = 5;
+
+/**
+ * Flags of the metrics history, shared by producer and consumer (`report` reads the same file).
+ * Only the type of the spec comes from lib/cli, so this module imports nothing above it.
+ */
+export const METRICS_FLAGS = {
+  "metrics-log": {
+    type: "string",
+    description: "append run metrics (JSON lines) to this file",
+    default: DEFAULT_METRICS_LOG,
+  },
+  "no-metrics-log": { type: "boolean", description: "do not write the metrics history" },
+} as const satisfies FlagSpecs;
+
+/** The metrics history file the flags ask for; undefined with `--no-metrics-log`. */
+export function metricsLogOf(values: FlagValues<typeof METRICS_FLAGS>): string | undefined {
+  return values["no-metrics-log"] ? undefined : values["metrics-log"];
+}
 
 /** Publish-to-row latency percentiles, in milliseconds. */
 export interface LatencyStats {

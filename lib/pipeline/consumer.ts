@@ -91,8 +91,19 @@ export interface ConsumerSummary {
 /** Where `--reset-offsets` moves the stored offsets: the log's start or its end. */
 export const RESET_TO = ["earliest", "latest"] as const;
 
-/** Default session timeout: a dead member's partitions move within about this long. */
-export const DEFAULT_SESSION_TIMEOUT_SECONDS = 10;
+/**
+ * Defaults of {@linkcode ConsumerOptions}, the one place they are set: the consumer command's
+ * flags show and apply these values.
+ */
+export const CONSUMER_DEFAULTS = {
+  batchSize: 5000,
+  maxMessageBytes: MAX_TICKET_BYTES,
+  maxBytesPerPartition: 1024 * 1024,
+  maxWaitTimeMs: 100,
+  dbRetrySeconds: 300,
+  /** A dead member's partitions move within about this long. */
+  sessionTimeoutSeconds: 10,
+} as const satisfies Partial<ConsumerOptions>;
 
 /** Default consumer group of a table. */
 export function defaultGroupId(schema: string, table: string): string {
@@ -183,9 +194,9 @@ async function createClients(options: ConsumerOptions, groupId: string, sessionM
   const consumer = kafka.consumer({
     groupId,
     ...groupSettings(sessionMs),
-    maxBytesPerPartition: options.maxBytesPerPartition ?? 1024 * 1024,
+    maxBytesPerPartition: options.maxBytesPerPartition ?? CONSUMER_DEFAULTS.maxBytesPerPartition,
     maxBytes: 8 * 1024 * 1024,
-    maxWaitTimeInMs: options.maxWaitTimeMs ?? 100,
+    maxWaitTimeInMs: options.maxWaitTimeMs ?? CONSUMER_DEFAULTS.maxWaitTimeMs,
     allowAutoTopicCreation: false,
     retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000 },
   });
@@ -289,7 +300,8 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   const q = qualify({ schema, table: options.table });
   const topic = options.topic;
   const groupId = options.groupId ?? defaultGroupId(schema, options.table);
-  const sessionMs = (options.sessionTimeoutSeconds ?? DEFAULT_SESSION_TIMEOUT_SECONDS) * 1000;
+  const sessionMs = (options.sessionTimeoutSeconds ?? CONSUMER_DEFAULTS.sessionTimeoutSeconds) *
+    1000;
   const settings = options.connection.kafka;
   /** When the broker last answered a fetch. */
   let lastFetch = 0;
@@ -320,7 +332,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     db,
     sql: sinkStatements(q),
     table: q.tickets,
-    retryMs: (options.dbRetrySeconds ?? 300) * 1000,
+    retryMs: (options.dbRetrySeconds ?? CONSUMER_DEFAULTS.dbRetrySeconds) * 1000,
     stopping: stopping.signal,
     maxQueued: MAX_QUEUED_CHUNKS,
     onWritten: (batch, result, lost) => {
@@ -333,8 +345,8 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     store,
     consumer,
     writer,
-    batchSize: options.batchSize ?? 5000,
-    maxMessageBytes: options.maxMessageBytes ?? MAX_TICKET_BYTES,
+    batchSize: options.batchSize ?? CONSUMER_DEFAULTS.batchSize,
+    maxMessageBytes: options.maxMessageBytes ?? CONSUMER_DEFAULTS.maxMessageBytes,
     maxMessages: options.maxMessages,
     stopping: stopping.signal,
     onError: finish,

@@ -66,15 +66,30 @@ export interface ProducerSummary {
   topicCreated: boolean;
 }
 
+/**
+ * Defaults of {@linkcode ProducerOptions}, the one place they are set: the producer command's
+ * flags show and apply these values.
+ */
+export const PRODUCER_DEFAULTS = {
+  num: 10,
+  seatClashRate: 0,
+  partitions: 3,
+  batchSize: 1000,
+  inFlight: 4,
+  compression: "none",
+  acks: "all",
+  sendTimeoutSeconds: 60,
+} as const satisfies Partial<ProducerOptions>;
+
 const ACK_VALUES = { all: -1, "1": 1, "0": 0 } as const;
 
 /** Publishes tickets; throws UNSENT (after reporting) when any could not be published. */
 export async function runProducer(options: ProducerOptions): Promise<ProducerSummary> {
   const total = options.continuous || (options.source && options.num === undefined)
     ? Infinity
-    : options.num ?? 10;
-  const batchSize = options.batchSize ?? 1000;
-  const inFlight = Math.max(1, options.inFlight ?? 4);
+    : options.num ?? PRODUCER_DEFAULTS.num;
+  const batchSize = options.batchSize ?? PRODUCER_DEFAULTS.batchSize;
+  const inFlight = Math.max(1, options.inFlight ?? PRODUCER_DEFAULTS.inFlight);
   const generator = new TicketGenerator({
     seed: options.seed,
     seatClashRate: options.seatClashRate,
@@ -109,7 +124,7 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
     return { key: ticket.ticket_id, value: JSON.stringify(ticket) };
   };
 
-  const sendTimeoutMs = (options.sendTimeoutSeconds ?? 60) * 1000;
+  const sendTimeoutMs = (options.sendTimeoutSeconds ?? PRODUCER_DEFAULTS.sendTimeoutSeconds) * 1000;
   const sendWithRetry = async (
     messages: { key: string | null; value: Buffer | string | null }[],
   ) => {
@@ -119,7 +134,7 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
         const sending = producer.send({
           topic: options.topic,
           messages,
-          acks: ACK_VALUES[options.acks ?? "all"],
+          acks: ACK_VALUES[options.acks ?? PRODUCER_DEFAULTS.acks],
           compression: options.compression === "gzip"
             ? CompressionTypes.GZIP
             : CompressionTypes.None,
@@ -154,7 +169,7 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
     const topics = await probeKafka(options.kafka);
     summary.topicCreated = !topics.includes(options.topic) &&
       await withDeadline(
-        ensureTopic(kafka, options.topic, options.partitions ?? 3),
+        ensureTopic(kafka, options.topic, options.partitions ?? PRODUCER_DEFAULTS.partitions),
         options.kafka.connectTimeoutMs + 10_000,
         "creating the topic",
       );
