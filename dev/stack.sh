@@ -6,6 +6,7 @@
 #   bash dev/stack.sh run -- CMD ARGS...   # up what is not running, run CMD, stop what it started
 #   bash dev/stack.sh reset                # down + delete runtime data (keeps jars and .stack/m2)
 #   bash dev/stack.sh tool CLASS ARGS...   # run a Kafka Java class, e.g. org.apache.kafka.tools.ProducerPerformance
+#   bash dev/stack.sh promtool ARGS...     # Prometheus's promtool, e.g. check metrics < scrape.txt
 #
 # Everything (Maven repo, Kafka jars, certs, data, logs, pid files, secrets) lives in
 # <repo>/.stack/. Connection details for tests: .stack/stack.json (mode 0600).
@@ -31,6 +32,7 @@ EPGDIR="$STACK/pglite"
 EPGPID="$EPGDIR/server.pid"
 EPGLOG="$EPGDIR/server.log"
 EPG_PORT="${EMBEDDED_POSTGRES_PORT:-55433}"
+PROMDIR="$STACK/prometheus"
 WAIT_SECS="${STACK_WAIT_SECS:-90}"
 SCRAM_USER=avnadmin
 PG_USER=avnadmin
@@ -56,6 +58,8 @@ usage: bash dev/stack.sh COMMAND [PART]
   reset                    down, then delete runtime data (keeps downloaded jars and .stack/m2)
   tool CLASS ARGS...       run a Java class with the Kafka classpath
                            (e.g. org.apache.kafka.tools.ProducerPerformance)
+  promtool ARGS...         run Prometheus's promtool (e.g. check metrics < scrape.txt); the first
+                           call unpacks it from Debian's prometheus package into .stack/prometheus
   --help                   this text
 
 Kafka: 127.0.0.1:9092 plaintext, 9093 ssl (client cert), 9094 sasl_ssl (scram-sha-256), 9095 controller
@@ -100,6 +104,26 @@ ensure_packages() { # [parts]: PostgreSQL's package only when the server is amon
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
 }
+
+# promtool alone, from Debian's prometheus package: unpacked into .stack/prometheus rather than
+# installed, so no Prometheus server gets installed or started as a service
+ensure_promtool() {
+  command -v promtool >/dev/null && return 0
+  [[ -x "$PROMDIR/usr/bin/promtool" ]] && return 0
+  command -v dpkg-deb >/dev/null && command -v apt-get >/dev/null \
+    || die "promtool needs Debian's apt-get and dpkg-deb (or promtool on PATH)"
+  log "unpacking promtool from Debian's prometheus package into .stack/prometheus"
+  local t; t="$(mktemp -d)"
+  if ! (cd "$t" && apt-get download prometheus >/dev/null 2>&1); then
+    [[ $EUID -eq 0 ]] || die "need root to apt-get update before downloading prometheus"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    (cd "$t" && apt-get download prometheus >/dev/null 2>&1) || die "apt-get download prometheus failed"
+  fi
+  mkdir -p "$PROMDIR"
+  dpkg-deb --fsys-tarfile "$t"/prometheus_*.deb | tar -x -C "$PROMDIR" ./usr/bin/promtool
+  rm -rf "$t"
+}
+promtool_bin() { command -v promtool || echo "$PROMDIR/usr/bin/promtool"; }
 
 java_bin() {
   local j="java"
@@ -630,6 +654,7 @@ main() {
     run) cmd_run "$@" ;;
     reset) lock; cmd_reset ;;
     tool) (($#)) || die "usage: stack.sh tool CLASS ARGS..."; mkdir -p "$KDIR"; lock; ensure_kafka_jars; unlock; kafka_java "$@" ;;
+    promtool) lock; ensure_promtool; unlock; exec "$(promtool_bin)" "$@" ;;
     -h | --help | help) usage ;;
     "") usage >&2; exit 2 ;;
     *) echo "stack: unknown command '$cmd'" >&2; usage >&2; exit 2 ;;

@@ -12,6 +12,13 @@ import { AppError, messageOf } from "../errors.ts";
 import { createKafka, describeKafkaError, probeKafka, withDeadline } from "../kafka/kafka.ts";
 import { log, ProgressReporter } from "../observe/log.ts";
 import { LatencySample, MetricsLog, SNAPSHOT_SECONDS } from "../observe/metrics.ts";
+import {
+  ConsumerMetrics,
+  type MetricsEndpoint,
+  type MetricsServer,
+  serveMetrics,
+  type WrittenChunk,
+} from "../observe/prometheus.ts";
 import { MAX_TICKET_BYTES } from "../model/ticket.ts";
 import { createPool, type Database, describePgError, sqlStateOf } from "../postgres/postgres.ts";
 import { qualify } from "../postgres/schema.ts";
@@ -26,6 +33,7 @@ import {
 } from "./offsets.ts";
 import { type BatchEndEvent, KafkaSource } from "./source.ts";
 import { BatchWriter } from "./writer.ts";
+import { DB_REJECTED } from "./isolate.ts";
 
 /** Options of {@linkcode runConsumer}. */
 export interface ConsumerOptions {
@@ -62,6 +70,8 @@ export interface ConsumerOptions {
   resetOffsets?: (typeof RESET_TO)[number];
   /** Metrics history file (JSON lines); undefined for none. */
   metricsLog?: string;
+  /** Where to serve `/metrics` for Prometheus while the run lasts; undefined for nowhere. */
+  prometheus?: MetricsEndpoint;
   /** Aborts the run (SIGINT, SIGTERM): the batch in flight is finished and committed first. */
   signal?: AbortSignal;
 }
@@ -163,6 +173,38 @@ function count(summary: ConsumerSummary, result: BatchResult, lost: number): voi
   if (!result.committed) summary.fenced++;
 }
 
+/** A written chunk as the Prometheus metrics count it: the summary's counts, by reason. */
+function chunkOf(batch: Batch, result: BatchResult, lost: number, seconds: number): WrittenChunk {
+  const deadLetters: Record<string, number> = {};
+  const add = (reason: string, n: number) => {
+    if (n > 0) deadLetters[reason] = (deadLetters[reason] ?? 0) + n;
+  };
+  if (lost === 0) {
+    add("SEAT_TAKEN", result.seatTaken);
+    add(DB_REJECTED, result.rejected ?? 0);
+    // the batch's own dead letters by offset: a bisect that met the fence committed a prefix
+    let own = result.deadLetters - result.seatTaken - (result.rejected ?? 0);
+    const letters = [...batch.deadLetters].sort((a, b) =>
+      Number(BigInt(a.offset) - BigInt(b.offset))
+    );
+    for (const letter of letters) if (own-- > 0) add(letter.reason, 1);
+  }
+  const now = Date.now();
+  return {
+    committed: result.committed,
+    messages: lost > 0 ? 0 : result.messages ?? 0,
+    stored: result.stored,
+    duplicates: result.duplicates,
+    conflicts: result.conflicts,
+    deadLetters,
+    lost: lost > 0 && result.committed ? lost : 0,
+    writeSeconds: seconds,
+    latencySeconds: result.committed
+      ? batch.rows.flatMap((r) => r.publishedAt ? [(now - r.publishedAt.getTime()) / 1000] : [])
+      : [],
+  };
+}
+
 /** The Kafka consumer's settings for a session timeout. */
 function groupSettings(sessionMs: number) {
   return {
@@ -217,6 +259,8 @@ class RunObserver {
   readonly #metrics: MetricsLog;
   readonly #latency = new LatencySample();
   readonly #reporter: ProgressReporter;
+  /** The run's Prometheus metrics, when they are served. */
+  readonly prometheus: ConsumerMetrics | undefined;
   #lastLag: Record<string, number> | undefined;
   #snapshots: ReturnType<typeof setInterval> | undefined;
 
@@ -232,6 +276,13 @@ class RunObserver {
       group: store.groupId,
     });
     this.#reporter = new ProgressReporter("consumer: stored", options.maxMessages);
+    if (options.prometheus) {
+      this.prometheus = new ConsumerMetrics({
+        topic: store.topic,
+        group: store.groupId,
+        table: `${options.schema ?? "public"}.${options.table}`,
+      });
+    }
   }
 
   /** The counts of the metrics records. */
@@ -247,9 +298,10 @@ class RunObserver {
   }
 
   /** A written chunk: counts, latency, progress, --max-messages. */
-  written(batch: Batch, result: BatchResult, lost: number): void {
+  written(batch: Batch, result: BatchResult, lost: number, seconds: number): void {
     const summary = this.summary;
     count(summary, result, lost);
+    this.prometheus?.written(chunkOf(batch, result, lost, seconds));
     if (!result.committed) return;
     this.lastActivity = performance.now();
     const now = Date.now();
@@ -273,6 +325,7 @@ class RunObserver {
   async #snapshot(event: "snapshot" | "end", outcome?: string): Promise<void> {
     const lag = await topicProgress(this.store).then(lagOf, () => undefined);
     if (lag) this.#lastLag = lag;
+    if (lag) this.prometheus?.setLag(lag);
     const latency = this.#latency.take();
     this.#metrics.write(event, this.#counts(), this.summary.received, {
       ...(lag ? { lag } : {}),
@@ -335,9 +388,9 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     retryMs: (options.dbRetrySeconds ?? CONSUMER_DEFAULTS.dbRetrySeconds) * 1000,
     stopping: stopping.signal,
     maxQueued: MAX_QUEUED_CHUNKS,
-    onWritten: (batch, result, lost) => {
+    onWritten: (batch, result, lost, seconds) => {
       if (result.committed) mirror.stored(batch.partition, batch.nextOffset);
-      run.written(batch, result, lost);
+      run.written(batch, result, lost, seconds);
     },
     onError: finish,
   });
@@ -353,8 +406,10 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   });
 
   let idleTimer: ReturnType<typeof setInterval> | undefined;
+  let server: MetricsServer | undefined;
   const onAbort = () => finish();
   try {
+    if (run.prometheus) server = serveMetrics(run.prometheus, options.prometheus!);
     const topics = await probeKafka(settings);
     await withDeadline(admin.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
     if (!topics.includes(topic)) {
@@ -441,6 +496,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
       );
     }
     await run.end(failure === undefined ? "ok" : messageOf(describeFailure(failure, db, settings)));
+    await within(server?.close().catch(() => {}) ?? Promise.resolve(), 1_000);
     await within(admin.disconnect().catch(() => {}), 1_000);
     await within(db.pool.end().catch(() => {}), 1_000);
   }

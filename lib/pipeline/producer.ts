@@ -19,6 +19,12 @@ import {
 } from "../kafka/kafka.ts";
 import { log, ProgressReporter } from "../observe/log.ts";
 import { MetricsLog, SNAPSHOT_SECONDS } from "../observe/metrics.ts";
+import {
+  type MetricsEndpoint,
+  type MetricsServer,
+  ProducerMetrics,
+  serveMetrics,
+} from "../observe/prometheus.ts";
 import type { Ticket } from "../model/columns.ts";
 import { TicketGenerator } from "../model/generator.ts";
 
@@ -50,6 +56,8 @@ export interface ProducerOptions {
   sendTimeoutSeconds?: number;
   /** Metrics history file (JSON lines); undefined for none. */
   metricsLog?: string;
+  /** Where to serve `/metrics` for Prometheus while the run lasts; undefined for nowhere. */
+  prometheus?: MetricsEndpoint;
   /** Called with each ticket as it is queued (tests keep them to compare). */
   onTicket?: (ticket: Ticket) => void;
   /** Replaces the generator, e.g. to publish given messages. */
@@ -99,6 +107,8 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
   const summary: ProducerSummary = { sent: 0, unsent: 0, seconds: 0, topicCreated: false };
   const started = performance.now();
   const metrics = new MetricsLog(options.metricsLog, { role: "producer", topic: options.topic });
+  const prometheus = options.prometheus ? new ProducerMetrics(options.topic) : undefined;
+  let server: MetricsServer | undefined;
   const counts = () => ({ sent: summary.sent, unsent: summary.unsent });
   const reporter = new ProgressReporter(
     "producer: sent",
@@ -166,6 +176,7 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
   };
 
   try {
+    if (prometheus) server = serveMetrics(prometheus, options.prometheus!);
     const topics = await probeKafka(options.kafka);
     summary.topicCreated = !topics.includes(options.topic) &&
       await withDeadline(
@@ -203,9 +214,11 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
       queued += messages.length;
       const send = sendWithRetry(messages).then(() => {
         summary.sent += messages.length;
+        prometheus?.sent.inc(messages.length);
         reporter.update(summary.sent, summary.sent / ((performance.now() - started) / 1000));
       }, (error) => {
         summary.unsent += messages.length;
+        prometheus?.unsent.inc(messages.length);
         firstError ??= error;
       });
       const tracked: Promise<void> = send.finally(() => pending.delete(tracked));
@@ -222,6 +235,7 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
     clearInterval(snapshots);
     reporter.done();
     await producer.disconnect().catch(() => {});
+    await server?.close().catch(() => {});
     summary.seconds = (performance.now() - started) / 1000;
   }
   if (firstError !== undefined && Number.isFinite(total)) summary.unsent += total - queued;

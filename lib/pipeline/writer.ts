@@ -27,8 +27,11 @@ export interface WriterOptions {
   stopping: AbortSignal;
   /** Chunks waiting for the database, across partitions, before `waitForRoom` waits. */
   maxQueued: number;
-  /** A committed (or fenced) chunk's result; `lost` as given to `enqueue`. */
-  onWritten(batch: Batch, result: BatchResult, lost: number): void;
+  /**
+   * A committed (or fenced) chunk's result; `lost` as given to `enqueue`; `seconds` from the
+   * start of its write to its commit, retries included.
+   */
+  onWritten(batch: Batch, result: BatchResult, lost: number, seconds: number): void;
   /** A write failed for good: the run must end. */
   onError(error: unknown): void;
 }
@@ -156,6 +159,7 @@ export class BatchWriter {
         this.#enqueued -= count;
         return;
       }
+      const started = performance.now();
       const result = await writeIsolating(
         batch,
         (part) =>
@@ -168,7 +172,7 @@ export class BatchWriter {
       // a LOST write holds no message: its marker is not one of the run's messages
       this.#enqueued -= count - (lost > 0 ? 0 : result.messages ?? 0);
       if (!result.committed) context.fence();
-      this.#o.onWritten(batch, result, lost);
+      this.#o.onWritten(batch, result, lost, (performance.now() - started) / 1000);
     }).catch((error) => {
       this.#o.onError(error);
       throw error;

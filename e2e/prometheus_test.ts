@@ -1,0 +1,119 @@
+/**
+ * End-to-end: a consumer run and a producer run serve `/metrics` while they last; a live scrape
+ * passes `promtool check metrics` and its counts agree with the database.
+ */
+import assert from "node:assert/strict";
+import { runConsumer } from "../lib/pipeline/consumer.ts";
+import { runProducer } from "../lib/pipeline/producer.ts";
+import { kcatProduce, sql, waitFor, withPipeline } from "../testing/testing.ts";
+import { promtoolCheck, seriesValue } from "../testing/prometheus.ts";
+
+/** A TCP port free right now on 127.0.0.1. */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** The text of one scrape. */
+async function scrape(url: string): Promise<string> {
+  const response = await fetch(url);
+  assert.equal(response.status, 200);
+  return await response.text();
+}
+
+/** Asserts that promtool finds nothing wrong with a scrape. */
+async function assertPromtoolAccepts(text: string): Promise<void> {
+  const check = await promtoolCheck(text);
+  assert.equal(check.code, 0, `promtool check metrics: ${check.output}`);
+}
+
+Deno.test("consumer --metrics-port: a live scrape passes promtool and counts what the database holds, lag per partition included", async () => {
+  await withPipeline("prom", async ({ connection, topic, table, q }) => {
+    await runProducer({ kafka: connection.kafka, topic, num: 2000, seed: 7, seatClashRate: 0.05 });
+    await kcatProduce(topic, [["poison-1", "not json"], ["poison-2", "[1]"]]);
+    const port = freePort();
+    const url = `http://127.0.0.1:${port}/metrics`;
+    // idle long enough for a 5-s snapshot to set the lag after the drain
+    const run = runConsumer({
+      connection,
+      topic,
+      table,
+      idleTimeoutSeconds: 8,
+      prometheus: { port },
+    });
+    let text = "";
+    try {
+      await waitFor("a scrape showing every message written and no lag", async () => {
+        text = await scrape(url);
+        const lag = [0, 1, 2].map((p) =>
+          seriesValue(text, "tickets_consumer_lag_messages", { partition: String(p) })
+        );
+        return seriesValue(text, "tickets_received_total") === 2002 && lag.every((l) => l === 0);
+      }, 30_000);
+    } finally {
+      await run;
+    }
+    await assertPromtoolAccepts(text);
+
+    const labels = { role: "consumer", topic, table: `public.${table}` };
+    const value = (name: string, more: Record<string, string> = {}) =>
+      seriesValue(text, name, { ...labels, ...more }) ?? 0;
+    const [rows] = await sql<{ n: number }>(`SELECT count(*)::int AS n FROM ${q.tickets}`);
+    assert.equal(value("tickets_stored_total"), rows!.n);
+    const letters = await sql<{ reason: string; n: number }>(
+      `SELECT reason, count(*)::int AS n FROM ${q.deadLetters} WHERE target_table = $1
+       GROUP BY reason`,
+      [table],
+    );
+    assert.ok(letters.some((l) => l.reason === "SEAT_TAKEN"), "the run had no seat clash");
+    assert.ok(letters.length >= 2, `dead letters of one reason only: ${JSON.stringify(letters)}`);
+    for (const { reason, n } of letters) {
+      assert.equal(value("tickets_dead_letters_total", { reason }), n, reason);
+    }
+    assert.equal(
+      value("tickets_stored_total") + value("tickets_duplicates_total") +
+        value("tickets_conflicts_total") + letters.reduce((sum, l) => sum + l.n, 0),
+      2002,
+    );
+    assert.equal(value("tickets_fenced_batches_total"), 0);
+    assert.ok(value("tickets_batch_write_seconds_count") > 0);
+    // every ticket that parsed has a publish-to-row latency; the two poison messages do not
+    assert.equal(value("tickets_publish_to_row_seconds_count"), 2000);
+    assert.ok(value("process_resident_memory_bytes") > 10_000_000);
+    // the endpoint ends with the run
+    await assert.rejects(fetch(url));
+  });
+});
+
+Deno.test("producer --metrics-port: a live scrape passes promtool and counts the tickets sent", async () => {
+  await withPipeline("prom_p", async ({ connection, topic }) => {
+    const port = freePort();
+    const url = `http://127.0.0.1:${port}/metrics`;
+    const stop = new AbortController();
+    const run = runProducer({
+      kafka: connection.kafka,
+      topic,
+      continuous: true,
+      rate: 500,
+      signal: stop.signal,
+      prometheus: { port },
+    });
+    let text = "";
+    try {
+      await waitFor("a scrape showing tickets sent", async () => {
+        text = await scrape(url);
+        return (seriesValue(text, "tickets_sent_total", { role: "producer", topic }) ?? 0) > 0;
+      }, 30_000);
+    } finally {
+      stop.abort();
+    }
+    const summary = await run;
+    await assertPromtoolAccepts(text);
+    const sent = seriesValue(text, "tickets_sent_total", { topic })!;
+    assert.ok(sent > 0 && sent <= summary.sent, `${sent} of ${summary.sent}`);
+    assert.equal(seriesValue(text, "tickets_unsent_total", { topic }), 0);
+    await assert.rejects(fetch(url));
+  });
+});
