@@ -5,7 +5,16 @@
 import assert from "node:assert/strict";
 import { runConsumer } from "../lib/pipeline/consumer.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
-import { kcatProduce, sql, waitFor, withPipeline } from "../testing/testing.ts";
+import {
+  collect,
+  kcatProduce,
+  runScript,
+  spawnScript,
+  sql,
+  waitFor,
+  withPipeline,
+  writeStackCreds,
+} from "../testing/testing.ts";
 import { promtoolCheck, seriesValue } from "../testing/prometheus.ts";
 
 /** A TCP port free right now on 127.0.0.1. */
@@ -87,19 +96,16 @@ Deno.test("consumer --metrics-port: a live scrape passes promtool and counts wha
   });
 });
 
-Deno.test("producer --metrics-port: a live scrape passes promtool and counts the tickets sent", async () => {
-  await withPipeline("prom_p", async ({ connection, topic }) => {
+Deno.test("producer.ts --metrics-port: a live scrape passes promtool and counts the tickets sent; the endpoint ends with the run", async () => {
+  await withPipeline("prom_p", async ({ topic }) => {
     const port = freePort();
     const url = `http://127.0.0.1:${port}/metrics`;
-    const stop = new AbortController();
-    const run = runProducer({
-      kafka: connection.kafka,
-      topic,
-      continuous: true,
-      rate: 500,
-      signal: stop.signal,
-      prometheus: { port },
-    });
+    const creds = await writeStackCreds();
+    const child = spawnScript("producer.ts", [
+      ...["--creds", creds, "--topic-name", topic, "--no-metrics-log"],
+      ...["--continuous", "--rate", "500", "--metrics-port", String(port)],
+    ]);
+    const producer = collect(child);
     let text = "";
     try {
       await waitFor("a scrape showing tickets sent", async () => {
@@ -107,13 +113,33 @@ Deno.test("producer --metrics-port: a live scrape passes promtool and counts the
         return (seriesValue(text, "tickets_sent_total", { role: "producer", topic }) ?? 0) > 0;
       }, 30_000);
     } finally {
-      stop.abort();
+      child.kill("SIGTERM");
     }
-    const summary = await run;
+    const status = await producer.done;
+    assert.equal(status.code, 0, producer.stderr());
+    assert.match(producer.stderr(), new RegExp(`metrics at ${url}`));
     await assertPromtoolAccepts(text);
     const sent = seriesValue(text, "tickets_sent_total", { topic })!;
-    assert.ok(sent > 0 && sent <= summary.sent, `${sent} of ${summary.sent}`);
+    const total = Number(/sent (\d+) tickets/.exec(producer.stdout())?.[1]);
+    assert.ok(sent > 0 && sent <= total, `${sent} of ${total}`);
     assert.equal(seriesValue(text, "tickets_unsent_total", { topic }), 0);
     await assert.rejects(fetch(url));
   });
+});
+
+Deno.test("producer.ts refuses a --metrics-port out of range, and one in use, with exit 2", async () => {
+  const creds = await writeStackCreds();
+  const args = ["--creds", creds, "--topic-name", "prom_unused", "--no-metrics-log"];
+  const outOfRange = await runScript("producer.ts", [...args, "--metrics-port", "70000"]);
+  assert.equal(outOfRange.code, 2);
+  assert.match(outOfRange.stderr, /--metrics-port/);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const port = String((listener.addr as Deno.NetAddr).port);
+    const busy = await runScript("producer.ts", [...args, "--metrics-port", port]);
+    assert.equal(busy.code, 2);
+    assert.match(busy.stderr, new RegExp(`cannot serve metrics on 127\\.0\\.0\\.1:${port}`));
+  } finally {
+    listener.close();
+  }
 });

@@ -12,7 +12,7 @@ import {
   runConsumer,
 } from "../pipeline/consumer.ts";
 import { untilSignal } from "../signals.ts";
-import { METRICS_FLAGS, metricsLogOf } from "../observe/metrics.ts";
+import { METRICS_FLAGS, metricsEndpointOf, metricsLogOf } from "../observe/metrics.ts";
 import { PIPELINE_FLAGS } from "./flags.ts";
 
 /** `consumer.ts`. */
@@ -116,6 +116,7 @@ export function parseConsumerArgs(args: string[]): ConsumerOptions | undefined {
     sessionTimeoutSeconds: values["session-timeout"],
     resetOffsets: values["reset-offsets"],
     metricsLog: metricsLogOf(values),
+    prometheus: metricsEndpointOf(values),
   };
 }
 

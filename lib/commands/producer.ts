@@ -12,7 +12,7 @@ import {
   runProducer,
 } from "../pipeline/producer.ts";
 import { untilSignal } from "../signals.ts";
-import { METRICS_FLAGS, metricsLogOf } from "../observe/metrics.ts";
+import { METRICS_FLAGS, metricsEndpointOf, metricsLogOf } from "../observe/metrics.ts";
 import { PIPELINE_FLAGS } from "./flags.ts";
 
 /** `producer.ts`. */
@@ -117,6 +117,7 @@ export function parseProducerArgs(args: string[]): ProducerOptions | undefined {
     acks: values.acks,
     sendTimeoutSeconds: values["send-timeout"],
     metricsLog: metricsLogOf(values),
+    prometheus: metricsEndpointOf(values),
   };
 }
 

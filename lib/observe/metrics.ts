@@ -6,15 +6,19 @@
 import { dirname } from "node:path";
 import { redact } from "./log.ts";
 import type { FlagSpecs, FlagValues } from "../cli/cli.ts";
+import type { MetricsEndpoint } from "./prometheus.ts";
 
 /** Default metrics log. */
 export const DEFAULT_METRICS_LOG = "logs/metrics.jsonl";
 /** Seconds between snapshots of a long run. */
 export const SNAPSHOT_SECONDS = 5;
+/** Default address of the Prometheus endpoint (`--metrics-host`): this machine only. */
+export const DEFAULT_METRICS_HOST = "127.0.0.1";
 
 /**
- * Flags of the metrics history, shared by producer and consumer (`report` reads the same file).
- * Only the type of the spec comes from lib/cli, so this module imports nothing above it.
+ * Flags of the metrics, shared by producer and consumer: the history file (`report` reads the
+ * same file) and the Prometheus endpoint. Only the type of the spec comes from lib/cli, so this
+ * module imports nothing above it.
  */
 export const METRICS_FLAGS = {
   "metrics-log": {
@@ -23,11 +27,33 @@ export const METRICS_FLAGS = {
     default: DEFAULT_METRICS_LOG,
   },
   "no-metrics-log": { type: "boolean", description: "do not write the metrics history" },
+  "metrics-port": {
+    type: "integer",
+    description: "serve /metrics for Prometheus on this TCP port while the run lasts " +
+      "(0: any free port, shown at the start)",
+    defaultLabel: "not served",
+    min: 0,
+    max: 65_535,
+  },
+  "metrics-host": {
+    type: "string",
+    description: "address the /metrics endpoint listens on, with --metrics-port " +
+      "(0.0.0.0: every interface)",
+    default: DEFAULT_METRICS_HOST,
+  },
 } as const satisfies FlagSpecs;
 
 /** The metrics history file the flags ask for; undefined with `--no-metrics-log`. */
 export function metricsLogOf(values: FlagValues<typeof METRICS_FLAGS>): string | undefined {
   return values["no-metrics-log"] ? undefined : values["metrics-log"];
+}
+
+/** Where the flags ask for the Prometheus endpoint; undefined without `--metrics-port`. */
+export function metricsEndpointOf(
+  values: FlagValues<typeof METRICS_FLAGS>,
+): MetricsEndpoint | undefined {
+  const port = values["metrics-port"];
+  return port === undefined ? undefined : { host: values["metrics-host"], port };
 }
 
 /** Publish-to-row latency percentiles, in milliseconds. */

@@ -8,6 +8,7 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { AppError, messageOf } from "../errors.ts";
 import { log } from "./log.ts";
+import { DEFAULT_METRICS_HOST } from "./metrics.ts";
 
 /** Where `/metrics` is served. */
 export interface MetricsEndpoint {
@@ -16,9 +17,6 @@ export interface MetricsEndpoint {
   /** TCP port; 0 for any free one. */
   port: number;
 }
-
-/** Default address of the endpoint: this machine only. */
-export const DEFAULT_METRICS_HOST = "127.0.0.1";
 
 /** Buckets of the batch write time, in seconds: one COPY of a few rows up to an outage's retries. */
 const WRITE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
