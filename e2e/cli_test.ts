@@ -2,6 +2,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createPool } from "../lib/postgres/postgres.ts";
+import { CONSUMER_DEFAULTS } from "../lib/pipeline/consumer.ts";
+import { PRODUCER_DEFAULTS } from "../lib/pipeline/producer.ts";
 import {
   deleteTopics,
   ROOT,
@@ -34,6 +36,24 @@ Deno.test("every script answers --help and rejects an unknown flag with the list
   }
   const dlq = await runScript("dlq.ts", ["list", "--no-such-flag"]);
   assert.equal(dlq.code, 2);
+});
+
+Deno.test("--help shows the defaults the command applies, from the same constants", async () => {
+  const consumer = await runScript("consumer.ts", ["--help"]);
+  assert.match(
+    consumer.stdout,
+    new RegExp(`--batch-size VALUE .*\\(default: ${CONSUMER_DEFAULTS.batchSize}; 1-100000\\)`),
+  );
+  assert.match(
+    consumer.stdout,
+    new RegExp(`--session-timeout VALUE .*\\(default: ${CONSUMER_DEFAULTS.sessionTimeoutSeconds};`),
+  );
+  const producer = await runScript("producer.ts", ["--help"]);
+  assert.match(
+    producer.stdout,
+    new RegExp(`--batch-size VALUE .*\\(default: ${PRODUCER_DEFAULTS.batchSize}; 1-100000\\)`),
+  );
+  assert.match(producer.stdout, /--compression VALUE .*\(none \| gzip; default: none\)/);
 });
 
 Deno.test("bad values are each named, all at once, before anything connects", async () => {
