@@ -3,11 +3,14 @@
  * passes `promtool check metrics` and its counts agree with the database.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ConsumerMetrics, ProducerMetrics } from "../lib/observe/prometheus.ts";
 import { runConsumer } from "../lib/pipeline/consumer.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import {
   collect,
   kcatProduce,
+  ROOT,
   runScript,
   spawnScript,
   sql,
@@ -15,7 +18,7 @@ import {
   withPipeline,
   writeStackCreds,
 } from "../testing/testing.ts";
-import { promtoolCheck, seriesValue } from "../testing/prometheus.ts";
+import { promtool, promtoolCheck, seriesValue } from "../testing/prometheus.ts";
 
 /** A TCP port free right now on 127.0.0.1. */
 function freePort(): number {
@@ -141,5 +144,49 @@ Deno.test("producer.ts refuses a --metrics-port out of range, and one in use, wi
     assert.match(busy.stderr, new RegExp(`cannot serve metrics on 127\\.0\\.0\\.1:${port}`));
   } finally {
     listener.close();
+  }
+});
+
+Deno.test("dev/grafana-dashboard.json: every query parses (promtool check rules) and names only metrics the endpoints serve", async () => {
+  const dashboard = JSON.parse(await Deno.readTextFile(join(ROOT, "dev/grafana-dashboard.json")));
+  const exprs: string[] = dashboard.panels.flatMap((p: { targets: { expr: string }[] }) =>
+    p.targets.map((t) => t.expr)
+  );
+  assert.ok(exprs.length >= 10);
+  // Grafana's variables, as Grafana would fill them in
+  const promql = exprs.map((e) =>
+    e.replaceAll("$__rate_interval", "1m").replaceAll("$__range", "1h")
+      .replaceAll("$topic", ".*").replaceAll("$group", ".*")
+  );
+  const rules = join(await Deno.makeTempDir({ prefix: "tickets-dashboard-" }), "rules.yml");
+  await Deno.writeTextFile(
+    rules,
+    "groups:\n  - name: dashboard\n    rules:\n" +
+      promql.map((e, i) =>
+        `      - record: dashboard:query_${i}\n        expr: ${JSON.stringify(e)}\n`
+      )
+        .join(""),
+  );
+  const check = await promtool(["check", "rules", rules]);
+  assert.equal(check.code, 0, check.output);
+  assert.match(check.output, new RegExp(`SUCCESS: ${promql.length} rules found`));
+
+  // the series the endpoints serve: each family, and a histogram's _bucket, _sum and _count
+  const served = new Set<string>();
+  const text = await new ConsumerMetrics({ topic: "t", group: "g", table: "t" }).text() +
+    await new ProducerMetrics("t").text();
+  for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+    served.add(name!);
+    if (type === "histogram") {
+      for (const s of ["_bucket", "_sum", "_count"]) served.add(name + s);
+    }
+  }
+  const variables = dashboard.templating.list.map((v: { definition?: string }) =>
+    v.definition ?? ""
+  );
+  for (const query of [...exprs, ...variables]) {
+    for (const [name] of query.matchAll(/\b(tickets_[a-z_]+|process_[a-z_]+)\b/g)) {
+      assert.ok(served.has(name), `the dashboard asks for ${name}, which no endpoint serves`);
+    }
   }
 });

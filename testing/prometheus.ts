@@ -26,18 +26,26 @@ export function seriesValue(
   return undefined;
 }
 
-/** `promtool check metrics` of a text exposition: its exit code and what it printed. */
-export async function promtoolCheck(text: string): Promise<{ code: number; output: string }> {
+/** Runs promtool with `args` and `input` on its stdin: its exit code and what it printed. */
+export async function promtool(
+  args: string[],
+  input = "",
+): Promise<{ code: number; output: string }> {
   const child = new Deno.Command("bash", {
-    args: [join(ROOT, "dev/stack.sh"), "promtool", "check", "metrics"],
+    args: [join(ROOT, "dev/stack.sh"), "promtool", ...args],
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
   const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
+  await writer.write(new TextEncoder().encode(input));
   await writer.close();
   const out = await child.output();
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, output: decode(out.stdout) + decode(out.stderr) };
+}
+
+/** `promtool check metrics` of a text exposition: its exit code and what it printed. */
+export function promtoolCheck(text: string): Promise<{ code: number; output: string }> {
+  return promtool(["check", "metrics"], text);
 }
