@@ -10,6 +10,8 @@ import { setupDatabase } from "../lib/postgres/setup.ts";
 import { parsePostgresUri } from "../lib/postgres/postgres_uri.ts";
 import type { PoolClient } from "../lib/postgres/postgres.ts";
 import { qualify } from "../lib/postgres/schema.ts";
+import { CONSUMER_DEFAULTS } from "../lib/pipeline/consumer.ts";
+import { PRODUCER_DEFAULTS } from "../lib/pipeline/producer.ts";
 import {
   type Batch,
   type IncomingRow,
@@ -36,9 +38,9 @@ import {
 } from "./common.ts";
 
 /** Tickets per `writeBatch` call, as the consumer's default batch size. */
-export const SINK_BATCH_SIZE = 5000;
+export const SINK_BATCH_SIZE = CONSUMER_DEFAULTS.batchSize;
 /** Partitions written in parallel in the consumer-shaped variant (the topic default). */
-const PARALLEL_PARTITIONS = 3;
+const PARALLEL_PARTITIONS = PRODUCER_DEFAULTS.partitions;
 /** Tries of one batch that lost a seat race or a deadlock to another partition's batch. */
 const MAX_ATTEMPTS = 10;
 
