@@ -6,7 +6,13 @@ import { dirname } from "node:path";
 import { defineCommand, parseCommandLine } from "../cli/cli.ts";
 import { AppError } from "../errors.ts";
 import { METRICS_FLAGS, readMetrics } from "../observe/metrics.ts";
-import { buildReportHtml, DEFAULT_REPORT_PATH, formatReportSummary } from "../observe/report.ts";
+import {
+  buildReportHtml,
+  DEFAULT_LAST_RUNS,
+  DEFAULT_REPORT_PATH,
+  formatReportSummary,
+  type RunSelection,
+} from "../observe/report.ts";
 
 /** Refuses a blank file name. */
 function checkFileName(flag: string): (path: string) => void {
@@ -31,8 +37,25 @@ export const REPORT_SPEC = defineCommand({
       default: DEFAULT_REPORT_PATH,
       check: checkFileName("out"),
     },
+    "last": {
+      type: "integer",
+      description: "show the newest N runs (of those --topic and --run keep)",
+      default: DEFAULT_LAST_RUNS,
+      min: 1,
+      max: 1_000_000,
+    },
+    "topic": { type: "string", description: "only runs of this topic" },
+    "run": {
+      type: "string",
+      description: "only these runs: ids or id prefixes as the table shows them, comma-separated",
+    },
   },
-  examples: ["deno task report", "deno task report --metrics-log bench.jsonl --out bench.html"],
+  examples: [
+    "deno task report",
+    "deno task report --last 50 --topic movie_app",
+    "deno task report --run 1a2b3c4d,5e6f7a8b",
+    "deno task report --metrics-log bench.jsonl --out bench.html",
+  ],
 });
 
 /** `report`: writes the report page and prints the summary; returns the exit code. */
@@ -52,10 +75,11 @@ export async function run(args: string[]): Promise<number> {
       { cause: error },
     );
   }
-  const html = buildReportHtml(metrics.records, { source, skipped: metrics.skipped });
+  const selection: RunSelection = { last: values.last, topic: values.topic, run: values.run };
+  const html = buildReportHtml(metrics.records, { source, skipped: metrics.skipped, selection });
   await Deno.mkdir(dirname(out), { recursive: true });
   await Deno.writeTextFile(out, html);
-  console.log(formatReportSummary(metrics.records));
+  console.log(formatReportSummary(metrics.records, selection));
   if (metrics.skipped) console.log(`${metrics.skipped} unreadable line(s) skipped`);
   console.log(`wrote ${out}`);
   return 0;

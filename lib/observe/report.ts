@@ -171,9 +171,10 @@ function charts(runs: RunSummary[]): string[] {
   const numbered = runs.map((run, i) => ({ run, i }));
   const consumers = numbered.filter(({ run }) => run.role === "consumer");
   return [
+    "<h2>Average rate per run</h2>",
     barChart(
       "rates",
-      "Average rate per run (numbers as in the table)",
+      "numbered as in the table; producers blue, consumers green",
       "msg/s",
       numbered.map(({ run, i }) => ({
         label: `#${i + 1}`,
@@ -253,11 +254,11 @@ function runsTable(runs: RunSummary[]): string {
     "role",
     "topic → table",
     "start (UTC)",
-    "duration",
+    "time",
     "outcome",
-    "sent / received",
+    "sent / read",
     "stored",
-    "duplicates",
+    "dupl.",
     "dead letters",
     "avg msg/s",
     "peak msg/s",
@@ -273,9 +274,13 @@ function runsTable(runs: RunSummary[]): string {
       run.run.slice(0, 8),
       run.role,
       run.table ? `${run.topic} → ${run.table}` : run.topic,
-      String(run.start).replace("T", " ").slice(0, 19),
+      String(run.start).replace("T", " ").slice(5, 16),
       formatDuration(run.durationSeconds),
-    ].map((text) => `<td>${escapeHtml(text)}</td>`);
+    ].map((text, k) =>
+      k === 4
+        ? `<td title="${escapeHtml(run.start)}">${escapeHtml(text)}</td>`
+        : `<td>${escapeHtml(text)}</td>`
+    );
     cells.push(`<td class="${status}" title="${escapeHtml(outcome)}">${escapeHtml(outcome)}</td>`);
     cells.push(
       ...[
@@ -285,8 +290,8 @@ function runsTable(runs: RunSummary[]): string {
         countCell(c.deadLetters),
         formatNumber(run.rate, 1),
         formatNumber(run.peakRate, 1),
-        run.worstP99Ms === undefined ? "—" : `${formatNumber(run.worstP99Ms, 1)} ms`,
-        `${formatNumber(run.peakRssMb, 1)} MiB`,
+        run.worstP99Ms === undefined ? "—" : `${formatNumber(run.worstP99Ms, 0)} ms`,
+        `${formatNumber(run.peakRssMb, 0)} MiB`,
       ].map((text) => `<td class="num">${escapeHtml(text)}</td>`),
     );
     return `<tr data-run="${escapeHtml(run.run)}">${cells.join("")}</tr>`;
@@ -349,23 +354,24 @@ export interface ReportContext {
   selection?: RunSelection;
 }
 
-const STYLE = `body{font:15px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;
+const STYLE = `body{font:15px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;
 padding:0 16px;color:#222}h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:28px 0 6px}
 p.meta{color:#555;margin:0 0 16px}pre{background:#f5f5f5;padding:10px 12px;overflow:auto}
 svg{width:100%;height:auto;display:block}svg text{font-family:system-ui,sans-serif}
-.title{font-size:16px;font-weight:600}.tick{font-size:11px;fill:#444}.unit{fill:#777}
+.title{font-size:15px;fill:#555}.tick{font-size:11px;fill:#444}.unit{fill:#777}
 .ptitle{font-size:12.5px;font-weight:600;fill:#222}.psub{font-size:11.5px;fill:#666}
-.empty{font-size:12px;fill:#999}.grid line,.grid{stroke:#e4e4e4}.axis{stroke:#666}
+.empty{font-size:12px;fill:#999}line.grid{stroke:#e4e4e4}.axis{stroke:#666}
 .series{fill:none;stroke-width:1.8;stroke-linejoin:round;stroke-linecap:round}
-div.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:10px}
+div.panels{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:10px}
 svg.panel{border:1px solid #e4e4e4;border-radius:4px;background:#fff}svg.panel.failed{border-color:#b42318}
 .legend{list-style:none;padding:0;margin:4px 0 8px;display:flex;flex-wrap:wrap;gap:4px 18px;font-size:14px}
 .legend .scale{color:#666}.swatch{display:inline-block;width:22px;margin-right:6px;border-top:3px solid;
 vertical-align:middle}.swatch.dashed{border-top-style:dashed}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{border-bottom:1px solid #ddd;
-padding:4px 6px;text-align:left;vertical-align:top;white-space:nowrap}th{position:sticky;top:0;background:#fff}
+padding:3px 5px;text-align:left;vertical-align:top;white-space:nowrap}th{position:sticky;top:0;background:#fff}
 td.num{text-align:right;font-variant-numeric:tabular-nums}.scroll{overflow-x:auto}
-td.ok{color:#1a7f37}td.bad{color:#b42318;max-width:16em;overflow:hidden;text-overflow:ellipsis}
+td.ok{color:#1a7f37}td.bad{color:#b42318;max-width:12em;overflow:hidden;text-overflow:ellipsis}
+table.runs th{white-space:normal;vertical-align:bottom}
 td.open{color:#777}table.reasons{width:auto;min-width:50%}td.barcell{width:40%;min-width:200px}
 .hbar{display:inline-block;height:12px;background:#b42318;vertical-align:middle}
 .notice{font-size:18px;padding:24px;background:#fff8e1}`;
@@ -401,9 +407,9 @@ export function buildReportHtml(records: ReportRecord[], context: ReportContext)
       `<pre class="summary">${escapeHtml(formatRunsSummary(runs))}</pre>`,
       "<h2>Runs</h2>",
       runsTable(runs),
-      ...charts(runs),
       "<h2>Dead letters by reason</h2>",
       deadLettersSection(runs),
+      ...charts(runs),
     ].join("\n");
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

@@ -92,6 +92,13 @@ export function tickLabel(value: number): string {
   return formatNumber(value, 2);
 }
 
+/** A run's length for an axis end: `45 s`, `12 min`, `3.5 h`. */
+export function shortDuration(seconds: number): string {
+  if (seconds < 120) return `${formatNumber(seconds, 0)} s`;
+  if (seconds < 7200) return `${formatNumber(seconds / 60, 0)} min`;
+  return `${formatNumber(seconds / 3600, 1)} h`;
+}
+
 function finitePoints(series: Series): Series {
   return { ...series, points: series.points.filter((p) => p.every(Number.isFinite)) };
 }
@@ -100,7 +107,7 @@ function finitePoints(series: Series): Series {
 function panelSvg(id: string, unit: string, panel: Panel, yTicks: number[]): string {
   const [width, height, left, right, top, bottom] = [260, 150, 40, 10, 40, 20];
   const series = panel.series.map(finitePoints).filter((s) => s.points.length > 0);
-  const xMax = niceTicks(maxOf(series.flatMap((s) => s.points.map((p) => p[0]))), 2).at(-1)!;
+  const xMax = maxOf(series.flatMap((s) => s.points.map((p) => p[0]))) || 1;
   const yMax = yTicks.at(-1)!;
   const x = (v: number) => (left + (v / xMax) * (width - left - right)).toFixed(1);
   const y = (v: number) =>
@@ -121,11 +128,13 @@ function panelSvg(id: string, unit: string, panel: Panel, yTicks: number[]): str
     );
   }
   out.push(
-    `<text class="tick" x="${left}" y="${height - 5}">0 s</text>`,
+    `<text class="tick" x="${left}" y="${height - 5}">0</text>`,
     `<text class="tick" x="${width - right}" y="${height - 5}" text-anchor="end">${
-      tickLabel(xMax)
-    } s</text>`,
-    `<text class="tick unit" x="${left + 4}" y="${top - 2}">${escapeHtml(unit)}</text>`,
+      shortDuration(xMax)
+    }</text>`,
+    `<text class="tick unit" x="${width - right}" y="28" text-anchor="end">${
+      escapeHtml(unit)
+    }</text>`,
   );
   if (series.length === 0) {
     out.push(
@@ -172,7 +181,7 @@ export function smallMultiples(options: GridOptions): string {
   const panels = options.panels.map((p) => panelSvg(options.id, options.yUnit, p, yTicks));
   return `<ul class="legend">${legend}<li class="scale">same scale in every panel: 0 to ${
     tickLabel(yTicks.at(-1)!)
-  } ${escapeHtml(options.yUnit)}</li></ul>\n<div class="grid">${panels.join("\n")}</div>`;
+  } ${escapeHtml(options.yUnit)}</li></ul>\n<div class="panels">${panels.join("\n")}</div>`;
 }
 
 /**
@@ -214,7 +223,7 @@ export function barChart(id: string, title: string, unit: string, bars: Bar[]): 
       }" height="${(height - bottom - top).toFixed(1)}" fill="${escapeHtml(bar.color)}">` +
         `<title>${escapeHtml(bar.title)}</title></rect>`,
     );
-    if (i % every === 0 || i === bars.length - 1) {
+    if (i % every === 0) {
       out.push(
         `<text class="tick" x="${(x + slot * 0.35).toFixed(1)}" y="${
           height - bottom + 16

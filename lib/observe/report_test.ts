@@ -180,7 +180,7 @@ Deno.test("buildReportHtml() puts role, outcome, counts, rates, p99 and peak mem
     "cccccccc",
     "consumer",
     "tickets",
-    "2025-11-25 10:01:00",
+    "11-25 10:01",
     "10 s",
     "PostgreSQL unreachable",
     "—",
