@@ -41,7 +41,8 @@ export const CONNECTION_FLAGS = defineFlags({
   },
   "postgres-uri": {
     type: "string",
-    description: "postgres://user:password@host:port/db?sslmode=require (env POSTGRES_URI)",
+    description:
+      "postgres://user@host:port/db?sslmode=require, password from PGPASSWORD or ~/.pgpass (env POSTGRES_URI)",
   },
   "database": {
     type: "string",
