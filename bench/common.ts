@@ -235,6 +235,39 @@ export async function countRows(access: StackAccess, table: string): Promise<Tab
   }
 }
 
+/** A table's rows and the span of their `stored_at`. */
+export interface StoredSpan {
+  rows: number;
+  distinctRows: number;
+  /** `stored_at` of the first and last row, ms since the epoch. */
+  firstMs: number;
+  lastMs: number;
+}
+
+/** `count(*)`, distinct ids and the first and last `stored_at` of a table. */
+export async function storedSpan(access: StackAccess, table: string): Promise<StoredSpan> {
+  const db = await openDatabase(access, 1);
+  try {
+    const { rows } = await db.pool.query<
+      { rows: string; distinct_rows: string; first_ms: number | null; last_ms: number | null }
+    >(
+      `SELECT count(*) AS rows, count(DISTINCT ticket_id) AS distinct_rows,
+         (extract(epoch FROM min(stored_at)) * 1000)::float8 AS first_ms,
+         (extract(epoch FROM max(stored_at)) * 1000)::float8 AS last_ms
+       FROM public.${quoteIdent(table)}`,
+    );
+    const r = rows[0]!;
+    return {
+      rows: Number(r.rows),
+      distinctRows: Number(r.distinct_rows),
+      firstMs: r.first_ms ?? 0,
+      lastMs: r.last_ms ?? 0,
+    };
+  } finally {
+    await db.pool.end();
+  }
+}
+
 /** Output of a finished subprocess. */
 export interface ProcessOutput {
   code: number;

@@ -28,6 +28,7 @@ export function consumerArgs(
   topic: string,
   table: string,
   idleTimeoutSeconds?: number,
+  extraArgs: string[] = [],
 ): string[] {
   const args = [
     "run",
@@ -43,7 +44,7 @@ export function consumerArgs(
   ];
   if (idleTimeoutSeconds !== undefined) args.push("--idle-timeout", String(idleTimeoutSeconds));
   if ("no-metrics-log" in CONSUMER_SPEC.flags) args.push("--no-metrics-log");
-  return args;
+  return [...args, ...extraArgs];
 }
 
 /** A running consumer subprocess. */
@@ -59,9 +60,10 @@ export class ConsumerProcess {
     readonly topic: string,
     readonly table: string,
     idleTimeoutSeconds?: number,
+    extraArgs: string[] = [],
   ) {
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: consumerArgs(access, topic, table, idleTimeoutSeconds),
+      args: consumerArgs(access, topic, table, idleTimeoutSeconds, extraArgs),
       cwd: ROOT,
       stdin: "null",
       stdout: "piped",
@@ -74,6 +76,27 @@ export class ConsumerProcess {
   /** The consumer group the consumer joins (the default of its table). */
   get groupId(): string {
     return defaultGroupId("public", this.table);
+  }
+
+  /** Process id of the consumer. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** Sends a signal (SIGKILL for a crash); `wait()` reports what follows. */
+  kill(signal: Deno.Signal): void {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // already exited
+    }
+  }
+
+  /** Waits for the exit without judging it: the exit code (137 after SIGKILL) and stdout. */
+  async exit(): Promise<{ code: number; stdout: string }> {
+    const out = await this.#output;
+    this.#rss.stop();
+    return { code: out.code, stdout: new TextDecoder().decode(out.stdout) };
   }
 
   /** Asks the consumer to stop: it commits the batch in flight, prints its summary, exits 0. */

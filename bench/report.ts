@@ -4,10 +4,12 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { ROOT } from "./common.ts";
+import { ratio, ROOT } from "./common.ts";
+import type { PeerResults } from "./connect_bench.ts";
 import type { EndToEndResults, MemoryResults } from "./e2e_bench.ts";
 import type { LatencyResults } from "./latency_bench.ts";
 import type { ProducerResults } from "./producer_bench.ts";
+import type { ScaleResults } from "./scale_bench.ts";
 import type { RowsFigure, SinkResults } from "./sink_bench.ts";
 
 /** A section that failed: its error instead of figures. */
@@ -57,6 +59,8 @@ export interface BenchResults {
     e2e?: EndToEndResults | SectionError;
     latency?: LatencyResults | SectionError;
     memory?: MemoryResults | SectionError;
+    peer?: PeerResults | SectionError;
+    scale?: ScaleResults | SectionError;
   };
   /** Load averages right after each section. */
   loadAfter: Record<string, number[]>;
@@ -77,6 +81,7 @@ export function evaluateTargets(sections: BenchResults["sections"]): TargetResul
   const e2e = ok(sections.e2e);
   const latency = ok(sections.latency);
   const memory = ok(sections.memory);
+  const peer = ok(sections.peer);
   const target = (
     id: string,
     description: string,
@@ -125,6 +130,20 @@ export function evaluateTargets(sections: BenchResults["sections"]): TargetResul
       "<",
       300,
       "MB",
+    ),
+    target(
+      "peer.vsDebezium",
+      "end to end ≥ 2x the Debezium JDBC sink (its faster mode)",
+      peer?.ratios.vsBest,
+      ">=",
+      2,
+    ),
+    target(
+      "peer.vsDebeziumFloor",
+      "end to end ≥ 1.5x the Debezium JDBC sink (floor)",
+      peer?.ratios.vsBest,
+      ">=",
+      1.5,
     ),
   ];
 }
@@ -282,6 +301,82 @@ function memoryRows(m: MemoryResults, targets: TargetResult[]): Row[] {
   ]];
 }
 
+function peerRows(p: PeerResults, targets: TargetResult[]): Row[] {
+  const o = p.ours;
+  const rows: Row[] = [[
+    "peer",
+    `ours: consumer.ts, ${int(p.tickets)} tickets, ${p.partitions} partitions, exactly once${
+      o.exact ? "" : " (NOT EXACT)"
+    }`,
+    `${int(o.ticketsPerSecond)} tickets/s = ${int(o.rowsPerSecond)} rows/s (${
+      o.rowsPerTicket.toFixed(1)
+    } rows/ticket)`,
+    "",
+    "",
+  ]];
+  for (const r of p.runs) {
+    const best = r.ticketsPerSecond === Math.max(...p.runs.map((x) => x.ticketsPerSecond));
+    rows.push([
+      "",
+      `${p.connector} (${p.worker}), ${r.mode}, ${r.tasks} tasks, batch.size ${
+        int(r.batchSize)
+      }, first row to last${r.exact ? "" : " (NOT EXACT)"}`,
+      `${int(r.ticketsPerSecond)} tickets/s = ${int(r.rowsPerSecond)} rows/s`,
+      `ours ${times(ratio(o.ticketsPerSecond, r.ticketsPerSecond))}`,
+      best ? status(targets, "peer.vsDebezium") : "",
+    ], [
+      "",
+      `  ${r.mode}: worker start / first row / from the spawn`,
+      `${r.workerStartSeconds?.toFixed(1) ?? "?"} s / ${r.firstRowSeconds.toFixed(1)} s / ${
+        int(r.ticketsPerSecondWithStart)
+      } tickets/s`,
+      "",
+      best ? status(targets, "peer.vsDebeziumFloor") : "",
+    ]);
+  }
+  return rows;
+}
+
+function scaleRows(s: ScaleResults): Row[] {
+  const rows: Row[] = s.runs.map((r, i) => [
+    i === 0 ? "scale" : "",
+    `${r.members} consumer process${
+      r.members > 1 ? "es" : ""
+    }, one group, ${s.partitions} partitions, ${int(r.tickets)} tickets${
+      r.exact ? ", exact" : " (NOT EXACT)"
+    }`,
+    `${int(r.ticketsPerSecond)} tickets/s = ${int(r.rowsPerSecond)} rows/s`,
+    `${times(r.speedup)} of 1${
+      r.gainOverPrevious === null
+        ? ""
+        : ` (${r.gainOverPrevious >= 0 ? "+" : ""}${int(r.gainOverPrevious)}/s)`
+    }`,
+    "",
+  ]);
+  for (const f of s.restarts) {
+    const first = f.restartToFirstRowSeconds;
+    rows.push([
+      "",
+      `restart after ${
+        f.signal === "SIGKILL" ? "kill -9" : "SIGTERM"
+      }: exit / replacement's first row`,
+      `${f.exitSeconds.toFixed(2)} s / ${
+        first === null ? "none (all stored)" : `${first.toFixed(2)} s after its spawn`
+      }`,
+      "",
+      "",
+    ]);
+  }
+  rows.push([
+    "",
+    "restart drain: every ticket exactly once",
+    s.restartExact ? "yes" : "NO",
+    "",
+    "",
+  ]);
+  return rows;
+}
+
 function sectionRows<T extends object>(
   name: string,
   section: T | SectionError | undefined,
@@ -302,6 +397,8 @@ export function formatTable(results: BenchResults): string {
     ...sectionRows("e2e", sections.e2e, (s) => e2eRows(s, targets)),
     ...sectionRows("latency", sections.latency, (s) => latencyRows(s, targets)),
     ...sectionRows("memory", sections.memory, (s) => memoryRows(s, targets)),
+    ...sectionRows("peer", sections.peer, (s) => peerRows(s, targets)),
+    ...sectionRows("scale", sections.scale, scaleRows),
   ];
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => [...r[c]!].length)));
   const line = (r: Row) =>

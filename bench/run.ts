@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { messageOf } from "../lib/errors.ts";
 import { uniqueSuffix } from "../testing/testing.ts";
 import { closeAllScopes, loadAverage, progress, runProcess, stackProcesses } from "./common.ts";
+import { benchPeer } from "./connect_bench.ts";
 import { benchEndToEnd } from "./e2e_bench.ts";
 import { benchLatency } from "./latency_bench.ts";
 import { benchProducer } from "./producer_bench.ts";
@@ -25,10 +26,11 @@ import {
   type MachineInfo,
   writeResults,
 } from "./report.ts";
+import { benchScale } from "./scale_bench.ts";
 import { benchSink } from "./sink_bench.ts";
 
 /** Sections that `--only` can pick. */
-export const SECTIONS = ["producer", "sink", "e2e", "latency"] as const;
+export const SECTIONS = ["producer", "sink", "e2e", "latency", "peer", "scale"] as const;
 /** One benchmark section. */
 export type Section = typeof SECTIONS[number];
 
@@ -42,6 +44,14 @@ export interface Sizes {
   pythonTickets: number;
   latencyRate: number;
   latencySeconds: number;
+  /** Tickets of the peer section (Kafka Connect + Debezium JDBC sink); `--e2e-num` sets it too. */
+  peerTickets: number;
+  /** The connector's batch.size. */
+  peerBatchSize: number;
+  /** Tickets of each scale-out drain (1, 2, 3 consumers on a 6-partition topic). */
+  scaleTickets: number;
+  /** Tickets of the restart figures (kill -9, SIGTERM). */
+  restartTickets: number;
 }
 
 /** Sizes of a full run. */
@@ -54,6 +64,10 @@ export const FULL_SIZES: Sizes = {
   pythonTickets: 10_000,
   latencyRate: 1_000,
   latencySeconds: 60,
+  peerTickets: 1_000_000,
+  peerBatchSize: 5_000,
+  scaleTickets: 300_000,
+  restartTickets: 200_000,
 };
 
 /** Sizes of `--smoke`: every code path, in well under a minute. */
@@ -66,6 +80,10 @@ export const SMOKE_SIZES: Sizes = {
   pythonTickets: 300,
   latencyRate: 1_000,
   latencySeconds: 5,
+  peerTickets: 3_000,
+  peerBatchSize: 500,
+  scaleTickets: 3_000,
+  restartTickets: 20_000,
 };
 
 const USAGE = `bench/run.ts: measure the pipeline against baselines
@@ -76,7 +94,10 @@ Flags:
   --smoke               tiny sizes (checks every path; figures are not meaningful)
   --only LIST           comma-separated sections: ${SECTIONS.join(",")} (default: all;
                         memory comes with e2e)
-  --e2e-num N           tickets of the end-to-end drain (default ${FULL_SIZES.e2eTickets}, smoke ${SMOKE_SIZES.e2eTickets})
+  --e2e-num N           tickets of the end-to-end drain and of the peer section (default
+                        ${FULL_SIZES.e2eTickets}, smoke ${SMOKE_SIZES.e2eTickets})
+  --connect-set K=V     peer section: replace a connector property (worker.K for the worker's);
+                        repeatable, for tries recorded in the tuning log
   --out FILE            results file (default bench/results/<timestamp>.json)
   --help                this text`;
 
@@ -86,6 +107,8 @@ export interface BenchArgs {
   sections: Section[];
   sizes: Sizes;
   out?: string;
+  /** `--connect-set` properties for the peer's worker and connector. */
+  connectOverrides: Record<string, string>;
 }
 
 /** Parses the flags; throws with a one-line message on bad input; undefined for `--help`. */
@@ -99,6 +122,7 @@ export function parseBenchArgs(args: string[]): BenchArgs | undefined {
       only: { type: "string" },
       "e2e-num": { type: "string" },
       out: { type: "string" },
+      "connect-set": { type: "string", multiple: true },
       help: { type: "boolean" },
     },
   });
@@ -118,8 +142,15 @@ export function parseBenchArgs(args: string[]): BenchArgs | undefined {
       throw new Error(`--e2e-num must be a whole number ≥ 1, not "${values["e2e-num"]}"`);
     }
     sizes.e2eTickets = n;
+    sizes.peerTickets = n;
   }
-  return { smoke, sections: sections as Section[], sizes, out: values.out };
+  const connectOverrides: Record<string, string> = {};
+  for (const pair of values["connect-set"] ?? []) {
+    const at = pair.indexOf("=");
+    if (at < 1) throw new Error(`--connect-set takes KEY=VALUE, not "${pair}"`);
+    connectOverrides[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return { smoke, sections: sections as Section[], sizes, out: values.out, connectOverrides };
 }
 
 function machineInfo(): MachineInfo {
@@ -251,6 +282,25 @@ export async function runBenchmarks(options: BenchArgs): Promise<BenchResults> {
       results.sections.latency = await benchLatency(suffix, {
         rate: sizes.latencyRate,
         seconds: sizes.latencySeconds,
+      });
+    },
+    peer: async () => {
+      results.sections.peer = await benchPeer(suffix, {
+        tickets: sizes.peerTickets,
+        partitions: 3,
+        batchSize: sizes.peerBatchSize,
+        modes: ["insert", "upsert"],
+        overrides: options.connectOverrides,
+      });
+    },
+    scale: async () => {
+      results.sections.scale = await benchScale(suffix, {
+        tickets: sizes.scaleTickets,
+        partitions: 6,
+        members: [1, 2, 3],
+        restartTickets: sizes.restartTickets,
+        // tiny runs: small chunks, so the signals land while the member is still writing
+        restartBatchSize: options.smoke ? 500 : undefined,
       });
     },
   };

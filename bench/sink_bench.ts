@@ -19,7 +19,7 @@ import {
   sinkStatements,
   writeBatch,
 } from "../lib/pipeline/sink.ts";
-import type { Ticket } from "../lib/model/columns.ts";
+import { showId, type Ticket } from "../lib/model/columns.ts";
 import { encodeTicket, parseTicket } from "../lib/model/ticket.ts";
 import {
   benchName,
@@ -300,7 +300,7 @@ function rowValues(row: IncomingRow, topic: string): (string | number | null)[] 
 }
 
 /** Columns of a seat row and of a transaction row, as the sink writes them. */
-const SEAT_COLUMNS = ["theater", "movie", "showtime", "seat", "ticket_id"] as const;
+const SEAT_COLUMNS = ["show_id", "seat", "ticket_id"] as const;
 const TRANSACTION_COLUMNS = [
   "ticket_id",
   "amount",
@@ -314,7 +314,7 @@ function ticketRows(row: IncomingRow, topic: string) {
   const t = row.ticket;
   return {
     ticket: rowValues(row, topic),
-    seats: t.seats.map((seat) => [t.theater, t.movie, t.showtime, seat, t.ticket_id]),
+    seats: t.seats.map((seat) => [showId(t), seat, t.ticket_id]),
     transaction: [
       t.ticket_id,
       t.price.amount,
@@ -326,7 +326,7 @@ function ticketRows(row: IncomingRow, topic: string) {
 }
 
 /** Rows in a ticket table and its seats and transactions tables. */
-async function tableRows(access: StackAccess, table: string): Promise<number> {
+export async function tableRows(access: StackAccess, table: string): Promise<number> {
   const q = qualify({ schema: "public", table });
   const db = await openDatabase(access, 1);
   try {

@@ -29,6 +29,27 @@ const FIGURES: Record<string, string[]> = {
   ],
   latency: ["p50Ms", "p99Ms", "maxMs", "rows"],
   memory: ["consumerPeakRssMiB"],
+  peer: [
+    "ours.ticketsPerSecond",
+    "ours.rowsPerSecond",
+    "runs.0.ticketsPerSecond",
+    "runs.0.firstRowSeconds",
+    "runs.1.ticketsPerSecond",
+    "runs.1.firstRowSeconds",
+    "ratios.vsInsert",
+    "ratios.vsUpsert",
+    "ratios.vsBest",
+  ],
+  scale: [
+    "runs.0.ticketsPerSecond",
+    "runs.1.ticketsPerSecond",
+    "runs.2.ticketsPerSecond",
+    "runs.2.speedup",
+    "restarts.0.exitSeconds",
+    "restarts.0.restartToFirstRowSeconds",
+    "restarts.1.exitSeconds",
+    "restarts.1.restartToFirstRowSeconds",
+  ],
 };
 
 function at(value: unknown, path: string): unknown {
@@ -65,7 +86,20 @@ Deno.test("bench/run.ts main() --smoke exits 0 and records every section's figur
       }
     }
     assert.equal(results.sections.e2e.consume.exact, true, "every ticket stored exactly once");
-    assert.equal(results.targets.length, 8);
+    const { peer, scale } = results.sections;
+    assert.equal(peer.ours.exact, true, "peer: ours stored every ticket exactly once");
+    assert.deepEqual(
+      peer.runs.map((r: { mode: string; exact: boolean }) => [r.mode, r.exact]),
+      [["insert", true], ["upsert", true]],
+      "peer: the connector stored every ticket once in both modes",
+    );
+    assert.deepEqual(
+      scale.runs.map((r: { members: number; exact: boolean }) => [r.members, r.exact]),
+      [[1, true], [2, true], [3, true]],
+      "scale: every drain exact",
+    );
+    assert.equal(scale.restartExact, true, "scale: the restart drain exact");
+    assert.equal(results.targets.length, 10);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
