@@ -15,7 +15,7 @@ import {
   preview,
   PROPERTY_SEED,
 } from "../../testing/ticket_arbitraries.ts";
-import type { Ticket } from "./columns.ts";
+import { showId, showIdSql, type Ticket } from "./columns.ts";
 import { parseTicket } from "./ticket.ts";
 
 interface Row {
@@ -33,6 +33,7 @@ interface Row {
   offset: string;
   seat_list: string | null;
   seat_shows: string | null;
+  row_show: string;
   payment: string | null;
   paid_at: Date | null;
 }
@@ -72,8 +73,9 @@ function rowProblems(row: Row, t: Ticket): string[] {
       problems.push(`${field} stored as ${stored.toISOString()}, sent ${JSON.stringify(t[field])}`);
     }
   }
-  if (row.seat_shows !== String(Date.parse(t.showtime))) {
-    problems.push(`seats table holds show times ${row.seat_shows}`);
+  // the client's show key, PostgreSQL's from the stored row, and the seats' must be one
+  if (row.seat_shows !== showId(t) || row.row_show !== showId(t)) {
+    problems.push(`seats of show ${row.seat_shows}, row's ${row.row_show}, ${showId(t)} sent`);
   }
   // equal up to float noise: within a ten-thousandth of a cent (0.1 + 0.2 is stored as 0.30)
   if (Math.abs(Number(row.amount) - t.price.amount) * 100 > 1e-4) {
@@ -172,9 +174,9 @@ Deno.test("writeBatch() stores every ticket parseTicket() accepts as sent, and e
                  t.purchased_at, t.kafka_offset::text AS "offset",
                  (SELECT string_agg(s.seat, ',' ORDER BY s.seat) FROM ${q.seats} s
                    WHERE s.ticket_id = t.ticket_id) AS seat_list,
-                 (SELECT string_agg(DISTINCT floor(extract(epoch FROM s.showtime) * 1000)::bigint::text
-                     || CASE WHEN s.theater = t.theater AND s.movie = t.movie THEN '' ELSE '?' END, ',')
+                 (SELECT string_agg(DISTINCT s.show_id::text, ',')
                    FROM ${q.seats} s WHERE s.ticket_id = t.ticket_id) AS seat_shows,
+                 ${showIdSql("t.theater", "t.movie", "t.showtime")}::text AS row_show,
                  x.amount::text AS payment, x.created_at AS paid_at
                FROM ${q.tickets} t LEFT JOIN ${q.transactions} x USING (ticket_id)
                WHERE t.kafka_partition = $1`,

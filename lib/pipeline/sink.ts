@@ -14,6 +14,7 @@ import {
   columnIndex,
   columnText,
   sameTicket,
+  showId,
   STORED_TICKET_SELECT,
   type StoredTicket,
   type Ticket,
@@ -103,19 +104,18 @@ export function sinkStatements(q: QualifiedNames) {
      * if it was held already).
      */
     claimSeats: `WITH wanted AS MATERIALIZED (
-        SELECT u.i, s.j, u.theater, u.movie, u.showtime, s.seat, u.id
-        FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
-            WITH ORDINALITY AS u(theater, movie, showtime, id, seats, i),
+        SELECT u.i, s.j, u.show_id, s.seat, u.id
+        FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(show_id, id, seats, i),
           unnest(string_to_array(u.seats, ',')) WITH ORDINALITY AS s(seat, j)
       ), sold AS (
-        INSERT INTO ${q.seats} (theater, movie, showtime, seat, ticket_id)
-        SELECT theater, movie, showtime, seat, id FROM wanted
+        INSERT INTO ${q.seats} (show_id, seat, ticket_id)
+        SELECT show_id, seat, id FROM wanted
         ON CONFLICT DO NOTHING
-        RETURNING theater, movie, showtime, seat, ticket_id
+        RETURNING show_id, seat, ticket_id
       )
       SELECT w.i::int AS i, w.j::int AS j, sold.ticket_id AS claimant,
-        (min(w.i * ${SEAT_SLOTS} + w.j) OVER (PARTITION BY w.showtime, w.seat, w.theater, w.movie))::float8 AS seat
-      FROM wanted w LEFT JOIN sold USING (showtime, seat, theater, movie)`,
+        (min(w.i * ${SEAT_SLOTS} + w.j) OVER (PARTITION BY w.show_id, w.seat))::float8 AS seat
+      FROM wanted w LEFT JOIN sold USING (show_id, seat)`,
     insertTransactions:
       `INSERT INTO ${q.transactions} (ticket_id, amount, currency, created_at, transaction_id)
       SELECT * FROM unnest($1::text[], $2::numeric[], $3::text[], $4::timestamptz[], $5::uuid[])
@@ -128,20 +128,17 @@ export function sinkStatements(q: QualifiedNames) {
       /** False once the server refused COPY FROM STDIN (the embedded PGlite does): no fast path. */
       supported: true,
       tickets: `${q.tickets} (${[...TICKET_COLUMN_NAMES, ...SOURCE_COLUMN_NAMES].join(", ")})`,
-      seats: `${q.seats} (theater, movie, showtime, seat, ticket_id)`,
+      seats: `${q.seats} (show_id, seat, ticket_id)`,
       transactions: `${q.transactions} (ticket_id, amount, currency, created_at, transaction_id)`,
     },
     seatOwners: `SELECT u.n AS seat, s.ticket_id
-      FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::float8[])
-        AS u(theater, movie, showtime, seat, n)
-      JOIN ${q.seats} s
-        ON (s.showtime, s.seat, s.theater, s.movie) = (u.showtime, u.seat, u.theater, u.movie)`,
-    releaseSeats: `DELETE FROM ${q.seats} WHERE (theater, movie, showtime, seat, ticket_id) IN (
-      SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]))`,
+      FROM unnest($1::uuid[], $2::text[], $3::float8[]) AS u(show_id, seat, n)
+      JOIN ${q.seats} s USING (show_id, seat)`,
+    releaseSeats: `DELETE FROM ${q.seats} WHERE (show_id, seat, ticket_id) IN (
+      SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]))`,
     reassignSeats: `UPDATE ${q.seats} s SET ticket_id = u.id
-      FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
-        AS u(theater, movie, showtime, seat, id)
-      WHERE (s.showtime, s.seat, s.theater, s.movie) = (u.showtime, u.seat, u.theater, u.movie)`,
+      FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(show_id, seat, id)
+      WHERE (s.show_id, s.seat) = (u.show_id, u.seat)`,
     knownIds: `SELECT ticket_id FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
     selectExisting:
       `SELECT ${STORED_TICKET_SELECT} FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
@@ -188,9 +185,7 @@ const SEAT_SLOTS = 1000;
 /** Parameters of a seat claim: per ticket its show, id and comma-joined seats. */
 function seatClaimParams(rows: IncomingRow[]): string[][] {
   return [
-    rows.map((r) => r.ticket.theater),
-    rows.map((r) => r.ticket.movie),
-    rows.map((r) => r.ticket.showtime),
+    rows.map((r) => showId(r.ticket)),
     rows.map((r) => r.ticket.ticket_id),
     rows.map((r) => r.ticket.seats.join(",")),
   ];
@@ -238,14 +233,13 @@ async function claimSeats(
     if (r.claimant !== null) inserted.set(r.seat, r.claimant);
   }
   const others = new Set<number>();
-  const cols: (string | number)[][] = [[], [], [], [], []];
+  const cols: (string | number)[][] = [[], [], []];
   for (const list of seats) {
     for (const seat of list) {
       if (inserted.has(seat) || others.has(seat)) continue;
       others.add(seat);
       const { ticket: t, label } = seatAt(rows, seat);
-      cols[0]!.push(t.theater), cols[1]!.push(t.movie), cols[2]!.push(t.showtime);
-      cols[3]!.push(label), cols[4]!.push(seat);
+      cols[0]!.push(showId(t)), cols[1]!.push(label), cols[2]!.push(seat);
     }
   }
   const holders = new Map<number, string>();
@@ -329,15 +323,14 @@ async function releaseSeats(
   claim: SeatClaim,
   keepers: Map<number, IncomingRow>,
 ) {
-  const released: string[][] = [[], [], [], [], []];
-  const moved: string[][] = [[], [], [], [], []];
+  const released: string[][] = [[], [], []];
+  const moved: string[][] = [[], [], []];
   for (const [seat, claimant] of claim.inserted) {
     const keeper = keepers.get(seat)?.ticket.ticket_id;
     if (keeper === claimant) continue;
     const cols = keeper === undefined ? released : moved;
     const { ticket: t, label } = seatAt(rows, seat);
-    cols[0]!.push(t.theater), cols[1]!.push(t.movie), cols[2]!.push(t.showtime);
-    cols[3]!.push(label), cols[4]!.push(keeper ?? claimant);
+    cols[0]!.push(showId(t)), cols[1]!.push(label), cols[2]!.push(keeper ?? claimant);
   }
   if (released[0]!.length > 0) await client.query(sql.releaseSeats, released);
   if (moved[0]!.length > 0) await client.query(sql.reassignSeats, moved);
@@ -445,16 +438,13 @@ async function writeFast(
   }
 }
 
-/** Where the seats and payments tables' values stand among a ticket's column texts. */
-const [ID, THEATER, MOVIE, SHOWTIME, AMOUNT, CURRENCY, PURCHASED] = [
+/** Where the payments table's values stand among a ticket's column texts. */
+const [ID, AMOUNT, CURRENCY, PURCHASED] = [
   "ticket_id",
-  "theater",
-  "movie",
-  "showtime",
   "price_amount",
   "price_currency",
   "purchased_at",
-].map(columnIndex) as [number, number, number, number, number, number, number];
+].map(columnIndex) as [number, number, number, number];
 
 /** The batch's rows in COPY text format, one buffer per table. */
 function copyLines(batch: Batch) {
@@ -469,7 +459,7 @@ function copyLines(batch: Batch) {
     const f = ticketTexts(t).map(copyField); // the columns' texts, in the spec's order
     const published = publishedAt ? publishedAt.toISOString() : "\\N";
     tickets.add(`${f.join("\t")}\t${topic}\t${partition}\t${offset}\t${published}\n`);
-    const show = `${f[THEATER]}\t${f[MOVIE]}\t${f[SHOWTIME]}`;
+    const show = showId(t);
     for (const seat of t.seats) seats.add(`${show}\t${copyField(seat)}\t${f[ID]}\n`);
     // the id is made here: gen_random_uuid() costs the database ~5 µs a row (OpenSSL's
     // RAND_bytes), a third of the insert, on the machine's busiest process; and version 7 keeps

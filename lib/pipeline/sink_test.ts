@@ -11,7 +11,7 @@ import {
   uniqueSuffix,
   waitFor,
 } from "../../testing/testing.ts";
-import type { Ticket } from "../model/columns.ts";
+import { showId, type Ticket } from "../model/columns.ts";
 import { TicketGenerator } from "../model/generator.ts";
 
 async function withTable(
@@ -89,19 +89,18 @@ Deno.test("writeBatch() keeps the first of a ticket_id: same content is a duplic
   });
 });
 
-/** Every sold seat as `ticket_id:showtime:seat`, sorted. */
+/** Every sold seat as `ticket_id:show:seat`, sorted. */
 async function soldSeats(client: import("pg").PoolClient, q: ReturnType<typeof qualify>) {
   const { rows } = await client.query<{ k: string }>(
-    `SELECT ticket_id || ':' || extract(epoch FROM showtime)::bigint || ':' || seat AS k
+    `SELECT ticket_id || ':' || show_id || ':' || seat AS k
      FROM ${q.seats} ORDER BY 1`,
   );
   return rows.map((r) => r.k);
 }
 
 function seatsOf(...tickets: Ticket[]): string[] {
-  return tickets.flatMap((t) =>
-    t.seats.map((seat) => `${t.ticket_id}:${Date.parse(t.showtime) / 1000}:${seat}`)
-  ).sort();
+  return tickets.flatMap((t) => t.seats.map((seat) => `${t.ticket_id}:${showId(t)}:${seat}`))
+    .sort();
 }
 
 Deno.test("writeBatch() refuses only the ticket whose seat is sold; the others keep theirs and nothing leaks", async () => {
@@ -342,8 +341,8 @@ Deno.test("writeBatch() waits for a concurrent batch's seat: once committed it h
       // another partition's batch inserted Z's seat and has not committed yet
       await other.query("BEGIN");
       await other.query(
-        `INSERT INTO ${q.seats} (theater, movie, showtime, seat, ticket_id) VALUES ($1, $2, $3, 'B1', $4)`,
-        [t.Z!.theater, t.Z!.movie, t.Z!.showtime, t.Z!.ticket_id],
+        `INSERT INTO ${q.seats} (show_id, seat, ticket_id) VALUES ($1, 'B1', $2)`,
+        [showId(t.Z!), t.Z!.ticket_id],
       );
       const writing = writeBatch(client, sql, batchOf(table, 0n, [t.U!, t.V!]));
       await waitFor("the batch to wait for the other's seat", async () => {

@@ -4,7 +4,7 @@
  * @module
  */
 import { AppError } from "../errors.ts";
-import { ticketColumnsDdl } from "../model/columns.ts";
+import { showIdSql, ticketColumnsDdl } from "../model/columns.ts";
 
 /** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 63 bytes. */
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -25,6 +25,11 @@ export function checkIdentifier(kind: string, name: string): string {
 /** Double-quotes an identifier (after checking it). */
 export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** A string as an SQL literal (for names already checked by {@linkcode checkIdentifier}). */
+function quoteLiteral(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
 }
 
 /** Where the pipeline's tables live. */
@@ -83,6 +88,26 @@ export function qualify(names: TableNames): QualifiedNames {
   };
 }
 
+/**
+ * Seats tables made before the show key (keyed by theater, movie, showtime and seat) get the key
+ * computed from those columns, which then go: the show is the ticket's, found by ticket_id.
+ */
+function migrateSeatsToShowId(names: TableNames, seats: string): string {
+  const table = quoteLiteral(`${names.table}_seats`);
+  return `DO $migrate$ BEGIN
+      IF EXISTS (SELECT FROM information_schema.columns WHERE table_schema = ${
+    quoteLiteral(names.schema)
+  }
+          AND table_name = ${table} AND column_name = 'theater') THEN
+        ALTER TABLE ${seats} ADD COLUMN show_id uuid;
+        UPDATE ${seats} SET show_id = ${showIdSql("theater", "movie", "showtime")};
+        ALTER TABLE ${seats} ALTER COLUMN show_id SET NOT NULL,
+          DROP COLUMN theater, DROP COLUMN movie, DROP COLUMN showtime,
+          ADD PRIMARY KEY (show_id, seat);
+      END IF;
+    END $migrate$`;
+}
+
 /** The DDL statements (idempotent) that create the schema and all pipeline tables. */
 export function schemaStatements(names: TableNames): string[] {
   const q = qualify(names);
@@ -93,13 +118,12 @@ export function schemaStatements(names: TableNames): string[] {
       [...ticketColumnsDdl(), ...SOURCE_COLUMNS_DDL].join(",\n      ")
     }\n    )`,
     `CREATE TABLE IF NOT EXISTS ${q.seats} (
-      theater     text COLLATE "C" NOT NULL,
-      movie       text COLLATE "C" NOT NULL,
-      showtime    timestamptz NOT NULL,
+      show_id     uuid NOT NULL,
       seat        text COLLATE "C" NOT NULL,
       ticket_id   text NOT NULL,
-      PRIMARY KEY (showtime, seat, theater, movie)
+      PRIMARY KEY (show_id, seat)
     )`,
+    migrateSeatsToShowId(names, q.seats),
     `CREATE TABLE IF NOT EXISTS ${q.transactions} (
       transaction_id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
       ticket_id   text COLLATE "C" NOT NULL UNIQUE,

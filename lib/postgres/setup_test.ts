@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { showId } from "../model/columns.ts";
+import { sinkStatements, writeBatch } from "../pipeline/sink.ts";
+import { createPool } from "./postgres.ts";
+import { setupDatabase } from "./setup.ts";
+import { ticketBatch, withPipeline } from "../../testing/testing.ts";
+import { TicketGenerator } from "../model/generator.ts";
+
+Deno.test("db_setup moves a seats table of the old layout (theater, movie, showtime, seat) to the show key, keeping every sale", async () => {
+  await withPipeline("setup_migrate", async ({ connection, table, q }) => {
+    const db = await createPool({
+      uri: connection.postgresUri,
+      certPath: connection.kafka.certPath,
+      max: 1,
+    });
+    try {
+      const generator = new TicketGenerator({ seed: 7 });
+      const [a, b] = [generator.next(), generator.next()];
+      // the layout db_setup made before the show key, with two sales in it
+      await db.pool.query(`DROP TABLE ${q.seats}`);
+      await db.pool.query(`CREATE TABLE ${q.seats} (
+        theater text COLLATE "C" NOT NULL, movie text COLLATE "C" NOT NULL,
+        showtime timestamptz NOT NULL, seat text COLLATE "C" NOT NULL, ticket_id text NOT NULL,
+        PRIMARY KEY (showtime, seat, theater, movie))`);
+      // one show written with an offset: the same instant must give the same key
+      const shifted = a!.showtime.replace(/Z$|[+-]\d\d:\d\d$/, "") + "+00:00";
+      await db.pool.query(
+        `INSERT INTO ${q.seats} VALUES ($1, $2, $3, 'A1', $4), ($5, $6, $7, 'A1', $8)`,
+        [
+          a!.theater,
+          a!.movie,
+          shifted,
+          a!.ticket_id,
+          b!.theater,
+          b!.movie,
+          b!.showtime,
+          b!.ticket_id,
+        ],
+      );
+      await setupDatabase(connection, { schema: "public", table });
+      await setupDatabase(connection, { schema: "public", table }); // idempotent
+      const columns = await db.pool.query(
+        `SELECT column_name FROM information_schema.columns
+         WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position`,
+        [`${table}_seats`],
+      );
+      assert.deepEqual(columns.rows.map((r) => r.column_name), ["seat", "ticket_id", "show_id"]);
+      const rows = await db.pool.query(
+        `SELECT show_id::text, seat, ticket_id FROM ${q.seats} ORDER BY ticket_id`,
+      );
+      const expected = [a!, b!].map((t) => ({
+        show_id: showId(t),
+        seat: "A1",
+        ticket_id: t.ticket_id,
+      }))
+        .sort((x, y) => x.ticket_id < y.ticket_id ? -1 : 1);
+      assert.deepEqual(rows.rows, expected);
+      // the migrated sale still holds its seat against a new ticket for the same show
+      const rival = {
+        ...new TicketGenerator({ seed: 8 }).next(),
+        theater: a!.theater,
+        movie: a!.movie,
+      };
+      rival.showtime = a!.showtime;
+      rival.seats = ["A1"];
+      const client = await db.pool.connect();
+      try {
+        const result = await writeBatch(client, sinkStatements(q), ticketBatch(table, 0n, [rival]));
+        assert.deepEqual([result.stored, result.seatTaken], [0, 1]);
+      } finally {
+        client.release();
+      }
+    } finally {
+      await db.pool.end();
+    }
+  });
+});
