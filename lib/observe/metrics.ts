@@ -6,14 +6,12 @@
 import { dirname } from "node:path";
 import { redact } from "./log.ts";
 import type { FlagSpecs, FlagValues } from "../cli/cli.ts";
-import type { MetricsEndpoint } from "./prometheus.ts";
+import { DEFAULT_METRICS_HOST, type MetricsEndpoint } from "./prometheus.ts";
 
 /** Default metrics log. */
 export const DEFAULT_METRICS_LOG = "logs/metrics.jsonl";
 /** Seconds between snapshots of a long run. */
 export const SNAPSHOT_SECONDS = 5;
-/** Default address of the Prometheus endpoint (`--metrics-host`): this machine only. */
-export const DEFAULT_METRICS_HOST = "127.0.0.1";
 
 /**
  * Flags of the metrics, shared by producer and consumer: the history file (`report` reads the
