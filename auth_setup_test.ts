@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readCreds } from "./lib/cli/creds.ts";
+import { readCreds } from "./lib/config/creds.ts";
 import { runScript, sh, stackInfo } from "./testing/testing.ts";
 
 /** A copy of the stack's client cert folder in a temp dir, to break on purpose. */

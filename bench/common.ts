@@ -4,9 +4,9 @@
  * @module
  */
 import { join } from "node:path";
-import type { Connection } from "../lib/cli/config.ts";
-import type { SecurityProtocol } from "../lib/cli/creds.ts";
-import { resolveConnection } from "../lib/cli/config.ts";
+import type { Connection } from "../lib/config/config.ts";
+import type { SecurityProtocol } from "../lib/config/creds.ts";
+import { resolveConnection } from "../lib/config/config.ts";
 import { messageOf } from "../lib/errors.ts";
 import { defaultGroupId } from "../lib/pipeline/consumer.ts";
 import { setupDatabase } from "../lib/postgres/setup.ts";

@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import type { Ticket } from "../lib/model/columns.ts";
-import { parsePostgresUri } from "../lib/postgres/postgres_uri.ts";
+import { parsePostgresUri } from "../lib/config/postgres_uri.ts";
 import { progress, ROOT, runProcess, type StackAccess, tail } from "./common.ts";
 
 /** The connector class of the Debezium JDBC sink. */

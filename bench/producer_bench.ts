@@ -4,7 +4,7 @@
  * @module
  */
 import { join } from "node:path";
-import type { SecurityProtocol } from "../lib/cli/creds.ts";
+import type { SecurityProtocol } from "../lib/config/creds.ts";
 import { messageOf } from "../lib/errors.ts";
 import { createKafka } from "../lib/kafka/kafka.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { setupDatabase } from "../lib/postgres/setup.ts";
-import { parsePostgresUri } from "../lib/postgres/postgres_uri.ts";
+import { parsePostgresUri } from "../lib/config/postgres_uri.ts";
 import type { PoolClient } from "../lib/postgres/postgres.ts";
 import { qualify } from "../lib/postgres/schema.ts";
 import { CONSUMER_DEFAULTS } from "../lib/pipeline/consumer.ts";

@@ -8,9 +8,9 @@
 import { join } from "node:path";
 import { COMMANDS } from "../lib/commands.ts";
 import { defineCommand, parseCommandLine } from "../lib/cli/cli.ts";
-import { checkPostgresUri } from "../lib/cli/config.ts";
+import { checkPostgresUri } from "../lib/config/config.ts";
 import { AppError } from "../lib/errors.ts";
-import { redact } from "../lib/observe/log.ts";
+import { redact } from "../lib/log.ts";
 import { createPool } from "../lib/postgres/postgres.ts";
 import { qualify } from "../lib/postgres/schema.ts";
 import { PIPELINE_FLAGS } from "../lib/commands/flags.ts";

@@ -5,7 +5,7 @@
  * rows and none received a message twice (exactly once, not at-least-once with dedup).
  */
 import assert from "node:assert/strict";
-import type { Connection } from "../lib/cli/config.ts";
+import type { Connection } from "../lib/config/config.ts";
 import { defaultGroupId } from "../lib/pipeline/consumer.ts";
 import { setupDatabase } from "../lib/postgres/setup.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";

@@ -9,7 +9,7 @@ import { createKafka } from "../lib/kafka/kafka.ts";
 import { defaultGroupId, runConsumer } from "../lib/pipeline/consumer.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
-import type { Connection } from "../lib/cli/config.ts";
+import type { Connection } from "../lib/config/config.ts";
 import type { QualifiedNames } from "../lib/postgres/schema.ts";
 import { ROOT, sql, stackInfo, withPipeline } from "../testing/testing.ts";
 

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Creds } from "../lib/cli/creds.ts";
+import type { Creds } from "../lib/config/creds.ts";
 import { qualify } from "../lib/postgres/schema.ts";
 import {
   deleteTopics,

@@ -23,7 +23,7 @@ import {
 import type { Ticket } from "../lib/model/columns.ts";
 import { parseTicket } from "../lib/model/ticket.ts";
 import { verifyPipeline } from "../lib/commands/verify.ts";
-import type { Connection } from "../lib/cli/config.ts";
+import type { Connection } from "../lib/config/config.ts";
 
 const PARTITIONS = 2;
 const encoder = new TextEncoder();

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Connection } from "../lib/cli/config.ts";
+import type { Connection } from "../lib/config/config.ts";
 import { defaultGroupId } from "../lib/pipeline/consumer.ts";
 import { LOST_REASON } from "../lib/pipeline/sink.ts";
 import { type Admin, createKafka } from "../lib/kafka/kafka.ts";

@@ -2,7 +2,7 @@
  * The project's one error type and the process-exit convention shared by every entrypoint.
  * @module
  */
-import { redact } from "./observe/log.ts";
+import { redact } from "./log.ts";
 
 /** What went wrong, in a word a script or a test can branch on. */
 export type ErrorCode =

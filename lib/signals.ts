@@ -3,7 +3,7 @@
  * exit 0; a second signal exits at once.
  * @module
  */
-import { log } from "./observe/log.ts";
+import { log } from "./log.ts";
 
 /** An AbortSignal aborted by the first SIGINT or SIGTERM. Call the returned dispose when done. */
 export function shutdownSignal(): { signal: AbortSignal; dispose: () => void } {

@@ -5,8 +5,8 @@
  */
 import { join } from "node:path";
 import { ROOT, stackInfo } from "../dev/stack_info.ts";
-import { type Connection, resolveConnection } from "../lib/cli/config.ts";
-import { type Creds, writeCreds } from "../lib/cli/creds.ts";
+import { type Connection, resolveConnection } from "../lib/config/config.ts";
+import { type Creds, writeCreds } from "../lib/config/creds.ts";
 import { createKafka } from "../lib/kafka/kafka.ts";
 import { createPool } from "../lib/postgres/postgres.ts";
 import { setupDatabase } from "../lib/postgres/setup.ts";

@@ -18,7 +18,7 @@
  */
 import { parseArgs } from "node:util";
 import { AppError, messageOf } from "../errors.ts";
-import { type LogLevel, setLogLevel } from "../observe/log.ts";
+import { type LogLevel, setLogLevel } from "../log.ts";
 
 interface FlagBase {
   /** One line for `--help`. */

@@ -13,19 +13,19 @@ import {
   CONNECTION_FLAGS,
   DEFAULT_SECURITY_PROTOCOL,
   resolveConnection,
-} from "../cli/config.ts";
+} from "../config/config.ts";
 import {
   type Creds,
   DEFAULT_CREDS_FILE,
   SECURITY_PROTOCOLS,
   type SecurityProtocol,
   writeCreds,
-} from "../cli/creds.ts";
+} from "../config/creds.ts";
 import { messageOf } from "../errors.ts";
 import { createKafka, describeKafkaError, withDeadline } from "../kafka/kafka.ts";
-import { registerSecret } from "../observe/log.ts";
+import { registerSecret } from "../log.ts";
 import { createPool } from "../postgres/postgres.ts";
-import { CERT_FILES, checkCertFolder, daysUntilExpiry } from "../cli/tls.ts";
+import { CERT_FILES, checkCertFolder, daysUntilExpiry } from "../config/tls.ts";
 import { qualify } from "../postgres/schema.ts";
 import { DEFAULT_SCHEMA, PIPELINE_FLAGS } from "./flags.ts";
 import { join } from "node:path";

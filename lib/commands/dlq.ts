@@ -6,7 +6,7 @@
 import { MARKER_REASONS } from "../pipeline/sink.ts";
 import { Buffer } from "node:buffer";
 import { defineCommand, parseCommandLine } from "../cli/cli.ts";
-import { CONNECTION_FLAGS, resolveConnection } from "../cli/config.ts";
+import { CONNECTION_FLAGS, resolveConnection } from "../config/config.ts";
 import { AppError } from "../errors.ts";
 import { createKafka, describeKafkaError, withDeadline } from "../kafka/kafka.ts";
 import { createPool } from "../postgres/postgres.ts";

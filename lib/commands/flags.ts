@@ -1,7 +1,7 @@
 /**
  * Flags shared by several commands: the pipeline's names (topic, ticket table, schema, consumer
  * group). The other shared groups live with the code that reads them: CONNECTION_FLAGS in
- * lib/cli/config.ts, METRICS_FLAGS in lib/observe/metrics.ts. A command spreads a group into its
+ * lib/config/config.ts, METRICS_FLAGS in lib/observe/metrics.ts. A command spreads a group into its
  * spec and may override a flag's description or `required`:
  * `"topic-name": { ...PIPELINE_FLAGS["topic-name"], description: "topic to read" }`.
  * @module

@@ -3,7 +3,7 @@
  * @module
  */
 import { defineCommand, parseCommandLine } from "../cli/cli.ts";
-import { CONNECTION_FLAGS, resolveConnection } from "../cli/config.ts";
+import { CONNECTION_FLAGS, resolveConnection } from "../config/config.ts";
 import { ACKS, COMPRESSIONS } from "../kafka/kafka.ts";
 import {
   formatProducerSummary,

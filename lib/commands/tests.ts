@@ -7,7 +7,7 @@
 import { createInterface } from "node:readline/promises";
 import process from "node:process";
 import { defineCommand, parseCommandLine } from "../cli/cli.ts";
-import { type Connection, CONNECTION_FLAGS, resolveConnection } from "../cli/config.ts";
+import { type Connection, CONNECTION_FLAGS, resolveConnection } from "../config/config.ts";
 import { runConsumer } from "../pipeline/consumer.ts";
 import { setupDatabase } from "../postgres/setup.ts";
 import { messageOf } from "../errors.ts";

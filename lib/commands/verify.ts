@@ -4,7 +4,7 @@
  * @module
  */
 import { defineCommand, parseCommandLine } from "../cli/cli.ts";
-import { type Connection, CONNECTION_FLAGS, resolveConnection } from "../cli/config.ts";
+import { type Connection, CONNECTION_FLAGS, resolveConnection } from "../config/config.ts";
 import { defaultGroupId } from "../pipeline/consumer.ts";
 import { checkKey } from "../pipeline/transform.ts";
 import { LOST_REASON, MARKER_REASONS } from "../pipeline/sink.ts";

@@ -11,11 +11,11 @@ import {
   logLevel as KafkaLogLevel,
   type SASLOptions,
 } from "kafkajs";
-import type { KafkaSettings } from "../cli/config.ts";
+import type { KafkaSettings } from "../config/config.ts";
 import { AppError, messageOf } from "../errors.ts";
 import { installFastVarints } from "./kafka_encoder.ts";
-import { log } from "../observe/log.ts";
-import { loadCertFolder } from "../cli/tls.ts";
+import { log } from "../log.ts";
+import { loadCertFolder } from "../config/tls.ts";
 
 export type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from "kafkajs";
 

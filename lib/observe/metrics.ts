@@ -4,7 +4,7 @@
  * @module
  */
 import { dirname } from "node:path";
-import { redact } from "./log.ts";
+import { redact } from "../log.ts";
 import type { FlagSpecs, FlagValues } from "../cli/cli.ts";
 import { DEFAULT_METRICS_HOST, type MetricsEndpoint } from "./prometheus.ts";
 

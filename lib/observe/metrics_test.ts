@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LatencySample, latencyStats, MetricsLog, readMetrics } from "./metrics.ts";
-import { registerSecret } from "./log.ts";
+import { registerSecret } from "../log.ts";
 
 Deno.test("latencyStats() gives p50, p99 and max", () => {
   const values = Array.from({ length: 1000 }, (_, i) => i + 1);

@@ -7,7 +7,7 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { AppError, messageOf } from "../errors.ts";
-import { log } from "./log.ts";
+import { log } from "../log.ts";
 
 /** Default address of the Prometheus endpoint (`--metrics-host`): this machine only. */
 export const DEFAULT_METRICS_HOST = "127.0.0.1";

@@ -7,10 +7,10 @@
  * drain and the stop.
  * @module
  */
-import type { Connection, KafkaSettings } from "../cli/config.ts";
+import type { Connection, KafkaSettings } from "../config/config.ts";
 import { AppError, messageOf } from "../errors.ts";
 import { createKafka, describeKafkaError, probeKafka, withDeadline } from "../kafka/kafka.ts";
-import { log, ProgressReporter } from "../observe/log.ts";
+import { log, ProgressReporter } from "../log.ts";
 import { LatencySample, MetricsLog, SNAPSHOT_SECONDS } from "../observe/metrics.ts";
 import {
   ConsumerMetrics,

@@ -11,7 +11,7 @@
  * for partitions this member holds.
  * @module
  */
-import { log } from "../observe/log.ts";
+import { log } from "../log.ts";
 import { messageOf } from "../errors.ts";
 
 /** One offset commit, as KafkaJS's `consumer.commitOffsets` takes it. */

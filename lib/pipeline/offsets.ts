@@ -5,7 +5,7 @@
  */
 import { AppError } from "../errors.ts";
 import type { Admin } from "../kafka/kafka.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../log.ts";
 import type { Database } from "../postgres/postgres.ts";
 import type { QualifiedNames } from "../postgres/schema.ts";
 import { SKIPPED_REASON, storedOffsets } from "./sink.ts";

@@ -7,7 +7,7 @@
  */
 import type { KafkaMessage } from "kafkajs";
 import { AppError } from "../errors.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../log.ts";
 import { type Batch, LOST_REASON, storedOffsets } from "./sink.ts";
 import { type OffsetStore, pastTheEnd } from "./offsets.ts";
 import type { BatchWriter } from "./writer.ts";

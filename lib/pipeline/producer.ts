@@ -5,7 +5,7 @@
  */
 import { Buffer } from "node:buffer";
 import { CompressionTypes } from "kafkajs";
-import type { KafkaSettings } from "../cli/config.ts";
+import type { KafkaSettings } from "../config/config.ts";
 import { AppError, messageOf } from "../errors.ts";
 import {
   ACKS,
@@ -19,7 +19,7 @@ import {
 } from "../kafka/kafka.ts";
 import { createKeyPartitioner } from "../kafka/partitioner.ts";
 import { installFastProduceRequests } from "../kafka/produce_encoder.ts";
-import { log, ProgressReporter } from "../observe/log.ts";
+import { log, ProgressReporter } from "../log.ts";
 import { MetricsLog, SNAPSHOT_SECONDS } from "../observe/metrics.ts";
 import {
   type MetricsEndpoint,

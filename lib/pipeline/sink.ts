@@ -6,7 +6,7 @@
 import { Buffer } from "node:buffer";
 import { CopyData, copyField, copyFrom } from "../postgres/copy.ts";
 import { messageOf } from "../errors.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../log.ts";
 import type { PoolClient } from "../postgres/postgres.ts";
 import { uuidv7s } from "../model/uuid.ts";
 import { type QualifiedNames, SOURCE_COLUMN_NAMES } from "../postgres/schema.ts";

@@ -8,7 +8,7 @@
  */
 import type { EachBatchPayload } from "kafkajs";
 import type { Consumer } from "../kafka/kafka.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../log.ts";
 import { type OffsetStore, pastTheEnd } from "./offsets.ts";
 import { Positions } from "./positions.ts";
 import { toRowsAndLetters } from "./transform.ts";

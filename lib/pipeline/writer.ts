@@ -6,7 +6,7 @@
  */
 import { AppError, messageOf } from "../errors.ts";
 import { writeIsolating } from "./isolate.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../log.ts";
 import {
   classifyDbError,
   type Database,

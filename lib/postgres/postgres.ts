@@ -8,9 +8,9 @@ import pg from "pg";
 import { join } from "node:path";
 import { type ConnectionOptions, getCACertificates } from "node:tls";
 import { AppError, messageOf } from "../errors.ts";
-import { log, registerSecret } from "../observe/log.ts";
-import { describeTarget, parsePostgresUri, type PostgresTarget } from "./postgres_uri.ts";
-import { CERT_FILES } from "../cli/tls.ts";
+import { log, registerSecret } from "../log.ts";
+import { describeTarget, parsePostgresUri, type PostgresTarget } from "../config/postgres_uri.ts";
+import { CERT_FILES } from "../config/tls.ts";
 
 export type { PoolClient } from "pg";
 

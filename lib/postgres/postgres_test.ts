@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { AppError } from "../errors.ts";
 import { createPool } from "./postgres.ts";
-import { parsePostgresUri } from "./postgres_uri.ts";
+import { parsePostgresUri } from "../config/postgres_uri.ts";
 import { ROOT, sh, stackInfo } from "../../testing/testing.ts";
 
 Deno.test("createPool() talks TLS to PostgreSQL, verifying the server with the CA (verify-full)", async () => {

@@ -2,7 +2,7 @@
  * Creates the pipeline's tables: the ticket table, offsets, dead letters and conflicts.
  * @module
  */
-import type { Connection } from "../cli/config.ts";
+import type { Connection } from "../config/config.ts";
 import { createPool } from "./postgres.ts";
 import { describePgError } from "./postgres.ts";
 import { qualify, schemaStatements, type TableNames } from "./schema.ts";

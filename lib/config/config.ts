@@ -4,7 +4,7 @@
  * @module
  */
 import { isAbsolute, resolve } from "node:path";
-import { defineFlags, type FlagValues, Problems } from "./cli.ts";
+import { defineFlags, type FlagValues, Problems } from "../cli/cli.ts";
 import {
   type Creds,
   DEFAULT_CREDS_FILE,
@@ -12,8 +12,8 @@ import {
   SECURITY_PROTOCOLS,
   type SecurityProtocol,
 } from "./creds.ts";
-import { registerSecret } from "../observe/log.ts";
-import { parsePostgresUri } from "../postgres/postgres_uri.ts";
+import { registerSecret } from "../log.ts";
+import { parsePostgresUri } from "./postgres_uri.ts";
 
 /** Security protocol when no flag, environment variable or creds file names one. */
 export const DEFAULT_SECURITY_PROTOCOL: SecurityProtocol = "SSL";

@@ -6,7 +6,7 @@
  */
 import { dirname, join, resolve } from "node:path";
 import { AppError } from "../errors.ts";
-import { log, registerSecret } from "../observe/log.ts";
+import { log, registerSecret } from "../log.ts";
 
 /** How clients authenticate to Kafka. */
 export type SecurityProtocol = "SSL" | "PLAINTEXT" | "SASL_SSL";

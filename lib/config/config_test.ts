@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { isValidHost, resolveConnection } from "./config.ts";
 import { writeCreds } from "./creds.ts";
 import { AppError } from "../errors.ts";
-import { parsePostgresUri } from "../postgres/postgres_uri.ts";
+import { parsePostgresUri } from "./postgres_uri.ts";
 import { tlsOptions } from "../postgres/postgres.ts";
 
 const creds = {

@@ -2,7 +2,7 @@
  * PostgreSQL URIs: parsing, libpq's `sslmode` semantics, and a printable form without the password.
  * @module
  */
-import { registerSecret } from "../observe/log.ts";
+import { registerSecret } from "../log.ts";
 
 /** libpq's SSL modes. */
 export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
