@@ -54,7 +54,8 @@ export type RejectReason =
   | "WRONG_TYPE"
   | "BAD_VALUE"
   | "BAD_EMAIL"
-  | "BAD_SEAT";
+  | "BAD_SEAT"
+  | "UNKNOWN_TYPE";
 
 /** A value a column refuses: why (BAD_VALUE unless said) and what to tell the producer. */
 export type Refusal = string | { reason: RejectReason; detail: string };
@@ -107,7 +108,7 @@ function textColumn(
 }
 
 /** A timestamptz column: read back in microseconds, the unit it stores. */
-function timeColumn(column: string): TicketColumn {
+export function timeColumn(column: string): TicketColumn {
   return {
     column,
     field: column,
@@ -128,7 +129,7 @@ function timeColumn(column: string): TicketColumn {
 }
 
 /** Theater, movie and name: shown text, bounded in bytes so that an index on them fits. */
-function shownText(column: string): TicketColumn {
+export function shownText(column: string): TicketColumn {
   return textColumn(column, "text NOT NULL", (value) => {
     const problem = textProblem(value);
     if (problem) return `${column} ${problem}`;

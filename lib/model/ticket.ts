@@ -27,7 +27,10 @@ export const MAX_TICKET_BYTES = 64 * 1024;
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const encoder = new TextEncoder();
 
-function fail(reason: RejectReason, detail: string): ParseResult {
+function fail(
+  reason: RejectReason,
+  detail: string,
+): { ok: false; reason: RejectReason; detail: string } {
   return { ok: false, reason, detail };
 }
 
@@ -39,6 +42,23 @@ export function parseTicket(
   bytes: Uint8Array | null | undefined,
   maxBytes = MAX_TICKET_BYTES,
 ): ParseResult {
+  const decoded = decodeObject(bytes, maxBytes);
+  return decoded.ok ? validateTicket(decoded.object) : decoded;
+}
+
+/** Result of {@linkcode decodeObject}. */
+export type DecodeResult =
+  | { ok: true; object: Record<string, unknown> }
+  | { ok: false; reason: RejectReason; detail: string };
+
+/**
+ * Decodes a message value into a JSON object, or gives the reason it is not one: no value
+ * (EMPTY), over `maxBytes` (TOO_LARGE), not UTF-8, not JSON, or not an object.
+ */
+export function decodeObject(
+  bytes: Uint8Array | null | undefined,
+  maxBytes = MAX_TICKET_BYTES,
+): DecodeResult {
   if (!bytes || bytes.length === 0) return fail("EMPTY", "message has no value");
   if (bytes.length > maxBytes) {
     return fail("TOO_LARGE", `message is ${bytes.length} bytes; the limit is ${maxBytes}`);
@@ -59,7 +79,7 @@ export function parseTicket(
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
     return fail("NOT_OBJECT", `expected a JSON object, got ${kindOf(data)}`);
   }
-  return validateTicket(data as Record<string, unknown>);
+  return { ok: true, object: data as Record<string, unknown> };
 }
 
 /** The top-level fields of a ticket, each checked for presence before any value. */
