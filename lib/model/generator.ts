@@ -14,9 +14,15 @@ function readList(name: string): string[] {
     .filter((l) => l && !l.startsWith("#"));
 }
 
-let lists: { movies: string[]; theaters: string[] } | undefined;
+let lists:
+  | { movies: string[]; theaters: string[]; movieJson: string[]; theaterJson: string[] }
+  | undefined;
 function fixtureLists() {
-  lists ??= { movies: readList("movies.txt"), theaters: readList("theaters.txt") };
+  if (!lists) {
+    const movies = readList("movies.txt"), theaters = readList("theaters.txt");
+    const json = (list: string[]) => list.map((s) => JSON.stringify(s));
+    lists = { movies, theaters, movieJson: json(movies), theaterJson: json(theaters) };
+  }
   return lists;
 }
 
@@ -39,8 +45,19 @@ const ROWS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const SHOW_HOURS = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21];
 const SHOW_DAYS = 30;
 const SEATS_PER_ROW = 30;
+const CAPACITY = ROWS.length * SEATS_PER_ROW;
 const PRICES = [8.5, 9.5, 11, 12.5, 14, 16.5];
 const POOL_SIZE = 2048;
+const DAY_MS = 86_400_000;
+const QUARTER_MS = 900_000;
+/** Seat labels by index in a show (row by row), and their JSON. */
+const SEAT_LABELS = Array.from(
+  { length: CAPACITY },
+  (_, i) => `${ROWS[Math.floor(i / SEATS_PER_ROW)]}${(i % SEATS_PER_ROW) + 1}`,
+);
+const SEAT_JSON = SEAT_LABELS.map((label) => JSON.stringify(label));
+/** ".000Z" to ".999Z": the end of an ISO time by its milliseconds. */
+const MILLIS = Array.from({ length: 1000 }, (_, i) => `${String(i).padStart(3, "0")}Z`);
 
 /** Options of {@linkcode TicketGenerator}. */
 export interface GeneratorOptions {
@@ -55,17 +72,71 @@ export interface GeneratorOptions {
   seatClashRate?: number;
 }
 
+/** A version 4 UUID from four random words (their bytes little-endian, as a Uint32Array's). */
+function uuidOf(a: number, b: number, c: number, d: number): string {
+  return HEX[a & 255]! + HEX[(a >>> 8) & 255] + HEX[(a >>> 16) & 255] + HEX[a >>> 24] + "-" +
+    HEX[b & 255] + HEX[(b >>> 8) & 255] + "-" + HEX[((b >>> 16) & 0x0f) | 0x40] +
+    HEX[b >>> 24] + "-" + HEX[(c & 0x3f) | 0x80] + HEX[(c >>> 8) & 255] + "-" +
+    HEX[(c >>> 16) & 255] + HEX[c >>> 24] + HEX[d & 255] + HEX[(d >>> 8) & 255] +
+    HEX[(d >>> 16) & 255] + HEX[d >>> 24];
+}
+
+/** `Date#toISOString` of times made over and over: show times kept, purchase seconds reused. */
+class IsoTimes {
+  readonly #showtimes = new Map<number, string>();
+  #second = NaN;
+  #secondText = "";
+
+  showtime(at: number): string {
+    let text = this.#showtimes.get(at);
+    if (text === undefined) {
+      if (this.#showtimes.size >= 10_000) this.#showtimes.clear();
+      text = new Date(at).toISOString();
+      this.#showtimes.set(at, text);
+    }
+    return text;
+  }
+
+  iso(ms: number): string {
+    const second = Math.floor(ms / 1000);
+    if (second !== this.#second) {
+      this.#second = second;
+      this.#secondText = new Date(second * 1000).toISOString().slice(0, -4); // "…:ss."
+    }
+    return this.#secondText + MILLIS[ms - second * 1000];
+  }
+}
+
+/** A generated ticket and its JSON text (exactly `JSON.stringify(ticket)`). */
+export interface GeneratedTicket {
+  ticket: Ticket;
+  json: string;
+}
+
+/** A show: indexes of its theater and movie in the fixture lists, and its start (ms). */
+interface Show {
+  theater: number;
+  movie: number;
+  at: number;
+}
+
 /** Generates realistic tickets quickly; reproducible with a seed. */
 export class TicketGenerator {
   readonly #next: () => number;
   readonly #names: string[] = [];
   readonly #emails: string[] = [];
   readonly #phones: string[] = [];
+  /** `"name":…,"email":…,"phone_number":…` of each pooled person. */
+  readonly #personJson: string[] = [];
+  readonly #lists = fixtureLists();
   readonly #base: number;
+  /** Quarter hour of the first purchase: shows are numbered from it (small numbers). */
+  readonly #firstQuarter: number;
   readonly #clashRate: number;
   /** Sale state per show (see #allocate). */
   readonly #sold = new Map<number, number>();
-  readonly #recent: { theater: string; movie: string; showtime: string; seat: string }[] = [];
+  readonly #recent: { show: Show; seat: number }[] = [];
+  readonly #times = new IsoTimes();
   #count = 0;
 
   constructor(options: GeneratorOptions = {}) {
@@ -79,13 +150,22 @@ export class TicketGenerator {
     for (let i = 0; i < POOL_SIZE; i++) {
       const first = faker.person.firstName();
       const last = faker.person.lastName();
-      this.#names.push(`${first} ${last}`);
-      this.#emails.push(faker.internet.email({ firstName: first, lastName: last }).toLowerCase());
-      this.#phones.push(faker.phone.number({ style: "international" }));
+      const name = `${first} ${last}`;
+      const email = faker.internet.email({ firstName: first, lastName: last }).toLowerCase();
+      const phone = faker.phone.number({ style: "international" });
+      this.#names.push(name);
+      this.#emails.push(email);
+      this.#phones.push(phone);
+      this.#personJson.push(
+        `"name":${JSON.stringify(name)},"email":${JSON.stringify(email)},"phone_number":${
+          JSON.stringify(phone)
+        }`,
+      );
     }
     this.#clashRate = options.seatClashRate ?? 0;
     this.#base = (options.startTime ??
       (options.seed === undefined ? new Date() : new Date("2026-01-01T00:00:00Z"))).getTime();
+    this.#firstQuarter = Math.floor(this.#base / QUARTER_MS);
   }
 
   #pick<T>(list: readonly T[]): T {
@@ -93,88 +173,97 @@ export class TicketGenerator {
   }
 
   #uuid(): string {
-    const w = [this.#next(), this.#next(), this.#next(), this.#next()];
-    const b = new Uint8Array(new Uint32Array(w).buffer);
-    b[6] = (b[6]! & 0x0f) | 0x40;
-    b[8] = (b[8]! & 0x3f) | 0x80;
-    let s = "";
-    for (let i = 0; i < 16; i++) {
-      s += HEX[b[i]!];
-      if (i === 3 || i === 5 || i === 7 || i === 9) s += "-";
-    }
-    return s;
+    return uuidOf(this.#next(), this.#next(), this.#next(), this.#next());
   }
 
   /**
-   * Sells `count` adjacent seats of a show, or undefined when it has no room. Each show starts at
-   * a random row (so separate runs rarely sell the same seat) and fills rows in order, wrapping
-   * round once. The state of a show is packed in one number: `used * 1024 + next`.
+   * Sells `count` adjacent seats of a show: the index of the first (seats are numbered row by
+   * row), or -1 when it has no room. Each show starts at a random row (so separate runs rarely
+   * sell the same seat) and fills rows in order, wrapping round once. The state of a show is
+   * packed in one number: `used * 1024 + next`.
    */
-  #allocate(show: number, count: number): string[] | undefined {
-    const capacity = ROWS.length * SEATS_PER_ROW;
+  #allocate(show: number, count: number): number {
     const state = this.#sold.get(show) ?? (this.#next() % ROWS.length) * SEATS_PER_ROW;
     let index = state % 1024;
     let used = Math.floor(state / 1024);
     const inRow = index % SEATS_PER_ROW;
     if (inRow + count > SEATS_PER_ROW) {
       used += SEATS_PER_ROW - inRow;
-      index = (index + SEATS_PER_ROW - inRow) % capacity;
+      index = (index + SEATS_PER_ROW - inRow) % CAPACITY;
     }
-    if (used + count > capacity) return undefined;
-    const seats: string[] = [];
-    for (let i = index; i < index + count; i++) {
-      seats.push(`${ROWS[Math.floor(i / SEATS_PER_ROW)]}${(i % SEATS_PER_ROW) + 1}`);
+    if (used + count > CAPACITY) return -1;
+    this.#sold.set(show, (used + count) * 1024 + ((index + count) % CAPACITY));
+    return index;
+  }
+
+  /** A show with `count` free adjacent seats, and the first of them. */
+  #sell(purchased: number, count: number): { show: Show; first: number } {
+    const { theaters, movies } = this.#lists;
+    for (;;) {
+      const theater = this.#next() % theaters.length, movie = this.#next() % movies.length;
+      const day = purchased + (1 + (this.#next() % SHOW_DAYS)) * DAY_MS;
+      const at = Math.floor(day / DAY_MS) * DAY_MS + this.#pick(SHOW_HOURS) * 3_600_000 +
+        (this.#next() % 4) * QUARTER_MS;
+      // a small number names the show (quarter hour, theater, movie): hashing a string key per
+      // ticket was a tenth of the producer's CPU
+      const key = ((at / QUARTER_MS - this.#firstQuarter) * theaters.length + theater) *
+          movies.length + movie;
+      const first = this.#allocate(key, count);
+      if (first >= 0) return { show: { theater, movie, at }, first };
     }
-    this.#sold.set(show, (used + count) * 1024 + ((index + count) % capacity));
-    return seats;
   }
 
   /** The next ticket. */
   next(): Ticket {
-    const { movies, theaters } = fixtureLists();
+    return this.#generate(false).ticket;
+  }
+
+  /** The next ticket and its JSON, made without `JSON.stringify` (the same text). */
+  nextWithJson(): GeneratedTicket {
+    return this.#generate(true);
+  }
+
+  #generate(withJson: boolean): GeneratedTicket {
     const person = this.#next() % POOL_SIZE;
     let count = 1 + (this.#next() % MAX_SEATS);
     const purchased = this.#base + this.#count * 7;
     this.#count++;
-    let theater: string, movie: string, showtime: string, seats: string[] | undefined;
-    const clash = this.#clashRate > 0 && this.#recent.length > 0 &&
-      this.#next() / 2 ** 32 < this.#clashRate;
-    if (clash) {
+    let show: Show, first: number;
+    if (
+      this.#clashRate > 0 && this.#recent.length > 0 && this.#next() / 2 ** 32 < this.#clashRate
+    ) {
       // on purpose: one seat that an earlier ticket of this run already bought
-      const sold = this.#recent[this.#next() % this.#recent.length]!;
-      ({ theater, movie, showtime } = sold);
-      seats = [sold.seat];
+      ({ show, seat: first } = this.#recent[this.#next() % this.#recent.length]!);
       count = 1;
     } else {
-      do {
-        const t = this.#next() % theaters.length, m = this.#next() % movies.length;
-        theater = theaters[t]!;
-        movie = movies[m]!;
-        const day = new Date(purchased + (1 + (this.#next() % SHOW_DAYS)) * 86_400_000);
-        const at = day.setUTCHours(this.#pick(SHOW_HOURS), (this.#next() % 4) * 15, 0, 0);
-        showtime = day.toISOString();
-        // a number names the show (minute of the showtime, theater, movie): hashing a string key
-        // per ticket was a tenth of the producer's CPU
-        const show = (at / 60_000) * theaters.length * movies.length + t * movies.length + m;
-        seats = this.#allocate(show, count);
-      } while (!seats);
+      ({ show, first } = this.#sell(purchased, count));
       if (this.#clashRate > 0) {
-        const memory = { theater, movie, showtime, seat: seats[0]! };
+        const memory = { show, seat: first };
         if (this.#recent.length < 1000) this.#recent.push(memory);
         else this.#recent[this.#next() % 1000] = memory;
       }
     }
-    return {
+    const { theaters, movies } = this.#lists;
+    const ticket: Ticket = {
       ticket_id: this.#uuid(),
-      theater: theater!,
-      movie: movie!,
+      theater: theaters[show.theater]!,
+      movie: movies[show.movie]!,
       name: this.#names[person]!,
       email: this.#emails[person]!,
       phone_number: this.#phones[person]!,
-      seats: seats!,
-      showtime: showtime!,
+      seats: SEAT_LABELS.slice(first, first + count),
+      showtime: this.#times.showtime(show.at),
       price: { amount: Math.round(this.#pick(PRICES) * count * 100) / 100, currency: "USD" },
-      purchased_at: new Date(purchased).toISOString(),
+      purchased_at: this.#times.iso(purchased),
     };
+    if (!withJson) return { ticket, json: "" };
+    let seats = SEAT_JSON[first]!;
+    for (let i = first + 1; i < first + count; i++) seats += "," + SEAT_JSON[i];
+    const json = `{"ticket_id":"${ticket.ticket_id}","theater":${
+      this.#lists.theaterJson[show.theater]
+    },"movie":${this.#lists.movieJson[show.movie]},${
+      this.#personJson[person]
+    },"seats":[${seats}],"showtime":"${ticket.showtime}","price":{"amount":${ticket.price.amount},"currency":"USD"},"purchased_at":"${ticket.purchased_at}"}`;
+    return { ticket, json };
   }
 }

@@ -136,9 +136,9 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
       return m &&
         { key: m.key, value: m.value instanceof Uint8Array ? Buffer.from(m.value) : m.value };
     }
-    const ticket = generator.next();
+    const { ticket, json } = generator.nextWithJson(); // json: JSON.stringify(ticket), made faster
     options.onTicket?.(ticket);
-    return { key: ticket.ticket_id, value: JSON.stringify(ticket) };
+    return { key: ticket.ticket_id, value: json };
   };
 
   const sendTimeoutMs = (options.sendTimeoutSeconds ?? PRODUCER_DEFAULTS.sendTimeoutSeconds) * 1000;
