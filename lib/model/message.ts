@@ -45,6 +45,12 @@ export interface Cancel {
 /** A message of a ticket topic. */
 export type Message = Purchase | Cancel;
 
+/** Where a stored ticket stands: sold, or cancelled (its seats free, its payment refunded). */
+export type TicketStatus = "purchased" | "cancelled";
+
+/** Every ticket status, as the ticket table's `status` column holds it. */
+export const TICKET_STATUSES: readonly TicketStatus[] = ["purchased", "cancelled"];
+
 /**
  * Dead-letter reason of a cancellation whose ticket was never stored (the sink decides it, in
  * offset order: a cancellation before its purchase is one too).

@@ -9,14 +9,7 @@
  */
 import type { Connection, KafkaSettings } from "../config/config.ts";
 import { AppError, messageOf } from "../errors.ts";
-import {
-  type Admin,
-  type Consumer,
-  createKafka,
-  describeKafkaError,
-  probeKafka,
-  withDeadline,
-} from "../kafka/kafka.ts";
+import { createKafka, describeKafkaError, probeKafka, withDeadline } from "../kafka/kafka.ts";
 import { log, ProgressReporter } from "../log.ts";
 import { LatencySample, MetricsLog, SNAPSHOT_SECONDS } from "../observe/metrics.ts";
 import {
@@ -366,67 +359,34 @@ class RunObserver {
   }
 }
 
-/** How a run ends: the first error, and the signal at which every wait stops early. */
-class RunEnd {
-  /** Aborted when the run is to end (signal, idle, max messages, failure). */
-  readonly stopping = new AbortController();
-  /** The first error: it decides the exit, even one that comes after a stop began. */
-  failure: unknown;
-  /** Resolves when the run is to end. */
-  readonly finished: Promise<void>;
-  #resolve: () => void = () => {};
-
-  constructor() {
-    this.finished = new Promise<void>((resolve) => this.#resolve = resolve);
-  }
-
-  /** Ends the run, with `error` if it failed. */
-  readonly finish = (error?: unknown): void => {
-    if (error !== undefined && this.failure === undefined) this.failure = error;
-    this.stopping.abort();
-    this.#resolve();
-  };
-
-  #signal?: AbortSignal;
-  readonly #onAbort = () => this.finish();
-
-  /** Ends the run when `signal` aborts (the caller's stop: SIGTERM, Ctrl-C). */
-  watch(signal: AbortSignal | undefined): void {
-    if (!signal) return;
-    this.#signal = signal;
-    signal.addEventListener("abort", this.#onAbort, { once: true });
-    if (signal.aborted) this.finish();
-  }
-
-  /** Stops watching the caller's signal. */
-  unwatch(): void {
-    this.#signal?.removeEventListener("abort", this.#onAbort);
-  }
-}
-
-/** The consumer's parts, wired: Kafka source -> writer (transform, sink) -> observer, mirror. */
-interface ConsumerParts {
-  store: OffsetStore;
-  consumer: Consumer;
-  admin: Admin;
-  db: Database;
-  run: RunObserver;
-  mirror: GroupOffsetMirror;
-  writer: BatchWriter;
-  source: KafkaSource;
-  /** When the broker last answered a fetch. */
-  lastFetch: number;
-}
-
-/** Makes the clients and wires the parts; nothing is connected yet. */
-async function wireParts(options: ConsumerOptions, end: RunEnd): Promise<ConsumerParts> {
+/** Runs the consumer until drained (idle), max messages, or the abort signal. */
+export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSummary> {
   const schema = options.schema ?? "public";
   const q = qualify({ schema, table: options.table });
-  const { topic } = options;
+  const topic = options.topic;
   const groupId = options.groupId ?? defaultGroupId(schema, options.table);
-  const { db, admin, consumer } = await createClients(options, groupId, sessionMsOf(options));
+  const sessionMs = (options.sessionTimeoutSeconds ?? CONSUMER_DEFAULTS.sessionTimeoutSeconds) *
+    1000;
+  const settings = options.connection.kafka;
+  /** When the broker last answered a fetch. */
+  let lastFetch = 0;
+  /** Aborted when the run is to end (signal, idle, max messages, failure): waits stop early. */
+  const stopping = new AbortController();
+  let failure: unknown;
+  let finish: (error?: unknown) => void = () => {};
+  const finished = new Promise<void>((resolve) => {
+    finish = (error?: unknown) => {
+      // the first error wins, even one that comes after a stop began: it decides the exit
+      if (error !== undefined && failure === undefined) failure = error;
+      stopping.abort();
+      resolve();
+    };
+  });
+
+  const { db, admin, consumer } = await createClients(options, groupId, sessionMs);
   const store: OffsetStore = { db, q, admin, topic, groupId, table: options.table };
-  const run = new RunObserver(options, store, () => end.finish());
+
+  const run = new RunObserver(options, store, () => finish());
   // Kafka's group offsets follow PostgreSQL's (for Kafka's lag tools), never ahead of them
   const mirror = new GroupOffsetMirror({
     topic,
@@ -438,13 +398,13 @@ async function wireParts(options: ConsumerOptions, end: RunEnd): Promise<Consume
     sql: sinkStatements(q),
     table: q.tickets,
     retryMs: (options.dbRetrySeconds ?? CONSUMER_DEFAULTS.dbRetrySeconds) * 1000,
-    stopping: end.stopping.signal,
+    stopping: stopping.signal,
     maxQueued: MAX_QUEUED_CHUNKS,
     onWritten: (batch, result, lost, seconds) => {
       if (result.committed) mirror.stored(batch.partition, batch.nextOffset);
       run.written(batch, result, lost, seconds);
     },
-    onError: end.finish,
+    onError: finish,
   });
   const source = new KafkaSource({
     store,
@@ -453,133 +413,106 @@ async function wireParts(options: ConsumerOptions, end: RunEnd): Promise<Consume
     batchSize: options.batchSize ?? CONSUMER_DEFAULTS.batchSize,
     maxMessageBytes: options.maxMessageBytes ?? CONSUMER_DEFAULTS.maxMessageBytes,
     maxMessages: options.maxMessages,
-    stopping: end.stopping.signal,
-    onError: end.finish,
+    stopping: stopping.signal,
+    onError: finish,
   });
-  return { store, consumer, admin, db, run, mirror, writer, source, lastFetch: 0 };
-}
 
-/** The session timeout in milliseconds. */
-function sessionMsOf(options: ConsumerOptions): number {
-  return (options.sessionTimeoutSeconds ?? CONSUMER_DEFAULTS.sessionTimeoutSeconds) * 1000;
-}
-
-/**
- * Connects, checks the topic, applies `--reset-offsets`, joins the group and starts fetching;
- * returns what the reset did. The run's end is watched from here on (`options.signal`).
- */
-async function startConsuming(options: ConsumerOptions, p: ConsumerParts, end: RunEnd) {
-  const { consumer, admin, source, mirror, run, store } = p;
-  const settings = options.connection.kafka;
-  const { topic } = options;
-  const topics = await probeKafka(settings);
-  await withDeadline(admin.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
-  if (!topics.includes(topic)) {
-    throw new AppError(
-      "KAFKA",
-      `topic "${topic}" does not exist; run producer.ts first or create it`,
-    );
-  }
-  const reset = options.resetOffsets
-    ? await resetStoredOffsets(store, options.resetOffsets)
-    : undefined;
-  await withDeadline(consumer.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  consumer.on(consumer.events.GROUP_JOIN, (event) => {
-    run.lastActivity = performance.now();
-    const partitions = event.payload.memberAssignment[topic] ?? [];
-    mirror.assigned(partitions);
-    source.assigned(partitions);
-  });
-  consumer.on(consumer.events.FETCH, () => {
-    p.lastFetch = performance.now();
-  });
-  consumer.on(consumer.events.END_BATCH_PROCESS, (event: { payload: BatchEndEvent }) => {
-    source.filtered(event.payload);
-  });
-  consumer.on(consumer.events.CRASH, (event) => {
-    if (!event.payload.restart) end.finish(event.payload.error);
-  });
-  end.watch(options.signal);
-  // run() resolves once the group is joined, which can take a session timeout when a dead
-  // member is still in it: a stop must not wait for that
-  const running = consumer.run({
-    // must stay off: KafkaJS would commit the offsets the source resolves as it queues chunks,
-    // ahead of what PostgreSQL stores; the mirror commits only what PostgreSQL stored
-    autoCommit: false,
-    eachBatchAutoResolve: false,
-    partitionsConsumedConcurrently: 3,
-    eachBatch: async (payload) => {
-      run.firstMessageAt ??= performance.now();
-      try {
-        await source.handle(payload);
-      } catch (error) {
-        end.finish(error);
-        throw error;
-      }
-    },
-  });
-  running.catch(end.finish);
-  return reset;
-}
-
-/**
- * Leaves the group (its partitions move at once) and lets the writes in flight commit or roll
- * back, within a budget: a stop never hangs on a broker or a database that does not answer.
- */
-async function stopParts(options: ConsumerOptions, p: ConsumerParts, end: RunEnd) {
-  const stopBy = performance.now() + STOP_BUDGET_MS;
-  const left = () => Math.max(0, stopBy - performance.now());
-  await within(p.mirror.flush(), Math.min(2_000, left()));
-  await within(p.consumer.disconnect().catch(() => {}), left());
-  const settled = await within(p.writer.settledAll().then(() => true), left());
-  if (!settled && end.failure === undefined) {
-    end.failure = new AppError(
-      "TIMEOUT",
-      `stopped with a write still waiting for PostgreSQL after ${STOP_BUDGET_MS / 1000} s; ` +
-        `it is rolled back and will be read again by the next run`,
-    );
-  }
-  const settings = options.connection.kafka;
-  const outcome = end.failure === undefined
-    ? "ok"
-    : messageOf(describeFailure(end.failure, p.db, settings));
-  await p.run.end(outcome);
-}
-
-/** Runs the consumer until drained (idle), max messages, or the abort signal. */
-export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSummary> {
-  const end = new RunEnd();
-  const parts = await wireParts(options, end);
-  const { run, db, admin } = parts;
   let idleTimer: ReturnType<typeof setInterval> | undefined;
   let server: MetricsServer | undefined;
+  const onAbort = () => finish();
   try {
     if (run.prometheus) server = serveMetrics(run.prometheus, options.prometheus!);
-    run.start(await startConsuming(options, parts, end));
+    const topics = await probeKafka(settings);
+    await withDeadline(admin.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
+    if (!topics.includes(topic)) {
+      throw new AppError(
+        "KAFKA",
+        `topic "${topic}" does not exist; run producer.ts first or create it`,
+      );
+    }
+    const reset = options.resetOffsets
+      ? await resetStoredOffsets(store, options.resetOffsets)
+      : undefined;
+    await withDeadline(
+      consumer.connect(),
+      settings.connectTimeoutMs + 2_000,
+      "connecting to Kafka",
+    );
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      run.lastActivity = performance.now();
+      const partitions = event.payload.memberAssignment[topic] ?? [];
+      mirror.assigned(partitions);
+      source.assigned(partitions);
+    });
+    consumer.on(consumer.events.FETCH, () => {
+      lastFetch = performance.now();
+    });
+    consumer.on(consumer.events.END_BATCH_PROCESS, (event: { payload: BatchEndEvent }) => {
+      source.filtered(event.payload);
+    });
+    consumer.on(consumer.events.CRASH, (event) => {
+      if (!event.payload.restart) finish(event.payload.error);
+    });
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    if (options.signal?.aborted) finish();
+    // run() resolves once the group is joined, which can take a session timeout when a dead
+    // member is still in it: a stop must not wait for that
+    const running = consumer.run({
+      // must stay off: KafkaJS would commit the offsets the source resolves as it queues chunks,
+      // ahead of what PostgreSQL stores; the mirror commits only what PostgreSQL stored
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 3,
+      eachBatch: async (payload) => {
+        run.firstMessageAt ??= performance.now();
+        try {
+          await source.handle(payload);
+        } catch (error) {
+          finish(error);
+          throw error;
+        }
+      },
+    });
+    running.catch(finish);
+    run.start(reset);
     if (options.idleTimeoutSeconds !== undefined) {
       idleTimer = watchDrain({
-        store: parts.store,
+        store,
         idleMs: options.idleTimeoutSeconds * 1000,
-        sessionMs: sessionMsOf(options),
-        busy: () => parts.writer.queued > 0,
+        sessionMs,
+        busy: () => writer.queued > 0,
         lastActivity: () => run.lastActivity,
-        lastFetch: () => parts.lastFetch,
-        finish: end.finish,
+        lastFetch: () => lastFetch,
+        finish,
       });
     }
-    await end.finished;
+    await finished;
   } catch (error) {
-    end.finish(error);
+    finish(error);
   } finally {
     clearInterval(idleTimer);
-    end.unwatch();
-    await stopParts(options, parts, end);
+    options.signal?.removeEventListener("abort", onAbort);
+    // Leave the group (its partitions move at once) and let the writes in flight commit or roll
+    // back, within a budget: a stop never hangs on a broker or a database that does not answer.
+    const stopBy = performance.now() + STOP_BUDGET_MS;
+    const left = () => Math.max(0, stopBy - performance.now());
+    await within(mirror.flush(), Math.min(2_000, left()));
+    await within(consumer.disconnect().catch(() => {}), left());
+    const settled = await within(writer.settledAll().then(() => true), left());
+    if (!settled && failure === undefined) {
+      failure = new AppError(
+        "TIMEOUT",
+        `stopped with a write still waiting for PostgreSQL after ${STOP_BUDGET_MS / 1000} s; ` +
+          `it is rolled back and will be read again by the next run`,
+      );
+    }
+    await run.end(failure === undefined ? "ok" : messageOf(describeFailure(failure, db, settings)));
     await within(server?.close().catch(() => {}) ?? Promise.resolve(), 1_000);
     await within(admin.disconnect().catch(() => {}), 1_000);
     await within(db.pool.end().catch(() => {}), 1_000);
   }
-  if (end.failure !== undefined) throw describeFailure(end.failure, db, options.connection.kafka);
+  if (failure !== undefined) throw describeFailure(failure, db, settings);
   return run.summary;
 }
 

@@ -1,14 +1,16 @@
 import assert from "node:assert/strict";
 import { formatConsumerSummary } from "./consumer.ts";
 
-Deno.test("formatConsumerSummary() names fenced batches, refusals by reason and lost messages", () => {
+Deno.test("formatConsumerSummary() names cancellations, fenced batches, refusals by reason and lost messages", () => {
   const line = formatConsumerSummary({
     received: 10,
     stored: 6,
     duplicates: 1,
     conflicts: 0,
-    deadLetters: 3,
+    deadLetters: 4,
     seatTaken: 1,
+    cancelled: 4,
+    unknownTicket: 1,
     rejected: 2,
     lost: 5,
     fenced: 1,
@@ -17,7 +19,8 @@ Deno.test("formatConsumerSummary() names fenced batches, refusals by reason and 
   });
   assert.equal(
     line,
-    "consumed 10 messages in 1.00 s of work (10 tickets/s): stored 6, duplicates 1, conflicts 0, " +
-      "dead letters 3 (1 SEAT_TAKEN, 2 DB_REJECTED), fenced 1, lost before read 5",
+    "consumed 10 messages in 1.00 s of work (10 tickets/s): stored 6, cancelled 4, duplicates 1, " +
+      "conflicts 0, dead letters 4 (1 SEAT_TAKEN, 1 UNKNOWN_TICKET, 2 DB_REJECTED), fenced 1, " +
+      "lost before read 5",
   );
 });

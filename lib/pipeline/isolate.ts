@@ -28,10 +28,18 @@ function refusal(error: unknown): string {
   return `PostgreSQL refused it: ${e.code} ${e.message ?? String(error)}${detail}`.slice(0, 1000);
 }
 
-/** A batch's messages, rows and dead letters alike, by offset. */
+/** A batch's messages, rows, cancellations and dead letters alike, by offset. */
 function offsetsOf(batch: Batch): bigint[] {
-  return [...batch.rows.map((r) => r.offset), ...batch.deadLetters.map((d) => d.offset)]
-    .map(BigInt).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return [
+    ...batch.rows.map((r) => r.offset),
+    ...(batch.cancels ?? []).map((c) => c.offset),
+    ...batch.deadLetters.map((d) => d.offset),
+  ].map(BigInt).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** Messages of a batch: rows, cancellations and dead letters. */
+function messagesOf(batch: Batch): number {
+  return batch.rows.length + (batch.cancels?.length ?? 0) + batch.deadLetters.length;
 }
 
 /** The part of `batch` covering offsets from `from` (inclusive) to `to` (exclusive). */
@@ -42,6 +50,7 @@ function slice(batch: Batch, from: bigint, to: bigint): Batch {
     expectedOffset: from,
     nextOffset: to,
     rows: batch.rows.filter((r) => inside(r.offset)),
+    cancels: batch.cancels?.filter((c) => inside(c.offset)),
     deadLetters: batch.deadLetters.filter((d) => inside(d.offset)),
   };
 }
@@ -55,6 +64,8 @@ function add(a: BatchResult, b: BatchResult): BatchResult {
     conflicts: a.conflicts + b.conflicts,
     deadLetters: a.deadLetters + b.deadLetters,
     seatTaken: a.seatTaken + b.seatTaken,
+    cancelled: a.cancelled + b.cancelled,
+    unknownTicket: a.unknownTicket + b.unknownTicket,
     rejected: (a.rejected ?? 0) + (b.rejected ?? 0),
     messages: (a.messages ?? 0) + (b.messages ?? 0),
   };
@@ -74,13 +85,13 @@ export async function writeIsolating(
     const result = await write(batch);
     return {
       ...result,
-      messages: result.committed ? batch.rows.length + batch.deadLetters.length : 0,
+      messages: result.committed ? messagesOf(batch) : 0,
     };
   } catch (error) {
-    if (!isDataError(error) || batch.rows.length === 0) throw error;
+    if (!isDataError(error) || batch.rows.length + (batch.cancels?.length ?? 0) === 0) throw error;
     const offsets = offsetsOf(batch);
     if (offsets.length === 1) {
-      const row = batch.rows[0]!;
+      const row = batch.rows[0] ?? batch.cancels![0]!;
       const letter: DeadLetter = {
         offset: row.offset,
         key: row.key ?? null,
@@ -88,7 +99,7 @@ export async function writeIsolating(
         reason: DB_REJECTED,
         detail: refusal(error),
       };
-      const result = await write({ ...batch, rows: [], deadLetters: [letter] });
+      const result = await write({ ...batch, rows: [], cancels: [], deadLetters: [letter] });
       return { ...result, rejected: result.committed ? 1 : 0, messages: result.committed ? 1 : 0 };
     }
     const middle = offsets[offsets.length >> 1]!;

@@ -1,6 +1,7 @@
 /**
  * The PostgreSQL write path: one transaction per batch holding the ticket rows (multi-row
- * `unnest`), the dead letters, the conflicts and the consumer offset, fenced by compare-and-set.
+ * `unnest`), the cancellations, the dead letters, the conflicts and the consumer offset, fenced
+ * by compare-and-set.
  * @module
  */
 import { Buffer } from "node:buffer";
@@ -9,12 +10,14 @@ import { messageOf } from "../errors.ts";
 import { log } from "../log.ts";
 import type { PoolClient } from "../postgres/postgres.ts";
 import { uuidv7s } from "../model/uuid.ts";
-import { type QualifiedNames, SOURCE_COLUMN_NAMES } from "../postgres/schema.ts";
+import { PAID, type QualifiedNames, REFUNDED, SOURCE_COLUMN_NAMES } from "../postgres/schema.ts";
+import { type Cancel, type TicketStatus, UNKNOWN_TICKET } from "../model/message.ts";
 import {
   columnIndex,
   columnText,
   sameTicket,
   showId,
+  showIdSql,
   STORED_TICKET_SELECT,
   type StoredTicket,
   type Ticket,
@@ -34,6 +37,16 @@ export interface IncomingRow {
   key?: Uint8Array | null;
   /** Kafka message timestamp (publish time). */
   publishedAt?: Date;
+}
+
+/** A parsed cancellation and where it came from. */
+export interface IncomingCancel {
+  cancel: Cancel;
+  offset: string;
+  /** The raw message value, kept to record a refusal. */
+  value: Uint8Array;
+  /** The raw message key. */
+  key?: Uint8Array | null;
 }
 
 /** Reason of the marker dead letter recording offsets deleted before they were read. */
@@ -64,6 +77,8 @@ export interface Batch {
   /** Next offset to store: last offset of the batch + 1. */
   nextOffset: bigint;
   rows: IncomingRow[];
+  /** Cancellations, applied in offset order with the rows (none: the batch may take COPY). */
+  cancels?: IncomingCancel[];
   deadLetters: DeadLetter[];
 }
 
@@ -72,7 +87,7 @@ export interface BatchResult {
   /** False when another consumer moved the stored offset: nothing was written. */
   committed: boolean;
   stored: number;
-  /** Same ticket_id and same content as a stored row. */
+  /** Same ticket_id and same content as a stored row; or a ticket cancelled already. */
   duplicates: number;
   /** Same ticket_id with different content: first stored wins, the newcomer is recorded. */
   conflicts: number;
@@ -80,6 +95,10 @@ export interface BatchResult {
   deadLetters: number;
   /** Tickets refused because a seat was already sold for that show. */
   seatTaken: number;
+  /** Cancellations applied: ticket cancelled, its seats freed, its payment refunded. */
+  cancelled: number;
+  /** Cancellations of a ticket never stored (UNKNOWN_TICKET dead letters, in deadLetters). */
+  unknownTicket: number;
   /** Tickets PostgreSQL refused (DB_REJECTED dead letters, also counted in deadLetters). */
   rejected?: number;
   /** Messages of the batch written (set by writeIsolating). */
@@ -139,7 +158,30 @@ export function sinkStatements(q: QualifiedNames) {
     reassignSeats: `UPDATE ${q.seats} s SET ticket_id = u.id
       FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(show_id, seat, id)
       WHERE (s.show_id, s.seat) = (u.show_id, u.seat)`,
-    knownIds: `SELECT ticket_id FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
+    knownIds: `SELECT ticket_id, status FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
+    /**
+     * Cancels the purchased tickets named (ids, times, reasons): status and cancellation set,
+     * their seats deleted (found by the show key computed from the stored row: no index on the
+     * seats' ticket_id is needed), their payments refunded. Counts what it cancelled and refunded.
+     */
+    applyCancels: `WITH c AS (
+        UPDATE ${q.tickets} t SET status = 'cancelled', cancelled_at = u.at, cancel_reason = u.why
+        FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(id, at, why)
+        WHERE t.ticket_id = u.id AND t.status = 'purchased'
+        RETURNING t.ticket_id, t.theater, t.movie, t.showtime, t.seats, t.cancelled_at
+      ), freed AS (
+        DELETE FROM ${q.seats} s USING c, unnest(string_to_array(c.seats, ',')) AS x(seat)
+        WHERE s.show_id = ${showIdSql("c.theater", "c.movie", "c.showtime")}
+          AND s.seat = x.seat AND s.ticket_id = c.ticket_id
+        RETURNING 1
+      ), refunded AS (
+        UPDATE ${q.transactions} p SET status = '${REFUNDED}', refunded_at = c.cancelled_at
+        FROM c WHERE p.ticket_id = c.ticket_id AND p.status = '${PAID}'
+        RETURNING 1
+      )
+      SELECT (SELECT count(*) FROM c)::int AS cancelled,
+        (SELECT count(*) FROM freed)::int AS freed,
+        (SELECT count(*) FROM refunded)::int AS refunded`,
     selectExisting:
       `SELECT ${STORED_TICKET_SELECT} FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
     insertConflicts:
@@ -250,7 +292,7 @@ async function claimSeats(
   return holders.size === others.size ? { seats, inserted, holders } : undefined;
 }
 
-/** What becomes of the batch's tickets, by {@linkcode decideSeats}. */
+/** What becomes of the batch's messages, by {@linkcode decideSeats}. */
 interface SeatDecision {
   /** New tickets, each with all its seats. */
   accepted: IncomingRow[];
@@ -258,33 +300,63 @@ interface SeatDecision {
   skipped: IncomingRow[];
   /** Tickets refused for a seat that another stored ticket holds, as SEAT_TAKEN dead letters. */
   refused: DeadLetter[];
-  /** The accepted ticket keeping each seat this batch inserted. */
+  /** The accepted ticket keeping each seat it took (inserted by this batch, or freed in it). */
   keepers: Map<number, IncomingRow>;
   /** Accepted tickets that refused tickets were refused for (and for no stored ticket). */
   blockers: Set<IncomingRow>;
+  /** Cancellations that apply (of a ticket stored and not cancelled), in offset order. */
+  cancelled: IncomingCancel[];
+  /** Cancellations of a ticket cancelled already: counted as duplicates, nothing written. */
+  repeated: number;
+  /** Cancellations of a ticket never stored, as UNKNOWN_TICKET dead letters. */
+  unknown: DeadLetter[];
+  /** Seats held by a ticket stored before the batch that a cancellation of the batch freed. */
+  freed: Set<number>;
+}
+
+/** The ticket holding a seat once the decision is made (undefined: the seat is free). */
+function ownerOf(decision: SeatDecision, claim: SeatClaim, seat: number): string | undefined {
+  return decision.keepers.get(seat)?.ticket.ticket_id ??
+    (decision.freed.has(seat) ? undefined : claim.holders.get(seat));
 }
 
 /**
- * Decides the batch's tickets one at a time in offset order, as if each were its own batch, so
- * the answer does not depend on batching: a ticket is refused only for a seat held by another
- * ticket that is stored (committed before, or accepted earlier in this batch); otherwise a ticket
- * whose id is stored (in `known`, or accepted earlier) is a duplicate or a conflict and takes no
- * seat; any other ticket is accepted with its seats.
+ * Decides the batch's messages one at a time in offset order, purchases and cancellations
+ * merged, as if each were its own batch, so the answer does not depend on batching: a ticket is
+ * refused only for a seat held by another ticket that is stored (committed before, or accepted
+ * earlier in this batch) and not cancelled since; otherwise a ticket whose id is stored (in
+ * `known`, or accepted earlier) is a duplicate or a conflict and takes no seat (a cancelled one
+ * never takes its seats back); any other ticket is accepted with its seats. A cancellation frees
+ * its ticket's seats for the purchases after it; of a ticket cancelled already it is a duplicate,
+ * of a ticket not stored (not even earlier in the batch) an UNKNOWN_TICKET dead letter.
  */
-function decideSeats(rows: IncomingRow[], claim: SeatClaim, known: Set<string>): SeatDecision {
+function decideSeats(
+  rows: IncomingRow[],
+  cancels: IncomingCancel[],
+  claim: SeatClaim,
+  known: Map<string, TicketStatus>,
+): SeatDecision {
   const decision: SeatDecision = {
     accepted: [],
     skipped: [],
     refused: [],
     keepers: new Map(),
     blockers: new Set(),
+    cancelled: [],
+    repeated: 0,
+    unknown: [],
+    freed: new Set(),
   };
   const { keepers, blockers } = decision;
-  const acceptedIds = new Set<string>();
-  const holder = (seat: number) => keepers.get(seat)?.ticket.ticket_id ?? claim.holders.get(seat);
-  rows.forEach((row, i) => {
+  const status = new Map(known);
+  // the batch's seats each ticket holds, to free them when it is cancelled
+  const seatsOf = new Map<string, number[]>();
+  for (const [seat, id] of claim.holders) seatsOf.set(id, [...seatsOf.get(id) ?? [], seat]);
+  const holder = (seat: number) => ownerOf(decision, claim, seat);
+  const purchase = (row: IncomingRow, i: number) => {
     const t = row.ticket;
     const seats = claim.seats[i]!;
+    if (status.get(t.ticket_id) === "cancelled") return void decision.skipped.push(row);
     const taken = seats.filter((seat) => (holder(seat) ?? t.ticket_id) !== t.ticket_id);
     if (taken.length > 0) {
       // held only by tickets of this batch: the refusal stands or falls with them
@@ -301,39 +373,90 @@ function decideSeats(rows: IncomingRow[], claim: SeatClaim, known: Set<string>):
           holder(first)
         }`,
       });
-    } else if (known.has(t.ticket_id) || acceptedIds.has(t.ticket_id)) {
+    } else if (status.has(t.ticket_id)) {
       decision.skipped.push(row);
     } else {
-      acceptedIds.add(t.ticket_id);
+      status.set(t.ticket_id, "purchased");
       decision.accepted.push(row);
-      for (const seat of seats) if (claim.inserted.has(seat)) keepers.set(seat, row);
+      seatsOf.set(t.ticket_id, [...seatsOf.get(t.ticket_id) ?? [], ...seats]);
+      for (const seat of seats) keepers.set(seat, row);
     }
+  };
+  const cancel = (c: IncomingCancel) => {
+    const id = c.cancel.ticket_id;
+    const now = status.get(id);
+    if (now === undefined) {
+      decision.unknown.push({
+        offset: c.offset,
+        key: c.key ?? null,
+        value: c.value,
+        reason: UNKNOWN_TICKET,
+        detail: `ticket ${id} is not stored: a cancellation must follow its purchase`,
+      });
+    } else if (now === "cancelled") decision.repeated++;
+    else {
+      status.set(id, "cancelled");
+      decision.cancelled.push(c);
+      for (const seat of seatsOf.get(id) ?? []) {
+        if (keepers.get(seat)?.ticket.ticket_id === id) keepers.delete(seat);
+        if (claim.holders.get(seat) === id) decision.freed.add(seat);
+      }
+    }
+  };
+  let next = 0;
+  rows.forEach((row, i) => {
+    while (next < cancels.length && BigInt(cancels[next]!.offset) < BigInt(row.offset)) {
+      cancel(cancels[next++]!);
+    }
+    purchase(row, i);
   });
+  while (next < cancels.length) cancel(cancels[next++]!);
   return decision;
 }
 
 /**
- * Settles the seats this batch inserted to the decision: a seat that no accepted ticket keeps is
- * given back; a seat kept by another ticket than the one it was inserted under changes hands.
+ * Settles the seats the batch's claim touched to the decision: a seat that no ticket holds any
+ * more is given back (a seat this batch inserted and no accepted ticket keeps, or one freed by a
+ * cancellation); a seat held by another ticket than the one it is recorded under (inserted under
+ * another ticket of the batch, or taken after a cancellation freed it) changes hands.
  */
 async function releaseSeats(
   client: PoolClient,
   sql: SinkStatements,
   rows: IncomingRow[],
   claim: SeatClaim,
-  keepers: Map<number, IncomingRow>,
+  decision: SeatDecision,
 ) {
   const released: string[][] = [[], [], []];
   const moved: string[][] = [[], [], []];
-  for (const [seat, claimant] of claim.inserted) {
-    const keeper = keepers.get(seat)?.ticket.ticket_id;
-    if (keeper === claimant) continue;
+  const settle = (seat: number, recorded: string) => {
+    const keeper = ownerOf(decision, claim, seat);
+    if (keeper === recorded) return;
     const cols = keeper === undefined ? released : moved;
     const { ticket: t, label } = seatAt(rows, seat);
-    cols[0]!.push(showId(t)), cols[1]!.push(label), cols[2]!.push(keeper ?? claimant);
-  }
+    cols[0]!.push(showId(t)), cols[1]!.push(label), cols[2]!.push(keeper ?? recorded);
+  };
+  for (const [seat, claimant] of claim.inserted) settle(seat, claimant);
+  for (const [seat, stored] of claim.holders) settle(seat, stored);
   if (released[0]!.length > 0) await client.query(sql.releaseSeats, released);
   if (moved[0]!.length > 0) await client.query(sql.reassignSeats, moved);
+}
+
+/**
+ * Applies the decided cancellations after the batch's purchases are in (a ticket bought earlier
+ * in the batch has its row and payment by then); returns how many it cancelled.
+ */
+async function applyCancels(
+  client: PoolClient,
+  sql: SinkStatements,
+  cancels: IncomingCancel[],
+): Promise<number> {
+  const result = await client.query<{ cancelled: number }>(sql.applyCancels, [
+    cancels.map((c) => c.cancel.ticket_id),
+    cancels.map((c) => c.cancel.cancelled_at),
+    cancels.map((c) => c.cancel.reason),
+  ]);
+  return result.rows[0]!.cancelled;
 }
 
 /** PostgreSQL's unique_violation: the fast path met a known ticket or a sold seat. */
@@ -344,7 +467,16 @@ const FEATURE_NOT_SUPPORTED = "0A000";
 const LOCK_NOT_AVAILABLE = "55P03";
 
 function emptyResult(): BatchResult {
-  return { committed: false, stored: 0, duplicates: 0, conflicts: 0, deadLetters: 0, seatTaken: 0 };
+  return {
+    committed: false,
+    stored: 0,
+    duplicates: 0,
+    conflicts: 0,
+    deadLetters: 0,
+    seatTaken: 0,
+    cancelled: 0,
+    unknownTicket: 0,
+  };
 }
 
 /**
@@ -366,7 +498,8 @@ export async function writeBatch(
   batch: Batch,
 ): Promise<BatchResult> {
   try {
-    if (batch.rows.length > 0 && sql.copy.supported) {
+    // a batch with cancellations goes the careful way: they change rows already stored
+    if (batch.rows.length > 0 && sql.copy.supported && !batch.cancels?.length) {
       const fast = await writeFast(client, sql, batch);
       if (fast) return fast;
     }
@@ -512,26 +645,31 @@ async function insertDeadLetters(
 /**
  * Most tries of the careful path at one batch. A try is repeated only when the seats it read
  * changed meanwhile (a holder deleted by hand), or when tickets it accepted turn out to be stored
- * already while a later ticket was refused for their seats; each such try learns those ids.
+ * already while a later ticket was refused for their seats or the batch cancels tickets; each
+ * try reads the stored ids again.
  */
 const MAX_CAREFUL_TRIES = 10;
 
-/** The careful path of {@linkcode writeBatch}: handles known tickets and sold seats. */
+/** The careful path of {@linkcode writeBatch}: handles known tickets, sold seats, cancels. */
 async function writeCarefully(
   client: PoolClient,
   sql: SinkStatements,
   batch: Batch,
 ): Promise<BatchResult> {
   // ids stored before take no seat: knowing them up front, one try decides the whole batch
-  const ids = [...new Set(batch.rows.map((r) => r.ticket.ticket_id))];
-  const known = new Set(
-    ids.length === 0
-      ? []
-      : (await client.query<{ ticket_id: string }>(sql.knownIds, [ids])).rows.map((r) =>
-        r.ticket_id
-      ),
-  );
+  const ids = [
+    ...new Set([
+      ...batch.rows.map((r) => r.ticket.ticket_id),
+      ...(batch.cancels ?? []).map((c) => c.cancel.ticket_id),
+    ]),
+  ];
   for (let attempt = 1; attempt <= MAX_CAREFUL_TRIES; attempt++) {
+    const known = new Map(
+      ids.length === 0 ? [] : (await client.query<{ ticket_id: string; status: TicketStatus }>(
+        sql.knownIds,
+        [ids],
+      )).rows.map((r) => [r.ticket_id, r.status]),
+    );
     const result = await writeCarefullyOnce(client, sql, batch, known);
     if (result) return result;
   }
@@ -542,13 +680,13 @@ async function writeCarefully(
 
 /**
  * One try of {@linkcode writeCarefully}, in one transaction; undefined when it rolled back to be
- * tried again (with the ids of stored tickets it found added to `known`).
+ * tried again.
  */
 async function writeCarefullyOnce(
   client: PoolClient,
   sql: SinkStatements,
   batch: Batch,
-  known: Set<string>,
+  known: Map<string, TicketStatus>,
 ): Promise<BatchResult | undefined> {
   const result = emptyResult();
   await client.query("BEGIN");
@@ -558,61 +696,10 @@ async function writeCarefullyOnce(
       return result;
     }
     const deadLetters = [...batch.deadLetters];
-    if (batch.rows.length > 0) {
-      const claim = await claimSeats(client, sql, batch.rows);
-      if (!claim) {
+    if (batch.rows.length + (batch.cancels?.length ?? 0) > 0) {
+      if (!await writeMessages(client, sql, batch, known, result, deadLetters)) {
         await client.query("ROLLBACK");
         return undefined;
-      }
-      const { accepted, skipped, refused, keepers, blockers } = decideSeats(
-        batch.rows,
-        claim,
-        known,
-      );
-      result.seatTaken = refused.length;
-      deadLetters.push(...refused);
-      const inserted = accepted.length > 0
-        ? await insertTickets(client, sql, batch, accepted)
-        : new Set<string>();
-      result.stored = inserted.size;
-      const fresh = accepted.filter((r) => inserted.has(r.offset));
-      // ids stored before (the ticket table's key decided): duplicates or conflicts, no seat
-      const found = accepted.filter((r) => !inserted.has(r.offset));
-      if (found.some((r) => blockers.has(r))) {
-        // a later ticket was refused for a seat one of them took: decide again
-        for (const r of found) known.add(r.ticket.ticket_id);
-        await client.query("ROLLBACK");
-        return undefined;
-      }
-      if (found.length > 0) {
-        const gone = new Set(found);
-        for (const [seat, row] of keepers) if (gone.has(row)) keepers.delete(seat);
-      }
-      await releaseSeats(client, sql, batch.rows, claim, keepers);
-      if (fresh.length > 0) await insertTransactions(client, sql.insertTransactions, fresh);
-      skipped.push(...found);
-      if (skipped.length > 0) {
-        const existing = await client.query<StoredTicket & { ticket_id: string }>(
-          sql.selectExisting,
-          [[...new Set(skipped.map((r) => r.ticket.ticket_id))]],
-        );
-        const byId = new Map(existing.rows.map((r) => [r.ticket_id, r]));
-        const conflicts = skipped.filter((r) => {
-          const row = byId.get(r.ticket.ticket_id);
-          return !row || !sameTicket(row, r.ticket);
-        });
-        result.conflicts = conflicts.length;
-        result.duplicates = skipped.length - conflicts.length;
-        if (conflicts.length > 0) {
-          await client.query(sql.insertConflicts, [
-            batch.table,
-            batch.topic,
-            batch.partition,
-            conflicts.map((r) => r.ticket.ticket_id),
-            conflicts.map((r) => r.offset),
-            conflicts.map((r) => toBuffer(r.value)),
-          ]);
-        }
       }
     }
     result.deadLetters = await insertDeadLetters(client, sql, batch, deadLetters);
@@ -622,6 +709,91 @@ async function writeCarefullyOnce(
   } catch (error) {
     await client.query("ROLLBACK").catch(() => {});
     throw error;
+  }
+}
+
+/** The claim of a batch without purchases: no seat. */
+const NO_SEATS: SeatClaim = { seats: [], inserted: new Map(), holders: new Map() };
+
+/**
+ * The purchases and cancellations of a careful try, inside its transaction: counts go to
+ * `result`, refusals to `deadLetters`. False when the try must be rolled back and made again.
+ */
+async function writeMessages(
+  client: PoolClient,
+  sql: SinkStatements,
+  batch: Batch,
+  known: Map<string, TicketStatus>,
+  result: BatchResult,
+  deadLetters: DeadLetter[],
+): Promise<boolean> {
+  const cancels = batch.cancels ?? [];
+  const claim = batch.rows.length > 0 ? await claimSeats(client, sql, batch.rows) : NO_SEATS;
+  if (!claim) return false;
+  const decision = decideSeats(batch.rows, cancels, claim, known);
+  const { accepted, skipped, refused, keepers, blockers } = decision;
+  result.seatTaken = refused.length;
+  result.unknownTicket = decision.unknown.length;
+  deadLetters.push(...refused, ...decision.unknown);
+  const inserted = accepted.length > 0
+    ? await insertTickets(client, sql, batch, accepted)
+    : new Set<string>();
+  result.stored = inserted.size;
+  const fresh = accepted.filter((r) => inserted.has(r.offset));
+  // ids stored before (the ticket table's key decided): duplicates or conflicts, no seat
+  const found = accepted.filter((r) => !inserted.has(r.offset));
+  if (found.length > 0) {
+    // a later ticket was refused for a seat one of them took, or a cancellation may name one
+    // of them: decide again, knowing them
+    if (cancels.length > 0 || found.some((r) => blockers.has(r))) return false;
+    const gone = new Set(found);
+    for (const [seat, row] of keepers) if (gone.has(row)) keepers.delete(seat);
+  }
+  await releaseSeats(client, sql, batch.rows, claim, decision);
+  if (fresh.length > 0) await insertTransactions(client, sql.insertTransactions, fresh);
+  if (decision.cancelled.length > 0) {
+    result.cancelled = await applyCancels(client, sql, decision.cancelled);
+    // a status changed since it was read: decide again
+    if (result.cancelled !== decision.cancelled.length) return false;
+  }
+  skipped.push(...found);
+  await recordSkipped(client, sql, batch, skipped, result);
+  result.duplicates += decision.repeated;
+  return true;
+}
+
+/**
+ * Sorts tickets whose id was stored already into duplicates (same content) and conflicts
+ * (recorded in the conflicts table), counted in `result`.
+ */
+async function recordSkipped(
+  client: PoolClient,
+  sql: SinkStatements,
+  batch: Batch,
+  skipped: IncomingRow[],
+  result: BatchResult,
+) {
+  if (skipped.length === 0) return;
+  const existing = await client.query<StoredTicket & { ticket_id: string }>(
+    sql.selectExisting,
+    [[...new Set(skipped.map((r) => r.ticket.ticket_id))]],
+  );
+  const byId = new Map(existing.rows.map((r) => [r.ticket_id, r]));
+  const conflicts = skipped.filter((r) => {
+    const row = byId.get(r.ticket.ticket_id);
+    return !row || !sameTicket(row, r.ticket);
+  });
+  result.conflicts = conflicts.length;
+  result.duplicates = skipped.length - conflicts.length;
+  if (conflicts.length > 0) {
+    await client.query(sql.insertConflicts, [
+      batch.table,
+      batch.topic,
+      batch.partition,
+      conflicts.map((r) => r.ticket.ticket_id),
+      conflicts.map((r) => r.offset),
+      conflicts.map((r) => toBuffer(r.value)),
+    ]);
   }
 }
 

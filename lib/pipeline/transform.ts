@@ -1,22 +1,27 @@
 /**
- * The pure middle of the consumer: fetched messages become ticket rows and dead letters, with no
- * I/O, so it is tested without a broker or a database.
+ * The pure middle of the consumer: fetched messages become ticket rows, cancellations and dead
+ * letters, with no I/O, so it is tested without a broker or a database.
  * @module
  */
 import type { KafkaMessage } from "kafkajs";
-import type { DeadLetter, IncomingRow } from "./sink.ts";
-import { type ParseResult, parseTicket } from "../model/ticket.ts";
+import type { DeadLetter, IncomingCancel, IncomingRow } from "./sink.ts";
+import type { ParseResult } from "../model/ticket.ts";
+import { type MessageParseResult, messageTicketId, parseMessage } from "../model/message.ts";
 
 const keyDecoder = new TextDecoder();
 
+/** A message refused for its key. */
+type BadKey = { ok: false; reason: "BAD_KEY"; detail: string };
+
 /**
- * Tickets are keyed by their ticket_id (so one ticket always lands in one partition): a ticket
- * whose key is missing or different is refused as BAD_KEY.
+ * Tickets are keyed by their ticket_id (so one ticket always lands in one partition, its
+ * cancellation after its purchase): a purchase or cancellation whose key is missing or different
+ * is refused as BAD_KEY.
  */
-export function checkKey(
-  parsed: ParseResult,
+export function checkKey<P extends ParseResult | MessageParseResult>(
+  parsed: P,
   key: Uint8Array | null | undefined,
-): ParseResult | { ok: false; reason: "BAD_KEY"; detail: string } {
+): P | BadKey {
   if (!parsed.ok) return parsed;
   if (!key || key.length === 0) {
     return {
@@ -26,7 +31,8 @@ export function checkKey(
     };
   }
   const text = keyDecoder.decode(key);
-  if (text !== parsed.ticket.ticket_id) {
+  const id = "ticket" in parsed ? parsed.ticket.ticket_id : messageTicketId(parsed.message);
+  if (text !== id) {
     return {
       ok: false,
       reason: "BAD_KEY",
@@ -51,24 +57,20 @@ export function publishTime(timestamp: string): Date | undefined {
   return Number.isSafeInteger(ms) && ms >= 0 && ms <= MAX_TIME_MS ? new Date(ms) : undefined;
 }
 
-/** Splits fetched messages into parsed tickets and dead letters (pure: no I/O). */
+/**
+ * Splits fetched messages into parsed purchases (rows), cancellations and dead letters, each list
+ * in offset order (pure: no I/O).
+ */
 export function toRowsAndLetters(
   messages: KafkaMessage[],
   maxBytes: number,
-): { rows: IncomingRow[]; deadLetters: DeadLetter[] } {
+): { rows: IncomingRow[]; cancels: IncomingCancel[]; deadLetters: DeadLetter[] } {
   const rows: IncomingRow[] = [];
+  const cancels: IncomingCancel[] = [];
   const deadLetters: DeadLetter[] = [];
   for (const m of messages) {
-    const parsed = checkKey(parseTicket(m.value, maxBytes), m.key);
-    if (parsed.ok) {
-      rows.push({
-        ticket: parsed.ticket,
-        offset: m.offset,
-        value: m.value!,
-        key: m.key ?? null,
-        publishedAt: publishTime(m.timestamp),
-      });
-    } else {
+    const parsed = checkKey(parseMessage(m.value, maxBytes), m.key);
+    if (!parsed.ok) {
       deadLetters.push({
         offset: m.offset,
         key: m.key ?? null,
@@ -76,7 +78,22 @@ export function toRowsAndLetters(
         reason: parsed.reason,
         detail: parsed.detail,
       });
+    } else if (parsed.message.type === "cancel") {
+      cancels.push({
+        cancel: parsed.message,
+        offset: m.offset,
+        value: m.value!,
+        key: m.key ?? null,
+      });
+    } else {
+      rows.push({
+        ticket: parsed.message.ticket,
+        offset: m.offset,
+        value: m.value!,
+        key: m.key ?? null,
+        publishedAt: publishTime(m.timestamp),
+      });
     }
   }
-  return { rows, deadLetters };
+  return { rows, cancels, deadLetters };
 }

@@ -3,6 +3,7 @@ import type { KafkaMessage } from "kafkajs";
 import { checkKey, publishTime, toRowsAndLetters } from "./transform.ts";
 import { TicketGenerator } from "../model/generator.ts";
 import { encodeTicket, parseTicket } from "../model/ticket.ts";
+import { encodeCancel } from "../model/message.ts";
 
 Deno.test("publishTime() keeps a Kafka timestamp PostgreSQL can store and drops the others", () => {
   assert.equal(publishTime("1767225600000")?.toISOString(), "2026-01-01T00:00:00.000Z");
@@ -42,4 +43,34 @@ Deno.test("checkKey() refuses a ticket keyed by something else than its ticket_i
   assert.equal(checkKey(parsed, new TextEncoder().encode(t.ticket_id)).ok, true);
   assert.equal(checkKey(parsed, null).ok, false);
   assert.equal(checkKey(parsed, new TextEncoder().encode("x")).ok, false);
+});
+
+Deno.test("toRowsAndLetters() puts cancellations apart, in offset order, keyed by their ticket_id", () => {
+  const t = new TicketGenerator({ seed: 5 }).next();
+  const cancel = { ticket_id: t.ticket_id, cancelled_at: "2026-05-01T10:00:00Z", reason: "ill" };
+  const message = (offset: number, key: string, value: Uint8Array) =>
+    ({
+      offset: String(offset),
+      key: new TextEncoder().encode(key),
+      value,
+      timestamp: "1767225600000",
+    }) as unknown as KafkaMessage;
+  const { rows, cancels, deadLetters } = toRowsAndLetters([
+    message(0, t.ticket_id, encodeTicket(t)),
+    message(1, t.ticket_id, encodeCancel(cancel)),
+    message(2, "other", encodeCancel(cancel)),
+    message(3, t.ticket_id, new TextEncoder().encode(JSON.stringify({ ...cancel, type: "x" }))),
+    message(4, t.ticket_id, encodeCancel({ ...cancel, cancelled_at: "soon" })),
+  ], 65536);
+  assert.deepEqual(rows.map((r) => r.offset), ["0"]);
+  assert.deepEqual(cancels.map((c) => [c.offset, c.cancel]), [["1", {
+    type: "cancel",
+    ...cancel,
+  }]]);
+  assert.deepEqual(deadLetters.map((d) => [d.offset, d.reason]), [
+    ["2", "BAD_KEY"],
+    ["3", "UNKNOWN_TYPE"],
+    ["4", "BAD_VALUE"],
+  ]);
+  assert.match(deadLetters[2]!.detail, /^cancelled_at must be an ISO 8601 time/);
 });

@@ -150,7 +150,8 @@ export class BatchWriter {
   /** Queues one chunk after the partition's earlier ones. */
   enqueue(batch: Batch, context: ChunkContext): void {
     const lost = context.lost ?? 0;
-    const count = batch.rows.length + batch.deadLetters.length - (lost > 0 ? 1 : 0);
+    const count = batch.rows.length + (batch.cancels?.length ?? 0) + batch.deadLetters.length -
+      (lost > 0 ? 1 : 0);
     this.#queued++;
     this.#enqueued += count;
     const previous = this.#chains.get(batch.partition) ?? Promise.resolve();

@@ -5,6 +5,7 @@
  */
 import { AppError } from "../errors.ts";
 import { showIdSql, ticketColumnsDdl } from "../model/columns.ts";
+import { cancelColumnsDdl, TICKET_STATUSES } from "../model/message.ts";
 
 /** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 63 bytes. */
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -67,6 +68,25 @@ export const SOURCE_COLUMN_NAMES: readonly string[] = SOURCE_COLUMNS_DDL.slice(0
   d.split(" ")[0]!
 );
 
+/**
+ * Columns of the ticket table that say where a ticket stands: `status` (`purchased` until a
+ * cancellation applies, then `cancelled`), then the cancellation's own columns from the message
+ * model (cancelled_at, cancel_reason; NULL while purchased). They are not fields of the purchase
+ * message, so they stay out of the ticket's column spec (its parser, COPY line, insert and
+ * equality rule): a purchase is written without them and gets the defaults.
+ */
+export const STATE_COLUMNS_DDL: readonly string[] = [
+  `status text NOT NULL DEFAULT '${TICKET_STATUSES[0]}' CHECK (status IN (${
+    TICKET_STATUSES.map((s) => `'${s}'`).join(", ")
+  }))`,
+  ...cancelColumnsDdl(),
+];
+
+/** Payment status of a ticket's transaction while it stands. */
+export const PAID = "PAID";
+/** Payment status once its ticket is cancelled: the refund (time in `refunded_at`). */
+export const REFUNDED = "REFUNDED";
+
 /** Name of the offsets table shared by every pipeline in a schema. */
 export const OFFSETS_TABLE = "pipeline_offsets";
 /** Name of the dead-letter table shared by every pipeline in a schema. */
@@ -115,8 +135,12 @@ export function schemaStatements(names: TableNames): string[] {
   return [
     `CREATE SCHEMA IF NOT EXISTS ${schema}`,
     `CREATE TABLE IF NOT EXISTS ${q.tickets} (\n      ${
-      [...ticketColumnsDdl(), ...SOURCE_COLUMNS_DDL].join(",\n      ")
+      [...ticketColumnsDdl(), ...SOURCE_COLUMNS_DDL, ...STATE_COLUMNS_DDL].join(",\n      ")
     }\n    )`,
+    // ticket tables made before cancellations: every row a purchase
+    `ALTER TABLE ${q.tickets} ${
+      STATE_COLUMNS_DDL.map((d) => `ADD COLUMN IF NOT EXISTS ${d}`).join(", ")
+    }`,
     `CREATE TABLE IF NOT EXISTS ${q.seats} (
       show_id     uuid NOT NULL,
       seat        text COLLATE "C" NOT NULL,
@@ -129,9 +153,11 @@ export function schemaStatements(names: TableNames): string[] {
       ticket_id   text COLLATE "C" NOT NULL UNIQUE,
       amount      numeric(12,2) NOT NULL,
       currency    char(3) NOT NULL,
-      status      text NOT NULL DEFAULT 'PAID',
-      created_at  timestamptz NOT NULL
+      status      text NOT NULL DEFAULT '${PAID}',
+      created_at  timestamptz NOT NULL,
+      refunded_at timestamptz
     )`,
+    `ALTER TABLE ${q.transactions} ADD COLUMN IF NOT EXISTS refunded_at timestamptz`,
     `CREATE TABLE IF NOT EXISTS ${q.offsets} (
       group_id    text NOT NULL,
       topic       text NOT NULL,
