@@ -9,7 +9,14 @@
  */
 import type { Connection, KafkaSettings } from "../config/config.ts";
 import { AppError, messageOf } from "../errors.ts";
-import { createKafka, describeKafkaError, probeKafka, withDeadline } from "../kafka/kafka.ts";
+import {
+  type Admin,
+  type Consumer,
+  createKafka,
+  describeKafkaError,
+  probeKafka,
+  withDeadline,
+} from "../kafka/kafka.ts";
 import { log, ProgressReporter } from "../log.ts";
 import { LatencySample, MetricsLog, SNAPSHOT_SECONDS } from "../observe/metrics.ts";
 import {
@@ -20,7 +27,6 @@ import {
   type WrittenChunk,
 } from "../observe/prometheus.ts";
 import { MAX_TICKET_BYTES } from "../model/ticket.ts";
-import { UNKNOWN_TICKET } from "../model/message.ts";
 import { createPool, type Database, describePgError, sqlStateOf } from "../postgres/postgres.ts";
 import { qualify } from "../postgres/schema.ts";
 import { type Batch, type BatchResult, sinkStatements, storedOffsets } from "./sink.ts";
@@ -87,10 +93,6 @@ export interface ConsumerSummary {
   deadLetters: number;
   /** Tickets refused because a seat was already sold (also counted in deadLetters). */
   seatTaken: number;
-  /** Cancellations applied (ticket cancelled, seats freed, payment refunded). */
-  cancelled: number;
-  /** Cancellations of a ticket never stored (also counted in deadLetters). */
-  unknownTicket: number;
   /** Tickets PostgreSQL refused, isolated by splitting their batch (also in deadLetters). */
   rejected: number;
   /** Messages deleted from the log (retention) before this group read them. */
@@ -154,8 +156,6 @@ function emptySummary(): ConsumerSummary {
     conflicts: 0,
     deadLetters: 0,
     seatTaken: 0,
-    cancelled: 0,
-    unknownTicket: 0,
     rejected: 0,
     lost: 0,
     fenced: 0,
@@ -175,8 +175,6 @@ function count(summary: ConsumerSummary, result: BatchResult, lost: number): voi
     summary.conflicts += result.conflicts;
     summary.deadLetters += result.deadLetters;
     summary.seatTaken += result.seatTaken;
-    summary.cancelled += result.cancelled;
-    summary.unknownTicket += result.unknownTicket;
     summary.rejected += result.rejected ?? 0;
   }
   if (!result.committed) summary.fenced++;
@@ -190,11 +188,9 @@ function chunkOf(batch: Batch, result: BatchResult, lost: number, seconds: numbe
   };
   if (lost === 0) {
     add("SEAT_TAKEN", result.seatTaken);
-    add(UNKNOWN_TICKET, result.unknownTicket);
     add(DB_REJECTED, result.rejected ?? 0);
     // the batch's own dead letters by offset: a bisect that met the fence committed a prefix
-    let own = result.deadLetters - result.seatTaken - result.unknownTicket -
-      (result.rejected ?? 0);
+    let own = result.deadLetters - result.seatTaken - (result.rejected ?? 0);
     const letters = [...batch.deadLetters].sort((a, b) =>
       Number(BigInt(a.offset) - BigInt(b.offset))
     );
@@ -298,8 +294,7 @@ class RunObserver {
 
   /** The counts of the metrics records. */
   #counts() {
-    const { seconds: _s, activeSeconds: _a, seatTaken: _t, unknownTicket: _u, ...rest } =
-      this.summary;
+    const { seconds: _s, activeSeconds: _a, seatTaken: _t, ...rest } = this.summary;
     return rest;
   }
 
@@ -359,34 +354,67 @@ class RunObserver {
   }
 }
 
-/** Runs the consumer until drained (idle), max messages, or the abort signal. */
-export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSummary> {
+/** How a run ends: the first error, and the signal at which every wait stops early. */
+class RunEnd {
+  /** Aborted when the run is to end (signal, idle, max messages, failure). */
+  readonly stopping = new AbortController();
+  /** The first error: it decides the exit, even one that comes after a stop began. */
+  failure: unknown;
+  /** Resolves when the run is to end. */
+  readonly finished: Promise<void>;
+  #resolve: () => void = () => {};
+
+  constructor() {
+    this.finished = new Promise<void>((resolve) => this.#resolve = resolve);
+  }
+
+  /** Ends the run, with `error` if it failed. */
+  readonly finish = (error?: unknown): void => {
+    if (error !== undefined && this.failure === undefined) this.failure = error;
+    this.stopping.abort();
+    this.#resolve();
+  };
+
+  #signal?: AbortSignal;
+  readonly #onAbort = () => this.finish();
+
+  /** Ends the run when `signal` aborts (the caller's stop: SIGTERM, Ctrl-C). */
+  watch(signal: AbortSignal | undefined): void {
+    if (!signal) return;
+    this.#signal = signal;
+    signal.addEventListener("abort", this.#onAbort, { once: true });
+    if (signal.aborted) this.finish();
+  }
+
+  /** Stops watching the caller's signal. */
+  unwatch(): void {
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+  }
+}
+
+/** The consumer's parts, wired: Kafka source -> writer (transform, sink) -> observer, mirror. */
+interface ConsumerParts {
+  store: OffsetStore;
+  consumer: Consumer;
+  admin: Admin;
+  db: Database;
+  run: RunObserver;
+  mirror: GroupOffsetMirror;
+  writer: BatchWriter;
+  source: KafkaSource;
+  /** When the broker last answered a fetch. */
+  lastFetch: number;
+}
+
+/** Makes the clients and wires the parts; nothing is connected yet. */
+async function wireParts(options: ConsumerOptions, end: RunEnd): Promise<ConsumerParts> {
   const schema = options.schema ?? "public";
   const q = qualify({ schema, table: options.table });
-  const topic = options.topic;
+  const { topic } = options;
   const groupId = options.groupId ?? defaultGroupId(schema, options.table);
-  const sessionMs = (options.sessionTimeoutSeconds ?? CONSUMER_DEFAULTS.sessionTimeoutSeconds) *
-    1000;
-  const settings = options.connection.kafka;
-  /** When the broker last answered a fetch. */
-  let lastFetch = 0;
-  /** Aborted when the run is to end (signal, idle, max messages, failure): waits stop early. */
-  const stopping = new AbortController();
-  let failure: unknown;
-  let finish: (error?: unknown) => void = () => {};
-  const finished = new Promise<void>((resolve) => {
-    finish = (error?: unknown) => {
-      // the first error wins, even one that comes after a stop began: it decides the exit
-      if (error !== undefined && failure === undefined) failure = error;
-      stopping.abort();
-      resolve();
-    };
-  });
-
-  const { db, admin, consumer } = await createClients(options, groupId, sessionMs);
+  const { db, admin, consumer } = await createClients(options, groupId, sessionMsOf(options));
   const store: OffsetStore = { db, q, admin, topic, groupId, table: options.table };
-
-  const run = new RunObserver(options, store, () => finish());
+  const run = new RunObserver(options, store, () => end.finish());
   // Kafka's group offsets follow PostgreSQL's (for Kafka's lag tools), never ahead of them
   const mirror = new GroupOffsetMirror({
     topic,
@@ -398,13 +426,13 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     sql: sinkStatements(q),
     table: q.tickets,
     retryMs: (options.dbRetrySeconds ?? CONSUMER_DEFAULTS.dbRetrySeconds) * 1000,
-    stopping: stopping.signal,
+    stopping: end.stopping.signal,
     maxQueued: MAX_QUEUED_CHUNKS,
     onWritten: (batch, result, lost, seconds) => {
       if (result.committed) mirror.stored(batch.partition, batch.nextOffset);
       run.written(batch, result, lost, seconds);
     },
-    onError: finish,
+    onError: end.finish,
   });
   const source = new KafkaSource({
     store,
@@ -413,106 +441,133 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     batchSize: options.batchSize ?? CONSUMER_DEFAULTS.batchSize,
     maxMessageBytes: options.maxMessageBytes ?? CONSUMER_DEFAULTS.maxMessageBytes,
     maxMessages: options.maxMessages,
-    stopping: stopping.signal,
-    onError: finish,
+    stopping: end.stopping.signal,
+    onError: end.finish,
   });
+  return { store, consumer, admin, db, run, mirror, writer, source, lastFetch: 0 };
+}
 
+/** The session timeout in milliseconds. */
+function sessionMsOf(options: ConsumerOptions): number {
+  return (options.sessionTimeoutSeconds ?? CONSUMER_DEFAULTS.sessionTimeoutSeconds) * 1000;
+}
+
+/**
+ * Connects, checks the topic, applies `--reset-offsets`, joins the group and starts fetching;
+ * returns what the reset did. The run's end is watched from here on (`options.signal`).
+ */
+async function startConsuming(options: ConsumerOptions, p: ConsumerParts, end: RunEnd) {
+  const { consumer, admin, source, mirror, run, store } = p;
+  const settings = options.connection.kafka;
+  const { topic } = options;
+  const topics = await probeKafka(settings);
+  await withDeadline(admin.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
+  if (!topics.includes(topic)) {
+    throw new AppError(
+      "KAFKA",
+      `topic "${topic}" does not exist; run producer.ts first or create it`,
+    );
+  }
+  const reset = options.resetOffsets
+    ? await resetStoredOffsets(store, options.resetOffsets)
+    : undefined;
+  await withDeadline(consumer.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  consumer.on(consumer.events.GROUP_JOIN, (event) => {
+    run.lastActivity = performance.now();
+    const partitions = event.payload.memberAssignment[topic] ?? [];
+    mirror.assigned(partitions);
+    source.assigned(partitions);
+  });
+  consumer.on(consumer.events.FETCH, () => {
+    p.lastFetch = performance.now();
+  });
+  consumer.on(consumer.events.END_BATCH_PROCESS, (event: { payload: BatchEndEvent }) => {
+    source.filtered(event.payload);
+  });
+  consumer.on(consumer.events.CRASH, (event) => {
+    if (!event.payload.restart) end.finish(event.payload.error);
+  });
+  end.watch(options.signal);
+  // run() resolves once the group is joined, which can take a session timeout when a dead
+  // member is still in it: a stop must not wait for that
+  const running = consumer.run({
+    // must stay off: KafkaJS would commit the offsets the source resolves as it queues chunks,
+    // ahead of what PostgreSQL stores; the mirror commits only what PostgreSQL stored
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    partitionsConsumedConcurrently: 3,
+    eachBatch: async (payload) => {
+      run.firstMessageAt ??= performance.now();
+      try {
+        await source.handle(payload);
+      } catch (error) {
+        end.finish(error);
+        throw error;
+      }
+    },
+  });
+  running.catch(end.finish);
+  return reset;
+}
+
+/**
+ * Leaves the group (its partitions move at once) and lets the writes in flight commit or roll
+ * back, within a budget: a stop never hangs on a broker or a database that does not answer.
+ */
+async function stopParts(options: ConsumerOptions, p: ConsumerParts, end: RunEnd) {
+  const stopBy = performance.now() + STOP_BUDGET_MS;
+  const left = () => Math.max(0, stopBy - performance.now());
+  await within(p.mirror.flush(), Math.min(2_000, left()));
+  await within(p.consumer.disconnect().catch(() => {}), left());
+  const settled = await within(p.writer.settledAll().then(() => true), left());
+  if (!settled && end.failure === undefined) {
+    end.failure = new AppError(
+      "TIMEOUT",
+      `stopped with a write still waiting for PostgreSQL after ${STOP_BUDGET_MS / 1000} s; ` +
+        `it is rolled back and will be read again by the next run`,
+    );
+  }
+  const settings = options.connection.kafka;
+  const outcome = end.failure === undefined
+    ? "ok"
+    : messageOf(describeFailure(end.failure, p.db, settings));
+  await p.run.end(outcome);
+}
+
+/** Runs the consumer until drained (idle), max messages, or the abort signal. */
+export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSummary> {
+  const end = new RunEnd();
+  const parts = await wireParts(options, end);
+  const { run, db, admin } = parts;
   let idleTimer: ReturnType<typeof setInterval> | undefined;
   let server: MetricsServer | undefined;
-  const onAbort = () => finish();
   try {
     if (run.prometheus) server = serveMetrics(run.prometheus, options.prometheus!);
-    const topics = await probeKafka(settings);
-    await withDeadline(admin.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
-    if (!topics.includes(topic)) {
-      throw new AppError(
-        "KAFKA",
-        `topic "${topic}" does not exist; run producer.ts first or create it`,
-      );
-    }
-    const reset = options.resetOffsets
-      ? await resetStoredOffsets(store, options.resetOffsets)
-      : undefined;
-    await withDeadline(
-      consumer.connect(),
-      settings.connectTimeoutMs + 2_000,
-      "connecting to Kafka",
-    );
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    consumer.on(consumer.events.GROUP_JOIN, (event) => {
-      run.lastActivity = performance.now();
-      const partitions = event.payload.memberAssignment[topic] ?? [];
-      mirror.assigned(partitions);
-      source.assigned(partitions);
-    });
-    consumer.on(consumer.events.FETCH, () => {
-      lastFetch = performance.now();
-    });
-    consumer.on(consumer.events.END_BATCH_PROCESS, (event: { payload: BatchEndEvent }) => {
-      source.filtered(event.payload);
-    });
-    consumer.on(consumer.events.CRASH, (event) => {
-      if (!event.payload.restart) finish(event.payload.error);
-    });
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    if (options.signal?.aborted) finish();
-    // run() resolves once the group is joined, which can take a session timeout when a dead
-    // member is still in it: a stop must not wait for that
-    const running = consumer.run({
-      // must stay off: KafkaJS would commit the offsets the source resolves as it queues chunks,
-      // ahead of what PostgreSQL stores; the mirror commits only what PostgreSQL stored
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 3,
-      eachBatch: async (payload) => {
-        run.firstMessageAt ??= performance.now();
-        try {
-          await source.handle(payload);
-        } catch (error) {
-          finish(error);
-          throw error;
-        }
-      },
-    });
-    running.catch(finish);
-    run.start(reset);
+    run.start(await startConsuming(options, parts, end));
     if (options.idleTimeoutSeconds !== undefined) {
       idleTimer = watchDrain({
-        store,
+        store: parts.store,
         idleMs: options.idleTimeoutSeconds * 1000,
-        sessionMs,
-        busy: () => writer.queued > 0,
+        sessionMs: sessionMsOf(options),
+        busy: () => parts.writer.queued > 0,
         lastActivity: () => run.lastActivity,
-        lastFetch: () => lastFetch,
-        finish,
+        lastFetch: () => parts.lastFetch,
+        finish: end.finish,
       });
     }
-    await finished;
+    await end.finished;
   } catch (error) {
-    finish(error);
+    end.finish(error);
   } finally {
     clearInterval(idleTimer);
-    options.signal?.removeEventListener("abort", onAbort);
-    // Leave the group (its partitions move at once) and let the writes in flight commit or roll
-    // back, within a budget: a stop never hangs on a broker or a database that does not answer.
-    const stopBy = performance.now() + STOP_BUDGET_MS;
-    const left = () => Math.max(0, stopBy - performance.now());
-    await within(mirror.flush(), Math.min(2_000, left()));
-    await within(consumer.disconnect().catch(() => {}), left());
-    const settled = await within(writer.settledAll().then(() => true), left());
-    if (!settled && failure === undefined) {
-      failure = new AppError(
-        "TIMEOUT",
-        `stopped with a write still waiting for PostgreSQL after ${STOP_BUDGET_MS / 1000} s; ` +
-          `it is rolled back and will be read again by the next run`,
-      );
-    }
-    await run.end(failure === undefined ? "ok" : messageOf(describeFailure(failure, db, settings)));
+    end.unwatch();
+    await stopParts(options, parts, end);
     await within(server?.close().catch(() => {}) ?? Promise.resolve(), 1_000);
     await within(admin.disconnect().catch(() => {}), 1_000);
     await within(db.pool.end().catch(() => {}), 1_000);
   }
-  if (failure !== undefined) throw describeFailure(failure, db, settings);
+  if (end.failure !== undefined) throw describeFailure(end.failure, db, options.connection.kafka);
   return run.summary;
 }
 
@@ -594,12 +649,11 @@ export function formatConsumerSummary(s: ConsumerSummary): string {
   const rate = s.activeSeconds > 0 ? Math.round(s.received / s.activeSeconds) : s.received;
   const refused = [
     s.seatTaken ? `${s.seatTaken} SEAT_TAKEN` : "",
-    s.unknownTicket ? `${s.unknownTicket} ${UNKNOWN_TICKET}` : "",
     s.rejected ? `${s.rejected} DB_REJECTED` : "",
   ].filter(Boolean).join(", ");
   return `consumed ${s.received} messages in ${
     s.activeSeconds.toFixed(2)
-  } s of work (${rate} tickets/s): stored ${s.stored}, cancelled ${s.cancelled}, duplicates ${s.duplicates}, conflicts ${s.conflicts}, dead letters ${s.deadLetters}${
+  } s of work (${rate} tickets/s): stored ${s.stored}, duplicates ${s.duplicates}, conflicts ${s.conflicts}, dead letters ${s.deadLetters}${
     refused ? ` (${refused})` : ""
   }, fenced ${s.fenced}${s.lost ? `, lost before read ${s.lost}` : ""}`;
 }
