@@ -27,6 +27,7 @@ import {
   type WrittenChunk,
 } from "../observe/prometheus.ts";
 import { MAX_TICKET_BYTES } from "../model/ticket.ts";
+import { UNKNOWN_TICKET } from "../model/message.ts";
 import { createPool, type Database, describePgError, sqlStateOf } from "../postgres/postgres.ts";
 import { qualify } from "../postgres/schema.ts";
 import { type Batch, type BatchResult, sinkStatements, storedOffsets } from "./sink.ts";
@@ -93,6 +94,10 @@ export interface ConsumerSummary {
   deadLetters: number;
   /** Tickets refused because a seat was already sold (also counted in deadLetters). */
   seatTaken: number;
+  /** Cancellations applied (ticket cancelled, seats freed, payment refunded). */
+  cancelled: number;
+  /** Cancellations of a ticket never stored (also counted in deadLetters). */
+  unknownTicket: number;
   /** Tickets PostgreSQL refused, isolated by splitting their batch (also in deadLetters). */
   rejected: number;
   /** Messages deleted from the log (retention) before this group read them. */
@@ -156,6 +161,8 @@ function emptySummary(): ConsumerSummary {
     conflicts: 0,
     deadLetters: 0,
     seatTaken: 0,
+    cancelled: 0,
+    unknownTicket: 0,
     rejected: 0,
     lost: 0,
     fenced: 0,
@@ -175,6 +182,8 @@ function count(summary: ConsumerSummary, result: BatchResult, lost: number): voi
     summary.conflicts += result.conflicts;
     summary.deadLetters += result.deadLetters;
     summary.seatTaken += result.seatTaken;
+    summary.cancelled += result.cancelled;
+    summary.unknownTicket += result.unknownTicket;
     summary.rejected += result.rejected ?? 0;
   }
   if (!result.committed) summary.fenced++;
@@ -188,9 +197,11 @@ function chunkOf(batch: Batch, result: BatchResult, lost: number, seconds: numbe
   };
   if (lost === 0) {
     add("SEAT_TAKEN", result.seatTaken);
+    add(UNKNOWN_TICKET, result.unknownTicket);
     add(DB_REJECTED, result.rejected ?? 0);
     // the batch's own dead letters by offset: a bisect that met the fence committed a prefix
-    let own = result.deadLetters - result.seatTaken - (result.rejected ?? 0);
+    let own = result.deadLetters - result.seatTaken - result.unknownTicket -
+      (result.rejected ?? 0);
     const letters = [...batch.deadLetters].sort((a, b) =>
       Number(BigInt(a.offset) - BigInt(b.offset))
     );
@@ -294,7 +305,8 @@ class RunObserver {
 
   /** The counts of the metrics records. */
   #counts() {
-    const { seconds: _s, activeSeconds: _a, seatTaken: _t, ...rest } = this.summary;
+    const { seconds: _s, activeSeconds: _a, seatTaken: _t, unknownTicket: _u, ...rest } =
+      this.summary;
     return rest;
   }
 
@@ -649,11 +661,12 @@ export function formatConsumerSummary(s: ConsumerSummary): string {
   const rate = s.activeSeconds > 0 ? Math.round(s.received / s.activeSeconds) : s.received;
   const refused = [
     s.seatTaken ? `${s.seatTaken} SEAT_TAKEN` : "",
+    s.unknownTicket ? `${s.unknownTicket} ${UNKNOWN_TICKET}` : "",
     s.rejected ? `${s.rejected} DB_REJECTED` : "",
   ].filter(Boolean).join(", ");
   return `consumed ${s.received} messages in ${
     s.activeSeconds.toFixed(2)
-  } s of work (${rate} tickets/s): stored ${s.stored}, duplicates ${s.duplicates}, conflicts ${s.conflicts}, dead letters ${s.deadLetters}${
+  } s of work (${rate} tickets/s): stored ${s.stored}, cancelled ${s.cancelled}, duplicates ${s.duplicates}, conflicts ${s.conflicts}, dead letters ${s.deadLetters}${
     refused ? ` (${refused})` : ""
   }, fenced ${s.fenced}${s.lost ? `, lost before read ${s.lost}` : ""}`;
 }
