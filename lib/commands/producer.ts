@@ -39,6 +39,27 @@ export const PRODUCER_SPEC = defineCommand({
       min: 0,
       max: 1,
     },
+    "cancel-rate": {
+      type: "number",
+      description: "share of the tickets cancelled later in the run (a cancel message each, " +
+        "sent once the purchase is acknowledged)",
+      default: PRODUCER_DEFAULTS.cancelRate,
+      min: 0,
+      max: 1,
+    },
+    "poison-rate": {
+      type: "number",
+      description: "share of the messages replaced by named bad data with known outcomes " +
+        "(fixtures/poison.json, seat clashes, cancels of unknown tickets, double cancels)",
+      default: PRODUCER_DEFAULTS.poisonRate,
+      min: 0,
+      max: 1,
+    },
+    "manifest": {
+      type: "string",
+      description: "write every acknowledged message's topic, partition, offset, key and " +
+        "expected outcome to this file (JSON Lines; check it with verify --manifest)",
+    },
     "seed": {
       type: "integer",
       description: "make the run reproducible: same seed, same tickets",
@@ -95,7 +116,11 @@ export const PRODUCER_SPEC = defineCommand({
     ...METRICS_FLAGS,
     ...CONNECTION_FLAGS,
   },
-  examples: ["deno task producer --cert-path ./certs --topic-name movie_app --num 1000"],
+  examples: [
+    "deno task producer --cert-path ./certs --topic-name movie_app --num 1000",
+    "deno task producer --topic-name movie_app --num 10000 --seed 7 --cancel-rate 0.1 " +
+    "--poison-rate 0.05 --manifest logs/manifest.jsonl",
+  ],
 });
 
 /** Parses producer's command line: validated options, or undefined after `--help`. */
@@ -108,6 +133,9 @@ export function parseProducerArgs(args: string[]): ProducerOptions | undefined {
     num: values.num,
     continuous: values.continuous,
     seatClashRate: values["seat-clash-rate"],
+    cancelRate: values["cancel-rate"],
+    poisonRate: values["poison-rate"],
+    manifest: values.manifest,
     seed: values.seed,
     rate: values.rate,
     partitions: values.partitions,

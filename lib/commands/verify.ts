@@ -16,6 +16,7 @@ import { qualify } from "../postgres/schema.ts";
 import { rowKey, STORED_TICKET_SELECT, type StoredTicket, ticketKey } from "../model/columns.ts";
 import { parseTicket } from "../model/ticket.ts";
 import { DEFAULT_SCHEMA, PIPELINE_FLAGS } from "./flags.ts";
+import { checkManifest, formatManifestReport } from "../pipeline/manifest_check.ts";
 
 /** `verify.ts`. */
 export const VERIFY_SPEC = defineCommand({
@@ -24,7 +25,13 @@ export const VERIFY_SPEC = defineCommand({
   flags: {
     "topic-name": {
       ...PIPELINE_FLAGS["topic-name"],
-      description: "topic to read from its start to its end",
+      description: "topic to read from its start to its end (not with --manifest)",
+      required: false,
+    },
+    "manifest": {
+      type: "string",
+      description: "check every message of this producer manifest (producer --manifest) " +
+        "against the database instead of reading the topic",
     },
     "table-name": { ...PIPELINE_FLAGS["table-name"], description: "ticket table to compare" },
     "schema": PIPELINE_FLAGS["schema"],
@@ -41,7 +48,10 @@ export const VERIFY_SPEC = defineCommand({
     },
     ...CONNECTION_FLAGS,
   },
-  examples: ["deno task verify --topic-name movie_app --table-name movie_ticket"],
+  examples: [
+    "deno task verify --topic-name movie_app --table-name movie_ticket",
+    "deno task verify --manifest logs/manifest.jsonl --table-name movie_ticket",
+  ],
 });
 
 /** What `verifyPipeline` found. */
@@ -275,6 +285,21 @@ export async function verify(args: string[]): Promise<number> {
   const topic = values["topic-name"];
   const table = values["table-name"];
   const schema = values.schema;
+  if (values.manifest !== undefined) {
+    const report = await checkManifest({
+      connection: resolveConnection(values, { postgres: true }),
+      path: values.manifest,
+      table,
+      schema,
+      groupId: values["group-id"],
+      examples: values.examples,
+    });
+    for (const line of formatManifestReport(report, values.manifest, `${schema}.${table}`)) {
+      console.log(line);
+    }
+    return report.ok ? 0 : 1;
+  }
+  if (topic === undefined) throw new AppError("USAGE", "--topic-name is required (or --manifest)");
   const connection = resolveConnection(values, { kafka: true, postgres: true });
   const report = await verifyPipeline({
     connection,

@@ -29,6 +29,7 @@ import {
 } from "../observe/prometheus.ts";
 import type { Ticket } from "../model/columns.ts";
 import { TicketGenerator } from "../model/generator.ts";
+import { Lifecycle, type LifecycleCounts, wantsLifecycle } from "./lifecycle.ts";
 
 /** Options of {@linkcode runProducer}. */
 export interface ProducerOptions {
@@ -42,6 +43,12 @@ export interface ProducerOptions {
   seed?: number;
   /** Share of tickets that re-sell a seat already sold (SEAT_TAKEN demo). @default {0} */
   seatClashRate?: number;
+  /** Share (0-1) of the run's tickets cancelled after their purchase (lifecycle.ts). @default {0} */
+  cancelRate?: number;
+  /** Share (0-1) of the messages replaced by named poison (model/poison.ts). @default {0} */
+  poisonRate?: number;
+  /** File for the manifest: every acknowledged message's place and expected outcome. */
+  manifest?: string;
   /** Tickets per second; undefined for as fast as possible. */
   rate?: number;
   /** Partitions of the topic when it has to be created. @default {3} */
@@ -74,6 +81,8 @@ export interface ProducerSummary {
   unsent: number;
   seconds: number;
   topicCreated: boolean;
+  /** With cancellations, poison or a manifest: acknowledged messages by kind. */
+  kinds?: LifecycleCounts;
 }
 
 /**
@@ -83,6 +92,8 @@ export interface ProducerSummary {
 export const PRODUCER_DEFAULTS = {
   num: 10,
   seatClashRate: 0,
+  cancelRate: 0,
+  poisonRate: 0,
   partitions: 3,
   batchSize: 1000,
   inFlight: 4,
@@ -104,6 +115,9 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
     seed: options.seed,
     seatClashRate: options.seatClashRate,
   });
+  const lifecycle = wantsLifecycle(options) && !options.source
+    ? new Lifecycle(options, () => generator.next(), { batchSize, inFlight })
+    : undefined;
   const kafka = createKafka(options.kafka, { clientId: "tickets-producer" });
   installFastProduceRequests(); // KafkaJS's bytes, encoded in one pass (kafka/produce_encoder.ts)
   const producer = kafka.producer({
@@ -158,12 +172,11 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
         });
         sending.catch(() => {}); // past the deadline nobody waits for it
         // KafkaJS retries inside send() too; --send-timeout bounds the whole wait, those included
-        await withDeadline(
+        return await withDeadline(
           sending,
           Math.max(1, deadline - performance.now()),
           "publishing to Kafka (--send-timeout)",
         );
-        return;
       } catch (error) {
         if (
           !isRetriableKafkaError(error) || performance.now() > deadline || firstError !== undefined
@@ -196,8 +209,12 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
       options.kafka.connectTimeoutMs + 2_000,
       "connecting to Kafka",
     );
+    await lifecycle?.start(kafka);
     let exhausted = false;
-    while (queued < total && !exhausted && !options.signal?.aborted && firstError === undefined) {
+    while (
+      (queued < total || lifecycle?.owes()) && !exhausted && !options.signal?.aborted &&
+      firstError === undefined
+    ) {
       let size = Math.min(batchSize, total - queued);
       if (options.rate !== undefined) {
         // pace: never run ahead of rate * elapsed
@@ -208,8 +225,9 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
         }
         size = Math.min(size, allowed);
       }
-      const messages = [];
-      for (let i = 0; i < size; i++) {
+      const round = await lifecycle?.next(size); // cancellations, poison and their order
+      const messages: Parameters<typeof sendWithRetry>[0] = round?.messages ?? [];
+      for (let i = 0; !round && i < size; i++) {
         const m = next();
         if (!m) {
           exhausted = true;
@@ -218,8 +236,10 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
         messages.push(m);
       }
       if (messages.length === 0) break;
-      queued += messages.length;
-      const send = sendWithRetry(messages).then(() => {
+      queued += round ? round.slots : messages.length;
+      const request = sendWithRetry(messages);
+      lifecycle?.sent(request);
+      const send = request.then(() => {
         summary.sent += messages.length;
         prometheus?.sent.inc(messages.length);
         reporter.update(summary.sent, summary.sent / ((performance.now() - started) / 1000));
@@ -241,6 +261,8 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
   } finally {
     clearInterval(snapshots);
     reporter.done();
+    if (lifecycle) summary.kinds = lifecycle.counts;
+    lifecycle?.close();
     await producer.disconnect().catch(() => {});
     await server?.close().catch(() => {});
     summary.seconds = (performance.now() - started) / 1000;
@@ -265,5 +287,7 @@ export function formatProducerSummary(s: ProducerSummary): string {
   const rate = s.seconds > 0 ? Math.round(s.sent / s.seconds) : 0;
   return `sent ${s.sent} tickets in ${s.seconds.toFixed(2)} s (${rate} tickets/s)${
     s.unsent ? `, ${s.unsent} NOT sent` : ""
+  }${
+    s.kinds ? `; by kind: ${Object.entries(s.kinds).map(([k, n]) => `${n} ${k}`).join(", ")}` : ""
   }`;
 }
