@@ -90,7 +90,7 @@ export const DEMO_SPEC = defineCommand({
   examples: [
     "deno task demo",
     "deno task demo --postgres server",
-    "deno task demo --postgres-uri 'postgres://avnadmin:PASSWORD@pg-x.aivencloud.com:11339/defaultdb?sslmode=require'",
+    "deno task demo --postgres-uri 'postgres://avnadmin@pg-x.aivencloud.com:11339/defaultdb?sslmode=require'   (password from ~/.pgpass or PGPASSWORD)",
   ],
 });
 

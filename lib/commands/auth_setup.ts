@@ -58,7 +58,7 @@ export const AUTH_SETUP_SPEC = defineCommand({
     },
   },
   examples: [
-    "deno task auth_setup --kafka-hostname kafka-x.aivencloud.com --kafka-portnumber 11341 --cert-path ~/aiven-certs --postgres-uri 'postgres://avnadmin:PASSWORD@pg-x.aivencloud.com:11339/defaultdb?sslmode=require'",
+    "deno task auth_setup --kafka-hostname kafka-x.aivencloud.com --kafka-portnumber 11341 --cert-path ~/aiven-certs --postgres-uri 'postgres://avnadmin@pg-x.aivencloud.com:11339/defaultdb?sslmode=require'   (password from ~/.pgpass or PGPASSWORD)",
     "deno task auth_setup --check",
   ],
 });
