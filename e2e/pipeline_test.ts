@@ -14,6 +14,7 @@ import {
   type Ticket,
 } from "../lib/model/columns.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
+import { createKafka } from "../lib/kafka/kafka.ts";
 import {
   consumerCounts,
   deleteTopics,
@@ -23,6 +24,7 @@ import {
   sql,
   stackConnection,
   uniqueSuffix,
+  waitFor,
   waitForSessionsGone,
   withPipeline,
   writeStackCreds,
@@ -234,7 +236,17 @@ Deno.test("SIGINT and SIGTERM stop producer and consumer gracefully: batch commi
       "--rate",
       "2000",
     ]);
-    await new Promise((r) => setTimeout(r, 3000));
+    // stop it once it has published something (its start takes longer on a loaded machine)
+    const admin = createKafka(connection.kafka).admin();
+    await admin.connect();
+    try {
+      await waitFor("the producer's first tickets", async () => {
+        const offsets = await admin.fetchTopicOffsets(topic);
+        return offsets.some((o) => Number(o.high) > 0);
+      });
+    } finally {
+      await admin.disconnect();
+    }
     producer.kill("SIGINT");
     const pOut = await producer.output();
     assert.equal(pOut.code, 0, new TextDecoder().decode(pOut.stderr));
