@@ -42,6 +42,8 @@ export interface LifecycleSettings {
   manifest?: string;
   acks?: string;
   seatClashRate?: number;
+  /** Once aborted, no new message: only the cancellations owed for acknowledged purchases. */
+  signal?: AbortSignal;
   /** Called with each valid ticket published (purchases and seat clashes). */
   onTicket?: (ticket: Ticket) => void;
 }
@@ -181,10 +183,12 @@ export class Lifecycle {
 
   /**
    * The next round: waits until round `j - inFlight` is acknowledged, then takes what is due
-   * and fills up to `slots` of the run's messages. Empty when nothing is left, or when a request
-   * failed (the producer has its error).
+   * and fills up to `slots` of the run's messages (none once the run is stopped: a purchase in the
+   * manifest as cancelled gets its cancel). Empty when nothing is left, or when a request failed
+   * (the producer has its error).
    */
   async next(slots: number): Promise<Round> {
+    if (this.settings.signal?.aborted) slots = 0;
     for (;;) {
       const j = this.#round++;
       const back = this.#rounds.get(j - this.limits.inFlight);

@@ -212,8 +212,8 @@ export async function runProducer(options: ProducerOptions): Promise<ProducerSum
     await lifecycle?.start(kafka);
     let exhausted = false;
     while (
-      (queued < total || lifecycle?.owes()) && !exhausted && !options.signal?.aborted &&
-      firstError === undefined
+      (queued < total || lifecycle?.owes()) && !exhausted && firstError === undefined &&
+      (!options.signal?.aborted || lifecycle?.owes()) // stopped: the cancels owed still go
     ) {
       let size = Math.min(batchSize, total - queued);
       if (options.rate !== undefined) {
