@@ -8,6 +8,7 @@
  */
 import { Buffer } from "node:buffer";
 import type { Ticket } from "./columns.ts";
+import { UNKNOWN_TICKET } from "./message.ts";
 import { pick, type Random } from "./random.ts";
 
 /** What must become of a message: its ticket stored, its ticket cancelled, or a dead letter. */
@@ -53,7 +54,7 @@ export const RUN_KINDS = {
   /** A cancellation of a ticket nobody bought. */
   unknownCancel: {
     kind: "unknown-cancel",
-    expect: { outcome: "dead_letter", reason: "UNKNOWN_TICKET" },
+    expect: { outcome: "dead_letter", reason: UNKNOWN_TICKET },
   },
   /** A cancellation sent again after the first was acknowledged: a counted duplicate. */
   doubleCancel: { kind: "double-cancel", expect: { outcome: "cancelled" } },

@@ -10,7 +10,7 @@
  */
 import type { Connection } from "../config/config.ts";
 import { createPool } from "../postgres/postgres.ts";
-import { qualify } from "../postgres/schema.ts";
+import { qualify, REFUNDED } from "../postgres/schema.ts";
 import { defaultGroupId } from "./consumer.ts";
 import { type ManifestEntry, readManifest } from "./manifest.ts";
 
@@ -40,9 +40,6 @@ export interface ManifestReport {
   examples: string[];
   ok: boolean;
 }
-
-/** Payment status of a cancelled ticket's transaction. */
-const REFUNDED = "REFUNDED";
 
 /** A ticket as the check reads it: its status, source, payment status and whether it holds seats. */
 export interface ManifestRow {
