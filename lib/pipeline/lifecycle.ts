@@ -99,6 +99,175 @@ export function wantsLifecycle(options: LifecycleSettings): boolean {
   return (options.cancelRate ?? 0) > 0 || (options.poisonRate ?? 0) > 0 || !!options.manifest;
 }
 
+/** Refuses (USAGE) settings whose outcomes are not certain. */
+function checkSettings(settings: LifecycleSettings): void {
+  if (settings.acks === "0") {
+    throw new AppError(
+      "USAGE",
+      "--cancel-rate, --poison-rate and --manifest need acknowledgements: --acks all or 1",
+    );
+  }
+  if ((settings.seatClashRate ?? 0) > 0) {
+    throw new AppError(
+      "USAGE",
+      "--seat-clash-rate cannot be combined with --cancel-rate, --poison-rate or --manifest " +
+        "(its clashes may cross partitions; --poison-rate makes seat clashes with known answers)",
+    );
+  }
+}
+
+/** The partition count of a topic, from Kafka's metadata. */
+async function partitionCount(kafka: Kafka, topic: string): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+    const count = topics[0]?.partitions.length ?? 0;
+    if (count < 1) throw new AppError("KAFKA", `topic ${topic} has no partitions`);
+    return count;
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
+
+/** A cancellation of `ticket`, 1-60 minutes after its purchase, for one of a few reasons. */
+function cancelOf(ticket: Ticket, random: Random): Uint8Array {
+  const at = Date.parse(ticket.purchased_at) + (1 + random() % 60) * 60_000;
+  return encodeCancel({
+    ticket_id: ticket.ticket_id,
+    cancelled_at: new Date(at).toISOString(),
+    reason: pick(random, CANCEL_REASONS),
+  });
+}
+
+/**
+ * Manifest entries of an acknowledged request (offsets from each partition's base offset, in the
+ * order its messages were given), and its messages counted by kind.
+ */
+function recordRound(
+  notes: Note[],
+  acks: RecordMetadata[],
+  topic: string,
+  counts: LifecycleCounts,
+  manifest?: ManifestWriter,
+): void {
+  const next = new Map<number, number>();
+  for (const a of acks) {
+    if (a.topicName === topic) next.set(a.partition, Number(a.baseOffset ?? -1));
+  }
+  for (const n of notes) {
+    counts[n.kind] = (counts[n.kind] ?? 0) + 1;
+    if (!manifest) continue;
+    const offset = next.get(n.partition) ?? -1;
+    if (offset < 0) {
+      throw new AppError("KAFKA", `no offset acknowledged for partition ${n.partition}`);
+    }
+    next.set(n.partition, offset + 1);
+    manifest.add({
+      topic,
+      partition: n.partition,
+      offset,
+      key: n.key,
+      kind: n.kind,
+      expect: n.expect.outcome,
+      ...(n.expect.reason === undefined ? {} : { reason: n.expect.reason }),
+    });
+  }
+}
+
+/** Adds a message to the round being planned, with what the manifest says of it. */
+type Add = (m: RawMessage, note: Omit<Note, "key" | "partition">) => void;
+
+/**
+ * Makes the poison of a run: a fixture kind, or one made from what acknowledged rounds sent (a
+ * seat sold, a cancel made), each remembered in a bounded reservoir.
+ */
+class Poisoner {
+  readonly #sold: SoldSeat[] = [];
+  readonly #cancels: NonNullable<Note["cancel"]>[] = [];
+  readonly #kinds: readonly FixtureKind[] = fixtureKinds();
+  readonly #random: Random;
+  #oversized = 0;
+
+  /**
+   * `cancels`: the run cancels tickets (unknown and double cancels fit in); `validTicket` gives
+   * a generated ticket that is published valid, `nextTicket` one that is broken first.
+   */
+  constructor(
+    random: Random,
+    readonly cancels: boolean,
+    readonly partitionOf: (key: string | null) => number,
+    readonly validTicket: () => Ticket,
+    readonly nextTicket: () => Ticket,
+  ) {
+    this.#random = random;
+  }
+
+  /** A new request: its count of oversized messages starts again. */
+  newRound(): void {
+    this.#oversized = 0;
+  }
+
+  /** A poison message of a kind picked at random among those the run can make now. */
+  make(add: Add): void {
+    const kinds = this.#kinds.length + 3;
+    let k = this.#random() % kinds;
+    const runKind = k - this.#kinds.length;
+    const available = runKind === 0
+      ? this.#sold.length > 0
+      : runKind === 1
+      ? this.cancels
+      : runKind === 2
+      ? this.#cancels.length > 0
+      : this.#kinds[k]!.name !== "oversized" || this.#oversized < MAX_OVERSIZED;
+    if (!available) {
+      do k = this.#random() % this.#kinds.length; while (
+        this.#kinds[k]!.name === "oversized" && this.#oversized >= MAX_OVERSIZED
+      );
+    }
+    if (!available || runKind < 0) {
+      const kind = this.#kinds[k]!;
+      if (kind.name === "oversized") this.#oversized++;
+      const message = makeFixturePoison(kind, this.nextTicket(), this.#random);
+      add(message, { kind: kind.name, expect: { outcome: "dead_letter", reason: kind.reason } });
+    } else if (runKind === 0) {
+      const sold = pick(this.#random, this.#sold);
+      let id: string;
+      let tries = 0;
+      do {
+        id = randomUuid(this.#random);
+        if (++tries > 1_000_000) throw new Error("no ticket_id for the partition");
+      } while (this.partitionOf(id) !== sold.partition);
+      const ticket = seatClashTicket(sold, this.validTicket(), id);
+      add({ key: id, value: JSON.stringify(ticket) }, RUN_KINDS.seatClash);
+    } else if (runKind === 1) {
+      const id = randomUuid(this.#random);
+      const value = encodeCancel({
+        ticket_id: id,
+        cancelled_at: new Date(Date.UTC(2026, 0, 1) + this.#random() % 86_400_000).toISOString(),
+        reason: pick(this.#random, CANCEL_REASONS),
+      });
+      add({ key: id, value }, RUN_KINDS.unknownCancel);
+    } else {
+      const first = pick(this.#random, this.#cancels);
+      add({ key: first.key, value: first.value }, RUN_KINDS.doubleCancel);
+    }
+  }
+
+  /** What an acknowledged round makes possible: seats to clash with, cancels to repeat. */
+  admit(notes: Note[]): void {
+    for (const n of notes) {
+      if (n.sold) this.#remember(this.#sold, n.sold);
+      if (n.cancel) this.#remember(this.#cancels, n.cancel);
+    }
+  }
+
+  #remember<T>(list: T[], item: T): void {
+    if (list.length < RESERVOIR) list.push(item);
+    else list[this.#random() % RESERVOIR] = item;
+  }
+}
+
 /** Plans the rounds of a run with cancellations, poison and a manifest; see the module doc. */
 export class Lifecycle {
   readonly #random: Random;
@@ -107,12 +276,9 @@ export class Lifecycle {
   readonly #manifest?: ManifestWriter;
   readonly #rounds = new Map<number, { notes: Note[]; acked?: Promise<boolean> }>();
   readonly #owed: Owed[] = [];
-  readonly #sold: SoldSeat[] = [];
-  readonly #cancels: NonNullable<Note["cancel"]>[] = [];
-  readonly #kinds: readonly FixtureKind[];
+  readonly #poisoner?: Poisoner;
   #partitions = 0;
   #round = 0;
-  #oversized = 0;
   #error: unknown;
   /** Acknowledged messages by kind. */
   readonly counts: LifecycleCounts = {};
@@ -126,23 +292,23 @@ export class Lifecycle {
     readonly nextTicket: () => Ticket,
     readonly limits: { batchSize: number; inFlight: number },
   ) {
-    if (settings.acks === "0") {
-      throw new AppError(
-        "USAGE",
-        "--cancel-rate, --poison-rate and --manifest need acknowledgements: --acks all or 1",
-      );
-    }
-    if ((settings.seatClashRate ?? 0) > 0) {
-      throw new AppError(
-        "USAGE",
-        "--seat-clash-rate cannot be combined with --cancel-rate, --poison-rate or --manifest " +
-          "(its clashes may cross partitions; --poison-rate makes seat clashes with known answers)",
-      );
-    }
+    checkSettings(settings);
     this.#random = seededRandom(settings.seed, 1);
     this.#cancelRate = settings.cancelRate ?? 0;
     this.#poisonRate = settings.poisonRate ?? 0;
-    this.#kinds = this.#poisonRate > 0 ? fixtureKinds() : [];
+    if (this.#poisonRate > 0) {
+      this.#poisoner = new Poisoner(
+        this.#random,
+        this.#cancelRate > 0,
+        (key) => this.#partitionOf(key),
+        () => {
+          const ticket = nextTicket();
+          settings.onTicket?.(ticket);
+          return ticket;
+        },
+        nextTicket,
+      );
+    }
     if (settings.manifest) {
       this.#manifest = new ManifestWriter(settings.manifest, {
         manifest: "tickets",
@@ -159,21 +325,9 @@ export class Lifecycle {
    * takes it as given.
    */
   async start(kafka: Kafka | number): Promise<void> {
-    if (typeof kafka === "number") {
-      this.#partitions = kafka;
-      return;
-    }
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      const { topics } = await admin.fetchTopicMetadata({ topics: [this.settings.topic] });
-      this.#partitions = topics[0]?.partitions.length ?? 0;
-    } finally {
-      await admin.disconnect().catch(() => {});
-    }
-    if (this.#partitions < 1) {
-      throw new AppError("KAFKA", `topic ${this.settings.topic} has no partitions`);
-    }
+    this.#partitions = typeof kafka === "number"
+      ? kafka
+      : await partitionCount(kafka, this.settings.topic);
   }
 
   /** True while cancellations are still to be sent. */
@@ -195,11 +349,11 @@ export class Lifecycle {
       if (back) {
         this.#rounds.delete(j - this.limits.inFlight);
         if (!(await back.acked)) return { messages: [], slots: 0 };
-        this.#admit(back.notes);
+        this.#poisoner?.admit(back.notes);
       }
       const round: Round = { messages: [], slots: 0 };
       const notes: Note[] = [];
-      const add = (m: RawMessage, note: Omit<Note, "key" | "partition">) => {
+      const add: Add = (m, note) => {
         const partition = this.#partitionOf(m.key);
         round.messages.push({
           key: m.key,
@@ -208,7 +362,7 @@ export class Lifecycle {
         });
         notes.push({ key: m.key, partition, ...note });
       };
-      this.#oversized = 0;
+      this.#poisoner?.newRound();
       while (this.#owed.length > 0 && this.#owed[0]!.due <= j) {
         if (round.messages.length >= this.limits.batchSize) break;
         this.#cancel(this.#owed.shift()!, add);
@@ -228,7 +382,7 @@ export class Lifecycle {
     if (!entry) return;
     entry.acked = request.then((acks) => {
       try {
-        this.#record(entry.notes, acks);
+        recordRound(entry.notes, acks, this.settings.topic, this.counts, this.#manifest);
         return true;
       } catch (error) {
         this.#error ??= error;
@@ -250,9 +404,9 @@ export class Lifecycle {
   }
 
   /** One of the run's slots: a purchase (perhaps to be cancelled later) or poison. */
-  #slot(round: number, add: (m: RawMessage, note: Omit<Note, "key" | "partition">) => void) {
-    if (this.#poisonRate > 0 && fraction(this.#random) < this.#poisonRate) {
-      return this.#poison(add);
+  #slot(round: number, add: Add) {
+    if (this.#poisoner && fraction(this.#random) < this.#poisonRate) {
+      return this.#poisoner.make(add);
     }
     const ticket = this.nextTicket();
     this.settings.onTicket?.(ticket);
@@ -262,7 +416,7 @@ export class Lifecycle {
     add({ key: ticket.ticket_id, value: JSON.stringify(ticket) }, {
       kind: "purchase",
       expect: cancel ? CANCELLED : STORED,
-      ...(cancel ? {} : {
+      ...(cancel || !this.#poisoner ? {} : {
         sold: {
           theater: ticket.theater,
           movie: ticket.movie,
@@ -274,103 +428,12 @@ export class Lifecycle {
     });
   }
 
-  #cancel(owed: Owed, add: (m: RawMessage, note: Omit<Note, "key" | "partition">) => void) {
-    const at = Date.parse(owed.ticket.purchased_at) + (1 + this.#random() % 60) * 60_000;
-    const value = encodeCancel({
-      ticket_id: owed.ticket.ticket_id,
-      cancelled_at: new Date(at).toISOString(),
-      reason: pick(this.#random, CANCEL_REASONS),
-    });
+  #cancel(owed: Owed, add: Add) {
+    const value = cancelOf(owed.ticket, this.#random);
     add({ key: owed.ticket.ticket_id, value }, {
       kind: "cancel",
       expect: CANCELLED,
       cancel: { key: owed.ticket.ticket_id, value, partition: owed.partition },
     });
-  }
-
-  /** A poison message of a kind picked at random among those the run can make now. */
-  #poison(add: (m: RawMessage, note: Omit<Note, "key" | "partition">) => void) {
-    const kinds = this.#kinds.length + 3;
-    let k = this.#random() % kinds;
-    const runKind = k - this.#kinds.length;
-    const available = runKind === 0
-      ? this.#sold.length > 0
-      : runKind === 1
-      ? this.#cancelRate > 0
-      : runKind === 2
-      ? this.#cancels.length > 0
-      : this.#kinds[k]!.name !== "oversized" || this.#oversized < MAX_OVERSIZED;
-    if (!available) {
-      do k = this.#random() % this.#kinds.length; while (
-        this.#kinds[k]!.name === "oversized" && this.#oversized >= MAX_OVERSIZED
-      );
-    }
-    if (!available || runKind < 0) {
-      const kind = this.#kinds[k]!;
-      if (kind.name === "oversized") this.#oversized++;
-      const message = makeFixturePoison(kind, this.nextTicket(), this.#random);
-      add(message, { kind: kind.name, expect: { outcome: "dead_letter", reason: kind.reason } });
-    } else if (runKind === 0) {
-      const sold = pick(this.#random, this.#sold);
-      let id: string;
-      let tries = 0;
-      do {
-        id = randomUuid(this.#random);
-        if (++tries > 1_000_000) throw new Error("no ticket_id for the partition");
-      } while (this.#partitionOf(id) !== sold.partition);
-      const ticket = seatClashTicket(sold, this.nextTicket(), id);
-      this.settings.onTicket?.(ticket);
-      add({ key: id, value: JSON.stringify(ticket) }, RUN_KINDS.seatClash);
-    } else if (runKind === 1) {
-      const id = randomUuid(this.#random);
-      const value = encodeCancel({
-        ticket_id: id,
-        cancelled_at: new Date(Date.UTC(2026, 0, 1) + this.#random() % 86_400_000).toISOString(),
-        reason: pick(this.#random, CANCEL_REASONS),
-      });
-      add({ key: id, value }, RUN_KINDS.unknownCancel);
-    } else {
-      const first = pick(this.#random, this.#cancels);
-      add({ key: first.key, value: first.value }, RUN_KINDS.doubleCancel);
-    }
-  }
-
-  /** What an acknowledged round makes possible: seats to clash with, cancels to repeat. */
-  #admit(notes: Note[]): void {
-    for (const n of notes) {
-      if (n.sold) this.#remember(this.#sold, n.sold);
-      if (n.cancel) this.#remember(this.#cancels, n.cancel);
-    }
-  }
-
-  #remember<T>(list: T[], item: T): void {
-    if (list.length < RESERVOIR) list.push(item);
-    else list[this.#random() % RESERVOIR] = item;
-  }
-
-  /** Manifest entries of an acknowledged round: offsets from each partition's base offset. */
-  #record(notes: Note[], acks: RecordMetadata[]): void {
-    const next = new Map<number, number>();
-    for (const a of acks) {
-      if (a.topicName === this.settings.topic) next.set(a.partition, Number(a.baseOffset ?? -1));
-    }
-    for (const n of notes) {
-      this.counts[n.kind] = (this.counts[n.kind] ?? 0) + 1;
-      if (!this.#manifest) continue;
-      const offset = next.get(n.partition) ?? -1;
-      if (offset < 0) {
-        throw new AppError("KAFKA", `no offset acknowledged for partition ${n.partition}`);
-      }
-      next.set(n.partition, offset + 1);
-      this.#manifest.add({
-        topic: this.settings.topic,
-        partition: n.partition,
-        offset,
-        key: n.key,
-        kind: n.kind,
-        expect: n.expect.outcome,
-        ...(n.expect.reason === undefined ? {} : { reason: n.expect.reason }),
-      });
-    }
   }
 }
