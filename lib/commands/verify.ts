@@ -12,9 +12,9 @@ import { AppError } from "../errors.ts";
 import { createKafka, describeKafkaError, readTopicToEnd, withDeadline } from "../kafka/kafka.ts";
 import { DB_REJECTED } from "../pipeline/isolate.ts";
 import { createPool } from "../postgres/postgres.ts";
-import { qualify } from "../postgres/schema.ts";
+import { qualify, REFUNDED } from "../postgres/schema.ts";
 import { rowKey, STORED_TICKET_SELECT, type StoredTicket, ticketKey } from "../model/columns.ts";
-import { parseTicket } from "../model/ticket.ts";
+import { parseMessage, UNKNOWN_TICKET } from "../model/message.ts";
 import { DEFAULT_SCHEMA, PIPELINE_FLAGS } from "./flags.ts";
 import { checkManifest, formatManifestReport } from "../pipeline/manifest_check.ts";
 
@@ -58,10 +58,15 @@ export const VERIFY_SPEC = defineCommand({
 export interface VerifyReport {
   messages: number;
   partitions: number;
-  /** Distinct ticket ids among the messages that parse. */
+  /** Distinct ticket ids among the purchases that parse. */
   tickets: number;
+  /** Cancellations that parse. */
+  cancels: number;
+  /** Messages that are neither a purchase nor a cancellation. */
   notTickets: number;
   rows: number;
+  /** Rows of cancelled tickets. */
+  cancelled: number;
   deadLetters: number;
   /** Messages deleted from the log (retention) before the group read them (LOST markers). */
   lost: number;
@@ -79,6 +84,12 @@ export interface VerifyReport {
   missing: string[];
   extra: string[];
   mismatched: string[];
+  /**
+   * Tickets whose state disagrees with their cancellations: `id (reason)`, where the reason is
+   * `not cancelled` (a cancellation in the topic was not applied nor refused), `cancelled without
+   * a cancellation`, `cancelled but holds N seats` or `cancelled without a refund`.
+   */
+  cancelMismatches: string[];
   /** Offsets (`partition@offset`) of messages that are not tickets and not in the dead letters. */
   deadLettersMissing: string[];
   ok: boolean;
@@ -101,6 +112,68 @@ export function isRefusalOfValidTicket(reason: string, keyOk: boolean): boolean 
   return reason === "SEAT_TAKEN" || reason === DB_REJECTED || (reason === "BAD_KEY" && !keyOk);
 }
 
+/**
+ * Whether a cancellation may be a dead letter for `reason`: its ticket was not stored before it
+ * (UNKNOWN_TICKET), PostgreSQL refused it, or its key is not its ticket_id.
+ */
+export function isRefusalOfValidCancel(reason: string, keyOk: boolean): boolean {
+  return reason === UNKNOWN_TICKET || reason === DB_REJECTED || (reason === "BAD_KEY" && !keyOk);
+}
+
+/**
+ * Compares the cancellations of the topic with the tickets' status: a ticket with a cancellation
+ * that is not a dead letter must be cancelled, and a cancelled ticket must have one. Cancellations
+ * refused for a reason a valid one cannot have are added to `wronglyRefused`.
+ */
+function checkCancellations(
+  cancelsById: Map<string, Seen[]>,
+  deadReason: Map<string, string>,
+  inTable: Set<string>,
+  cancelledIds: Set<string>,
+  wronglyRefused: string[],
+): string[] {
+  const found: string[] = [];
+  for (const [id, seen] of cancelsById) {
+    let applies = false;
+    for (const s of seen) {
+      const reason = deadReason.get(`${s.partition}@${s.offset}`);
+      if (reason === undefined) applies = true;
+      else if (!isRefusalOfValidCancel(reason, s.keyOk)) {
+        wronglyRefused.push(`cancellation of ${id} (${reason} at ${s.partition}@${s.offset})`);
+      }
+    }
+    if (applies && !cancelledIds.has(id)) {
+      found.push(`${id} (${inTable.has(id) ? "not cancelled" : "cancelled but not stored"})`);
+    }
+  }
+  for (const id of cancelledIds) {
+    const applies = (cancelsById.get(id) ?? []).some((s) =>
+      !deadReason.has(`${s.partition}@${s.offset}`)
+    );
+    if (!applies) found.push(`${id} (cancelled without a cancellation)`);
+  }
+  return found;
+}
+
+/** Cancelled tickets that still hold seats or whose payment is not refunded. */
+async function cancelledState(
+  pool: { query: (text: string) => Promise<{ rows: { id: string; problem: string }[] }> },
+  q: ReturnType<typeof qualify>,
+): Promise<string[]> {
+  const result = await pool.query(
+    `SELECT ticket_id AS id, 'cancelled but holds ' || count(*) || ' seats' AS problem
+       FROM ${q.seats}
+       WHERE ticket_id IN (SELECT ticket_id FROM ${q.tickets} WHERE status = 'cancelled')
+       GROUP BY ticket_id
+     UNION ALL
+     SELECT t.ticket_id, 'cancelled without a refund'
+       FROM ${q.tickets} t LEFT JOIN ${q.transactions} p USING (ticket_id)
+       WHERE t.status = 'cancelled' AND p.status IS DISTINCT FROM '${REFUNDED}'
+     ORDER BY 1`,
+  );
+  return result.rows.map((r) => `${r.id} (${r.problem})`);
+}
+
 /** Options of {@linkcode verifyPipeline}. */
 export interface VerifyOptions {
   connection: Connection;
@@ -120,6 +193,7 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
   const settings = options.connection.kafka;
   const kafka = createKafka(settings, { clientId: "tickets-verify" });
   const byId = new Map<string, Seen[]>();
+  const cancelsById = new Map<string, Seen[]>();
   const badOffsets: string[] = [];
   let messages = 0;
   let partitions = 0;
@@ -132,17 +206,21 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
     }
     ({ partitions } = await readTopicToEnd(kafka, options.topic, (partition, m) => {
       messages++;
-      const parsed = parseTicket(m.value);
-      if (parsed.ok) {
-        const seen = byId.get(parsed.ticket.ticket_id) ?? [];
-        seen.push({
-          partition,
-          offset: m.offset,
-          key: ticketKey(parsed.ticket),
-          keyOk: checkKey(parsed, m.key).ok,
-        });
-        byId.set(parsed.ticket.ticket_id, seen);
-      } else badOffsets.push(`${partition}@${m.offset}`);
+      const parsed = parseMessage(m.value);
+      if (!parsed.ok) return void badOffsets.push(`${partition}@${m.offset}`);
+      const keyOk = checkKey(parsed, m.key).ok;
+      if (parsed.message.type === "cancel") {
+        const id = parsed.message.ticket_id;
+        cancelsById.set(id, [
+          ...cancelsById.get(id) ?? [],
+          { partition, offset: m.offset, key: "", keyOk },
+        ]);
+        return;
+      }
+      const ticket = parsed.message.ticket;
+      const seen = byId.get(ticket.ticket_id) ?? [];
+      seen.push({ partition, offset: m.offset, key: ticketKey(ticket), keyOk });
+      byId.set(ticket.ticket_id, seen);
     }, { clientId: "tickets-verify", timeoutMs: (options.readTimeoutSeconds ?? 300) * 1000 }));
   } catch (error) {
     throw error instanceof AppError ? error : describeKafkaError(error, settings);
@@ -158,6 +236,8 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
   const extra: string[] = [];
   const mismatched: string[] = [];
   let rows = 0;
+  let cancelled = 0;
+  const cancelMismatches: string[] = [];
   let deadLetters = 0;
   let lost = 0;
   let skipped = 0;
@@ -167,8 +247,13 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
   const deadLettersMissing: string[] = [];
   try {
     const result = await db.pool.query<
-      StoredTicket & { ticket_id: string; kafka_partition: number; kafka_offset: string }
-    >(`SELECT ${STORED_TICKET_SELECT}, kafka_partition, kafka_offset FROM ${q.tickets}`);
+      StoredTicket & {
+        ticket_id: string;
+        kafka_partition: number;
+        kafka_offset: string;
+        status: string;
+      }
+    >(`SELECT ${STORED_TICKET_SELECT}, kafka_partition, kafka_offset, status FROM ${q.tickets}`);
     rows = result.rows.length;
     const inTable = new Set<string>();
     for (const r of result.rows) {
@@ -218,6 +303,20 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
       } else missing.push(id);
     }
     for (const bad of badOffsets) if (!deadReason.has(bad)) deadLettersMissing.push(bad);
+    const cancelledIds = result.rows.filter((r) => r.status === "cancelled").map((r) =>
+      r.ticket_id
+    );
+    cancelled = cancelledIds.length;
+    cancelMismatches.push(
+      ...checkCancellations(
+        cancelsById,
+        deadReason,
+        inTable,
+        new Set(cancelledIds),
+        wronglyRefused,
+      ),
+      ...await cancelledState(db.pool, q),
+    );
   } finally {
     await db.pool.end();
   }
@@ -225,8 +324,11 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
     messages,
     partitions,
     tickets: byId.size,
+    cancels: [...cancelsById.values()].reduce((n, seen) => n + seen.length, 0),
     notTickets: badOffsets.length,
     rows,
+    cancelled,
+    cancelMismatches,
     deadLetters,
     lost,
     skipped,
@@ -238,7 +340,7 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
     mismatched,
     deadLettersMissing,
     ok: missing.length + extra.length + mismatched.length + deadLettersMissing.length +
-        wronglyRefused.length === 0,
+        wronglyRefused.length + cancelMismatches.length === 0,
   };
 }
 
@@ -255,8 +357,8 @@ export function formatVerifyReport(
     ? `: ${ids.slice(0, examples).join(", ")}${ids.length > examples ? ", ..." : ""}`
     : "");
   return [
-    `topic ${topic}: ${r.messages} messages in ${r.partitions} partitions, ${r.tickets} distinct tickets, ${r.notTickets} not tickets`,
-    `table ${table}: ${r.rows} rows; dead letters for this group and topic: ${r.deadLetters} (${r.refused} refused tickets${
+    `topic ${topic}: ${r.messages} messages in ${r.partitions} partitions, ${r.tickets} distinct tickets, ${r.cancels} cancellations, ${r.notTickets} not tickets`,
+    `table ${table}: ${r.rows} rows (${r.cancelled} cancelled); dead letters for this group and topic: ${r.deadLetters} (${r.refused} refused tickets${
       Object.entries(r.refusedByReason).sort().map(([reason, n]) => `, ${n} ${reason}`).join("")
     })`,
     `missing from the table: ${r.missing.length}${list(r.missing)}`,
@@ -267,6 +369,9 @@ export function formatVerifyReport(
     }`,
     `valid tickets refused for a reason a valid ticket cannot have: ${r.wronglyRefused.length}${
       list(r.wronglyRefused)
+    }`,
+    `cancellations not reflected (not applied, no refund, seats kept): ${r.cancelMismatches.length}${
+      list(r.cancelMismatches)
     }`,
     ...(r.lost || r.skipped
       ? [

@@ -666,7 +666,9 @@ export function formatConsumerSummary(s: ConsumerSummary): string {
   ].filter(Boolean).join(", ");
   return `consumed ${s.received} messages in ${
     s.activeSeconds.toFixed(2)
-  } s of work (${rate} tickets/s): stored ${s.stored}, cancelled ${s.cancelled}, duplicates ${s.duplicates}, conflicts ${s.conflicts}, dead letters ${s.deadLetters}${
+  } s of work (${rate} tickets/s): stored ${s.stored}${
+    s.cancelled ? `, cancelled ${s.cancelled}` : ""
+  }, duplicates ${s.duplicates}, conflicts ${s.conflicts}, dead letters ${s.deadLetters}${
     refused ? ` (${refused})` : ""
   }, fenced ${s.fenced}${s.lost ? `, lost before read ${s.lost}` : ""}`;
 }

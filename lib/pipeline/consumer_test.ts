@@ -24,3 +24,22 @@ Deno.test("formatConsumerSummary() names cancellations, fenced batches, refusals
       "lost before read 5",
   );
 });
+
+Deno.test("formatConsumerSummary() leaves out cancelled when no cancellation was applied", () => {
+  const line = formatConsumerSummary({
+    received: 2,
+    stored: 2,
+    duplicates: 0,
+    conflicts: 0,
+    deadLetters: 0,
+    seatTaken: 0,
+    cancelled: 0,
+    unknownTicket: 0,
+    rejected: 0,
+    lost: 0,
+    fenced: 0,
+    seconds: 1,
+    activeSeconds: 1,
+  });
+  assert.match(line, /: stored 2, duplicates 0, conflicts 0, dead letters 0, fenced 0$/);
+});
