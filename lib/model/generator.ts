@@ -259,11 +259,27 @@ export class TicketGenerator {
     if (!withJson) return { ticket, json: "" };
     let seats = SEAT_JSON[first]!;
     for (let i = first + 1; i < first + count; i++) seats += "," + SEAT_JSON[i];
-    const json = `{"ticket_id":"${ticket.ticket_id}","theater":${
-      this.#lists.theaterJson[show.theater]
-    },"movie":${this.#lists.movieJson[show.movie]},${
-      this.#personJson[person]
-    },"seats":[${seats}],"showtime":"${ticket.showtime}","price":{"amount":${ticket.price.amount},"currency":"USD"},"purchased_at":"${ticket.purchased_at}"}`;
+    // one join makes one flat string; a template or `+` makes a rope of ~25 pieces, which costs
+    // more to flatten when it is encoded than JSON.stringify did (~2 us a ticket)
+    const json = [
+      '{"ticket_id":"',
+      ticket.ticket_id,
+      '","theater":',
+      this.#lists.theaterJson[show.theater],
+      ',"movie":',
+      this.#lists.movieJson[show.movie],
+      ",",
+      this.#personJson[person],
+      ',"seats":[',
+      seats,
+      '],"showtime":"',
+      ticket.showtime,
+      '","price":{"amount":',
+      ticket.price.amount,
+      ',"currency":"USD"},"purchased_at":"',
+      ticket.purchased_at,
+      '"}',
+    ].join("");
     return { ticket, json };
   }
 }
