@@ -99,15 +99,15 @@ export class Positions {
   }
 
   /**
-   * Queues the write of the offset range from `state.next` to `nextOffset` with the given rows
-   * and dead letters (none: the range holds no message), and moves `state.next`.
+   * Queues the write of the offset range from `state.next` to `nextOffset` with the given rows,
+   * cancellations and dead letters (none: the range holds no message), and moves `state.next`.
    */
   write(
     state: PartitionState,
     partition: number,
     nextOffset: bigint,
     heartbeat: () => Promise<void>,
-    content: Pick<Batch, "rows" | "deadLetters"> = { rows: [], deadLetters: [] },
+    content: Pick<Batch, "rows" | "cancels" | "deadLetters"> = { rows: [], deadLetters: [] },
     lost = 0,
   ): void {
     const { store } = this.#o;

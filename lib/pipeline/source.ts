@@ -127,9 +127,13 @@ export class KafkaSource {
       const nextOffset = start >= messages.length
         ? end
         : BigInt(slice[slice.length - 1]!.offset) + 1n;
-      this.#p.write(state, partition, nextOffset, heartbeat, {
-        ...toRowsAndLetters(slice, this.#o.maxMessageBytes),
-      });
+      this.#p.write(
+        state,
+        partition,
+        nextOffset,
+        heartbeat,
+        toRowsAndLetters(slice, this.#o.maxMessageBytes),
+      );
       state.fetchFrom = state.next;
       payload.resolveOffset((nextOffset - 1n).toString());
       // Back-pressure: fetching runs ahead of the database by a few chunks at most.
