@@ -4,6 +4,7 @@
  * @module
  */
 import { join } from "node:path";
+import process from "node:process";
 import type { SecurityProtocol } from "../lib/config/creds.ts";
 import { messageOf } from "../lib/errors.ts";
 import { createKafka } from "../lib/kafka/kafka.ts";
@@ -39,6 +40,8 @@ export interface ThroughputFigure {
   tickets: number;
   seconds: number;
   ticketsPerSecond: number;
+  /** CPU (user + system) the producer used, where measured: a figure that other load moves less. */
+  cpuSeconds?: number;
 }
 
 /** Results of {@linkcode benchProducer}. */
@@ -51,8 +54,17 @@ export interface ProducerResults {
   recordBytes: number;
   ours: ThroughputFigure;
   naive: ThroughputFigure;
-  producerPerformance: ProducerPerformanceLine & { recordSize: number };
-  ratios: { vsNaive: number | null; vsProducerPerformance: number | null };
+  producerPerformance: ProducerPerformanceLine & {
+    recordSize: number;
+    /** CPU of the tool's process tree (JVM start and JIT included), from bash's `times`. */
+    cpuSeconds?: number;
+  };
+  ratios: {
+    vsNaive: number | null;
+    vsProducerPerformance: number | null;
+    /** ProducerPerformance's CPU per record ÷ ours per ticket (> 1: we spend less). */
+    cpuPerRecordVsProducerPerformance: number | null;
+  };
 }
 
 /** Runs the three producers on fresh topics (deleted afterwards). */
@@ -64,7 +76,7 @@ export async function benchProducer(
   let access = await stackAccess("SSL");
   const scope = new CleanupScope();
   try {
-    let java: ProducerPerformanceLine;
+    let java: ProducerPerformanceLine & { cpuSeconds?: number };
     let listenerNote: string | undefined;
     try {
       java = await producerPerformance(access, scope, suffix, sizes.tickets, recordBytes);
@@ -90,6 +102,9 @@ export async function benchProducer(
       ratios: {
         vsNaive: ratio(ours.ticketsPerSecond, naive.ticketsPerSecond),
         vsProducerPerformance: ratio(ours.ticketsPerSecond, java.recordsPerSecond),
+        cpuPerRecordVsProducerPerformance: ours.cpuSeconds && java.cpuSeconds
+          ? ratio(java.cpuSeconds / java.records, ours.cpuSeconds / ours.tickets)
+          : null,
       },
     };
   } finally {
@@ -107,13 +122,20 @@ async function ourProducer(
   const topic = benchName("producer", suffix);
   scope.topics(access, [topic]);
   progress(`producer: runProducer, ${tickets} tickets, ${access.protocol}`);
+  const cpu = process.cpuUsage();
   const summary = await runProducer({ kafka: access.connection.kafka, topic, num: tickets });
+  const used = process.cpuUsage(cpu);
   const figure = {
     tickets: summary.sent,
     seconds: summary.seconds,
     ticketsPerSecond: perSecond(summary.sent, summary.seconds),
+    cpuSeconds: (used.user + used.system) / 1e6,
   };
-  progress(`producer: runProducer ${Math.round(figure.ticketsPerSecond)} tickets/s`);
+  progress(
+    `producer: runProducer ${Math.round(figure.ticketsPerSecond)} tickets/s, ${
+      cpuMicros(figure.cpuSeconds, figure.tickets)
+    } µs CPU a ticket`,
+  );
   return figure;
 }
 
@@ -159,7 +181,7 @@ async function producerPerformance(
   suffix: string,
   records: number,
   recordSize: number,
-): Promise<ProducerPerformanceLine> {
+): Promise<ProducerPerformanceLine & { cpuSeconds?: number }> {
   const topic = benchName("producer_java", suffix);
   scope.topics(access, [topic]);
   await createTopic(access, topic);
@@ -169,9 +191,11 @@ async function producerPerformance(
   progress(
     `producer: ProducerPerformance, ${records} records of ${recordSize} bytes, ${access.protocol}`,
   );
+  // bash's `times` prints the CPU of its finished children (the JVM) as the last line
   const out = await runProcess("bash", [
-    "dev/stack.sh",
-    "tool",
+    "-c",
+    'bash dev/stack.sh tool "$@"; code=$?; times >&2; exit $code',
+    "bash",
     "org.apache.kafka.tools.ProducerPerformance",
     "--topic",
     topic,
@@ -192,8 +216,25 @@ async function producerPerformance(
   if (out.code !== 0 || !line) {
     throw new Error(`exit code ${out.code}: ${tail(out.stderr || out.stdout, 3)}`);
   }
-  progress(`producer: ProducerPerformance ${Math.round(line.recordsPerSecond)} records/s`);
-  return line;
+  const cpuSeconds = childCpuSeconds(out.stderr);
+  progress(
+    `producer: ProducerPerformance ${Math.round(line.recordsPerSecond)} records/s, ${
+      cpuMicros(cpuSeconds, line.records)
+    } µs CPU a record`,
+  );
+  return cpuSeconds === undefined ? line : { ...line, cpuSeconds };
+}
+
+/** User + system seconds of the children from the last line of bash's `times` ("0m1.5s 0m0.2s"). */
+export function childCpuSeconds(stderr: string): number | undefined {
+  const last = stderr.trim().split("\n").at(-1) ?? "";
+  const m = /^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/.exec(last.trim());
+  if (!m) return undefined;
+  return Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]);
+}
+
+function cpuMicros(cpuSeconds: number | undefined, records: number): string {
+  return cpuSeconds === undefined ? "?" : ((cpuSeconds * 1e6) / records).toFixed(1);
 }
 
 /**
