@@ -1,0 +1,198 @@
+/**
+ * Adversarial checks of the cancellations and the show key against the stack's PostgreSQL: each
+ * test states a promise of README's "How exactly-once works" and tries to break it.
+ */
+import assert from "node:assert/strict";
+import type pg from "pg";
+import { createPool } from "../postgres/postgres.ts";
+import type { QualifiedNames } from "../postgres/schema.ts";
+import { type Batch, type BatchResult, sinkStatements, writeBatch } from "./sink.ts";
+import { withPipeline } from "../../testing/testing.ts";
+import { showId, showIdSql, type Ticket } from "../model/columns.ts";
+import { TicketGenerator } from "../model/generator.ts";
+import { type Cancel, encodeCancel, parseMessage } from "../model/message.ts";
+import { encodeTicket } from "../model/ticket.ts";
+
+type Msg = Ticket | Cancel;
+
+const isCancel = (m: Msg): m is Cancel => (m as Cancel).type === "cancel";
+
+function cancelOf(id: string): Cancel {
+  return {
+    type: "cancel",
+    ticket_id: id,
+    cancelled_at: "2026-04-01T10:00:00Z",
+    reason: "changed plans",
+  };
+}
+
+/** `msgs` as one batch of partition 0 from offset `from`, for `group`. */
+function batchOf(table: string, group: string, from: bigint, msgs: Msg[]): Batch {
+  const batch: Batch = {
+    groupId: group,
+    table,
+    topic: "t",
+    partition: 0,
+    expectedOffset: from,
+    nextOffset: from + BigInt(msgs.length),
+    rows: [],
+    cancels: [],
+    deadLetters: [],
+  };
+  msgs.forEach((m, i) => {
+    const offset = String(from + BigInt(i));
+    if (isCancel(m)) batch.cancels!.push({ cancel: m, offset, value: encodeCancel(m) });
+    else batch.rows.push({ ticket: m, offset, value: encodeTicket(m) });
+  });
+  return batch;
+}
+
+/** Writes `msgs` in batches of `size` for `group`; every batch must commit. */
+async function writeAll(
+  client: pg.PoolClient,
+  q: QualifiedNames,
+  table: string,
+  group: string,
+  msgs: Msg[],
+  size: number,
+): Promise<BatchResult[]> {
+  const sql = sinkStatements(q);
+  const results: BatchResult[] = [];
+  for (let from = 0; from < msgs.length; from += size) {
+    const batch = batchOf(table, group, BigInt(from), msgs.slice(from, from + size));
+    const result = await writeBatch(client, sql, batch);
+    assert.equal(result.committed, true);
+    results.push(result);
+  }
+  return results;
+}
+
+/** Tickets, seats and payments, in a form to compare. */
+async function tables(client: pg.PoolClient, q: QualifiedNames) {
+  const tickets = await client.query(
+    `SELECT ticket_id, status FROM ${q.tickets} ORDER BY ticket_id`,
+  );
+  const seats = await client.query(
+    `SELECT show_id::text, seat, ticket_id FROM ${q.seats} ORDER BY 1, 2`,
+  );
+  const payments = await client.query(
+    `SELECT ticket_id, status FROM ${q.transactions} ORDER BY ticket_id`,
+  );
+  return { tickets: tickets.rows, seats: seats.rows, payments: payments.rows };
+}
+
+async function withClient(
+  prefix: string,
+  fn: (table: string, q: QualifiedNames, client: pg.PoolClient) => Promise<void>,
+) {
+  await withPipeline(prefix, async ({ connection, table, q }) => {
+    const db = await createPool({
+      uri: connection.postgresUri,
+      certPath: connection.kafka.certPath,
+      max: 1,
+    });
+    const client = await db.pool.connect();
+    try {
+      await fn(table, q, client);
+    } finally {
+      client.release();
+      await db.pool.end();
+    }
+  });
+}
+
+/** `n` tickets of one show, with the given seats. */
+function showTickets(seed: number, seats: string[][]): Ticket[] {
+  const gen = new TicketGenerator({ seed });
+  const first = gen.next();
+  return seats.map((s, i) => ({
+    ...(i === 0 ? first : gen.next()),
+    theater: first.theater,
+    movie: first.movie,
+    showtime: first.showtime,
+    seats: s,
+  }));
+}
+
+Deno.test("show key: two different shows never share a key, whatever their theater and movie texts (U+001F included)", async () => {
+  const [base] = showTickets(31, [["A1"]]);
+  // theater + movie split at different places around the key's separator, U+001F
+  const one: Ticket = { ...base!, ticket_id: "show-one", theater: "Odeon\u001fOne", movie: "Film" };
+  const two: Ticket = { ...base!, ticket_id: "show-two", theater: "Odeon", movie: "One\u001fFilm" };
+  for (const t of [one, two]) {
+    const parsed = parseMessage(encodeTicket(t));
+    assert.equal(parsed.ok, true, "the parser accepts the ticket");
+  }
+  assert.notEqual(showId(one), showId(two), "two shows, two keys");
+  await withClient("review_showkey", async (table, q, client) => {
+    const results = await writeAll(client, q, table, `g_${table}`, [one, two], 1);
+    assert.deepEqual(results.map((r) => [r.stored, r.seatTaken]), [[1, 0], [1, 0]]);
+    // the stored seats carry the key PostgreSQL computes from each stored ticket
+    const mismatched = await client.query(
+      `SELECT s.ticket_id FROM ${q.seats} s JOIN ${q.tickets} t USING (ticket_id)
+       WHERE s.show_id <> ${showIdSql("t.theater", "t.movie", "t.showtime")}`,
+    );
+    assert.deepEqual(mismatched.rows, []);
+    // and a cancellation, which finds the seats by PostgreSQL's key, frees them
+    const sql = sinkStatements(q);
+    await writeBatch(client, sql, batchOf(table, `g_${table}`, 2n, [cancelOf(one.ticket_id)]));
+    const left = await client.query(`SELECT ticket_id FROM ${q.seats}`);
+    assert.deepEqual(left.rows, [{ ticket_id: two.ticket_id }]);
+  });
+});
+
+Deno.test("show key: the client's key equals PostgreSQL's for theater and movie texts around U+001F and multi-byte text", async () => {
+  const [base] = showTickets(33, [["A1"]]);
+  const texts = [
+    "\u001f",
+    "a\u001f",
+    "\u001fb",
+    "é\u001f\u001f",
+    "𝄞\u001fx",
+    "plain",
+    "ü",
+    "1\u001f2",
+  ];
+  const tickets = texts.flatMap((theater) => texts.map((movie) => ({ ...base!, theater, movie })));
+  const keys = new Set(tickets.map(showId));
+  assert.equal(keys.size, tickets.length, "every pair its own key");
+  await withClient("review_showkey_sql", async (_table, _q, client) => {
+    const res = await client.query<{ id: string }>(
+      `SELECT ${showIdSql("u.t", "u.m", "$3::timestamptz")}::text AS id
+       FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(t, m, n) ORDER BY n`,
+      [tickets.map((t) => t.theater), tickets.map((t) => t.movie), base!.showtime],
+    );
+    assert.deepEqual(res.rows.map((r) => r.id), tickets.map(showId));
+  });
+});
+
+Deno.test({
+  name:
+    "replay under a new group: a purchase refused SEAT_TAKEN whose blocker was cancelled later stays refused",
+  // FINDING (not fixed here): the replay decides the refused purchase against today's seats, where
+  // the blocker's cancellation freed the seat, so the replay sells it: a ticket the first run
+  // refused is stored, with a seat and a payment. Fixing it needs the history of cancelled sales
+  // (which seats a cancelled ticket held, up to which offset), not a local change.
+  ignore: true,
+  fn: async () => {
+    await withClient("review_replay", async (table, q, client) => {
+      const [a, b] = showTickets(32, [["G7"], ["G7"]]);
+      const msgs: Msg[] = [a!, b!, cancelOf(a!.ticket_id)];
+      for (const size of [1, 3]) {
+        await client.query(
+          `DELETE FROM ${q.tickets}; DELETE FROM ${q.seats}; DELETE FROM ${q.transactions}`,
+        );
+        const first = await writeAll(client, q, table, `g1_${size}_${table}`, msgs, size);
+        assert.equal(first.reduce((n, r) => n + r.seatTaken, 0), 1, "b is refused at first");
+        const before = await tables(client, q);
+        const replay = await writeAll(client, q, table, `g2_${size}_${table}`, msgs, size);
+        const after = await tables(client, q);
+        assert.deepEqual(
+          { after, stored: replay.reduce((n, r) => n + r.stored, 0) },
+          { after: before, stored: 0 },
+          `batch size ${size}: the replay changed the tables`,
+        );
+      }
+    });
+  },
+});
