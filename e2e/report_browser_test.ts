@@ -50,7 +50,13 @@ function simulateRun(
       table: consumer ? "movie_ticket" : undefined,
       group: consumer ? "report-e2e" : undefined,
       counts: consumer
-        ? { received: done, stored: done - 3 - letters, duplicates: 3, deadLetters: letters }
+        ? {
+          received: done,
+          stored: done - 3 - letters - (done >> 6),
+          cancelled: done >> 6,
+          duplicates: 3,
+          deadLetters: letters,
+        }
         : { sent: done },
       deadLettersByReason: consumer
         ? { BAD_EMAIL: letters - (letters >> 2), SEAT_TAKEN: letters >> 2 }

@@ -81,6 +81,8 @@ export interface MetricsRecord {
     duplicates?: number;
     conflicts?: number;
     deadLetters?: number;
+    /** Consumer: cancellations applied (ticket cancelled, seats freed, payment refunded). */
+    cancelled?: number;
     /** Consumer: tickets PostgreSQL refused (DB_REJECTED), also in deadLetters. */
     rejected?: number;
     /** Consumer: messages deleted from the log (retention) before this group read them. */
@@ -95,6 +97,11 @@ export interface MetricsRecord {
   rate: number;
   /** Messages per second since the previous record. */
   intervalRate: number;
+  /**
+   * Consumer: the run's dead letters by reason (cumulative, like `counts`; they sum to
+   * `counts.deadLetters`). Records written before this field existed have none.
+   */
+  deadLettersByReason?: Record<string, number>;
   /** Consumer: messages in the topic not yet stored, per partition. */
   lag?: Record<string, number>;
   /** Consumer: time from publish (Kafka timestamp) to committed row, for rows since the last record. */

@@ -81,6 +81,8 @@ export interface WrittenChunk {
   stored: number;
   duplicates: number;
   conflicts: number;
+  /** Cancellations applied (ticket cancelled, seats freed, payment refunded). */
+  cancelled: number;
   /** Dead letters written, by reason (SEAT_TAKEN, DB_REJECTED, BAD_JSON, ...). */
   deadLetters: Record<string, number>;
   /** Messages deleted from the log (retention) before they were read. */
@@ -97,6 +99,7 @@ export class ConsumerMetrics extends RunMetrics {
   readonly stored: Counter;
   readonly duplicates: Counter;
   readonly conflicts: Counter;
+  readonly cancelled: Counter;
   readonly deadLetters: Counter<"reason">;
   readonly fencedBatches: Counter;
   readonly lost: Counter;
@@ -120,6 +123,10 @@ export class ConsumerMetrics extends RunMetrics {
     this.conflicts = counter(
       "tickets_conflicts_total",
       "Tickets whose id was stored with other content (recorded, first stored wins).",
+    );
+    this.cancelled = counter(
+      "tickets_cancelled_total",
+      "Cancellations applied: ticket cancelled, its seats freed, its payment refunded.",
     );
     this.deadLetters = new Counter({
       name: "tickets_dead_letters_total",
@@ -161,6 +168,7 @@ export class ConsumerMetrics extends RunMetrics {
     this.stored.inc(chunk.stored);
     this.duplicates.inc(chunk.duplicates);
     this.conflicts.inc(chunk.conflicts);
+    this.cancelled.inc(chunk.cancelled);
     for (const [reason, n] of Object.entries(chunk.deadLetters)) {
       if (n > 0) this.deadLetters.inc({ reason }, n);
     }

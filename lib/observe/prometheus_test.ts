@@ -9,22 +9,31 @@ const chunk = {
   stored: 2,
   duplicates: 1,
   conflicts: 0,
+  cancelled: 3,
   deadLetters: { SEAT_TAKEN: 1, BAD_JSON: 1 },
   lost: 0,
   writeSeconds: 0.02,
   latencySeconds: [0.5, 2],
 };
 
-Deno.test("ConsumerMetrics.written() adds a chunk's counts, dead letters by reason, fences and histograms", async () => {
+Deno.test("ConsumerMetrics.written() adds a chunk's counts, cancellations, dead letters by reason, fences and histograms", async () => {
   const metrics = new ConsumerMetrics({ topic: "t", group: "g", table: "public.t" });
   metrics.written(chunk);
-  metrics.written({ ...chunk, committed: false, messages: 0, stored: 0, duplicates: 0 });
+  metrics.written({
+    ...chunk,
+    committed: false,
+    messages: 0,
+    stored: 0,
+    duplicates: 0,
+    cancelled: 1,
+  });
   metrics.setLag({ "0": 7, "1": 0 });
   const text = await metrics.text();
   const labels = { group: "g", role: "consumer", table: "public.t", topic: "t" };
   assert.equal(seriesValue(text, "tickets_received_total", labels), 5);
   assert.equal(seriesValue(text, "tickets_stored_total", labels), 2);
   assert.equal(seriesValue(text, "tickets_fenced_batches_total", labels), 1);
+  assert.equal(seriesValue(text, "tickets_cancelled_total", labels), 4);
   assert.equal(
     seriesValue(text, "tickets_dead_letters_total", { ...labels, reason: "SEAT_TAKEN" }),
     2,

@@ -23,11 +23,11 @@ export const DEFAULT_REPORT_PATH = "logs/report.html";
 export const DEFAULT_LAST_RUNS = 10;
 
 /**
- * A metrics record as the report reads it: the consumer's dead letters by reason (cumulative,
- * like `counts`) when the record has them. Without them the report splits the dead letters into
- * DB_REJECTED (`counts.rejected`) and "reason not recorded".
+ * A metrics record as the report reads it. The consumer's records carry its dead letters by
+ * reason (`deadLettersByReason`); records of older runs do not, and the report then splits their
+ * dead letters into DB_REJECTED (`counts.rejected`) and "reason not recorded".
  */
-export type ReportRecord = MetricsRecord & { deadLettersByReason?: Record<string, number> };
+export type ReportRecord = MetricsRecord;
 
 /** The dead letters of a run whose records do not say their reasons. */
 export const UNRECORDED_REASON = "reason not recorded";
@@ -258,6 +258,7 @@ function runsTable(runs: RunSummary[]): string {
     "outcome",
     "sent / read",
     "stored",
+    "cancelled",
     "dupl.",
     "dead letters",
     "avg msg/s",
@@ -286,6 +287,7 @@ function runsTable(runs: RunSummary[]): string {
       ...[
         countCell(run.role === "producer" ? c.sent : c.received),
         countCell(c.stored),
+        countCell(run.role === "producer" ? undefined : c.cancelled),
         countCell(c.duplicates),
         countCell(c.deadLetters),
         formatNumber(run.rate, 1),
@@ -371,7 +373,8 @@ table{border-collapse:collapse;width:100%;font-size:13px}th,td{border-bottom:1px
 padding:3px 5px;text-align:left;vertical-align:top;white-space:nowrap}th{position:sticky;top:0;background:#fff}
 td.num{text-align:right;font-variant-numeric:tabular-nums}.scroll{overflow-x:auto}
 td.ok{color:#1a7f37}td.bad{color:#b42318;max-width:12em;overflow:hidden;text-overflow:ellipsis}
-table.runs th{white-space:normal;vertical-align:bottom}
+table.runs th{white-space:normal;vertical-align:bottom}table.runs{font-size:12.5px}
+table.runs th,table.runs td{padding:3px 4px}
 td.open{color:#777}table.reasons{width:auto;min-width:50%}td.barcell{width:40%;min-width:200px}
 .hbar{display:inline-block;height:12px;background:#b42318;vertical-align:middle}
 .notice{font-size:18px;padding:24px;background:#fff8e1}`;
@@ -436,9 +439,13 @@ function formatRunsSummary(runs: RunSummary[]): string {
     const parts = [
       `${role}: ${mine.length} run${mine.length === 1 ? "" : "s"}`,
       `${key} ${formatNumber(total)}`,
+    ];
+    const cancelled = mine.reduce((sum, r) => sum + (r.counts.cancelled ?? 0), 0);
+    if (cancelled > 0) parts.push(`cancelled ${formatNumber(cancelled)}`);
+    parts.push(
       `best ${formatNumber(maxOf(mine.map((r) => r.rate)), 1)} msg/s`,
       `last ${formatNumber(mine[mine.length - 1]!.rate, 1)} msg/s`,
-    ];
+    );
     const latest = mine.flatMap((r) => r.records).filter((r) => r.latencyMs)
       .sort((a, b) => String(a.ts).localeCompare(String(b.ts))).pop();
     if (latest) parts.push(`latest p99 ${formatNumber(latest.latencyMs!.p99, 1)} ms`);

@@ -168,9 +168,10 @@ Deno.test("deadLettersByReason() sums recorded reasons, else splits rejected fro
   );
 });
 
-Deno.test("buildReportHtml() puts role, outcome, counts, rates, p99 and peak memory in the table", () => {
+Deno.test("buildReportHtml() puts role, outcome, counts (cancelled too), rates, p99 and peak memory in the table", () => {
   const records = runOf("cccccccc-3", "consumer", "2025-11-25T10:01:00Z");
   records[2]!.outcome = "PostgreSQL unreachable";
+  records[2]!.counts = { stored: 900, cancelled: 7 };
   const row = /<tr data-run="cccccccc-3">.*?<\/tr>/.exec(buildReportHtml(records, { source: "m" }))
     ?.[0];
   assert.ok(row);
@@ -185,6 +186,7 @@ Deno.test("buildReportHtml() puts role, outcome, counts, rates, p99 and peak mem
     "PostgreSQL unreachable",
     "—",
     "900",
+    "7",
     "—",
     "—",
     "80",
@@ -216,5 +218,9 @@ Deno.test("formatReportSummary() gives per role totals, rates, latest p99 and pe
     text,
     /producer: 1 run, sent 1,000, best 80 msg\/s, last 80 msg\/s, peak RSS 80 MiB/,
   );
-  assert.match(text, /consumer: 1 run, stored 900, .*latest p99 50 ms, peak RSS 80 MiB/);
+  assert.match(text, /consumer: 1 run, stored 900, best .*latest p99 50 ms, peak RSS 80 MiB/);
+  assert.doesNotMatch(text, /cancelled/); // a run without cancellations does not mention them
+  const withCancels = runOf("dddddddd-4", "consumer", "2025-11-25T10:02:00Z");
+  withCancels[2]!.counts = { stored: 900, cancelled: 45 };
+  assert.match(formatReportSummary(withCancels), /consumer: 1 run, stored 900, cancelled 45, best/);
 });

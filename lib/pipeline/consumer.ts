@@ -189,24 +189,35 @@ function count(summary: ConsumerSummary, result: BatchResult, lost: number): voi
   if (!result.committed) summary.fenced++;
 }
 
+/**
+ * The dead letters a written chunk added, by reason (they sum to `result.deadLetters`); added to
+ * `into` when given. A chunk of lost messages adds none (its marker is not a message's fate).
+ */
+function deadLettersOf(
+  batch: Batch,
+  result: BatchResult,
+  lost: number,
+  into: Record<string, number> = {},
+): Record<string, number> {
+  const add = (reason: string, n: number) => {
+    if (n > 0) into[reason] = (into[reason] ?? 0) + n;
+  };
+  if (lost > 0) return into;
+  add("SEAT_TAKEN", result.seatTaken);
+  add(UNKNOWN_TICKET, result.unknownTicket);
+  add(DB_REJECTED, result.rejected ?? 0);
+  // the batch's own dead letters by offset: a bisect that met the fence committed a prefix
+  let own = result.deadLetters - result.seatTaken - result.unknownTicket - (result.rejected ?? 0);
+  if (own <= 0) return into;
+  const letters = [...batch.deadLetters].sort((a, b) =>
+    Number(BigInt(a.offset) - BigInt(b.offset))
+  );
+  for (const letter of letters) if (own-- > 0) add(letter.reason, 1);
+  return into;
+}
+
 /** A written chunk as the Prometheus metrics count it: the summary's counts, by reason. */
 function chunkOf(batch: Batch, result: BatchResult, lost: number, seconds: number): WrittenChunk {
-  const deadLetters: Record<string, number> = {};
-  const add = (reason: string, n: number) => {
-    if (n > 0) deadLetters[reason] = (deadLetters[reason] ?? 0) + n;
-  };
-  if (lost === 0) {
-    add("SEAT_TAKEN", result.seatTaken);
-    add(UNKNOWN_TICKET, result.unknownTicket);
-    add(DB_REJECTED, result.rejected ?? 0);
-    // the batch's own dead letters by offset: a bisect that met the fence committed a prefix
-    let own = result.deadLetters - result.seatTaken - result.unknownTicket -
-      (result.rejected ?? 0);
-    const letters = [...batch.deadLetters].sort((a, b) =>
-      Number(BigInt(a.offset) - BigInt(b.offset))
-    );
-    for (const letter of letters) if (own-- > 0) add(letter.reason, 1);
-  }
   const now = Date.now();
   return {
     committed: result.committed,
@@ -214,7 +225,8 @@ function chunkOf(batch: Batch, result: BatchResult, lost: number, seconds: numbe
     stored: result.stored,
     duplicates: result.duplicates,
     conflicts: result.conflicts,
-    deadLetters,
+    cancelled: lost > 0 ? 0 : result.cancelled,
+    deadLetters: deadLettersOf(batch, result, lost),
     lost: lost > 0 && result.committed ? lost : 0,
     writeSeconds: seconds,
     latencySeconds: result.committed
@@ -279,6 +291,8 @@ class RunObserver {
   readonly #reporter: ProgressReporter;
   /** The run's Prometheus metrics, when they are served. */
   readonly prometheus: ConsumerMetrics | undefined;
+  /** Dead letters of the run by reason, as the metrics records carry them. */
+  readonly deadLettersByReason: Record<string, number> = {};
   #lastLag: Record<string, number> | undefined;
   #snapshots: ReturnType<typeof setInterval> | undefined;
 
@@ -312,7 +326,10 @@ class RunObserver {
 
   /** Writes the start record (with what --reset-offsets did) and starts the snapshots. */
   start(reset?: Record<string, { from: string | null; to: string }>): void {
-    this.#metrics.write("start", this.#counts(), 0, reset ? { reset } : {});
+    this.#metrics.write("start", this.#counts(), 0, {
+      deadLettersByReason: {},
+      ...(reset ? { reset } : {}),
+    });
     this.#snapshots = setInterval(() => void this.#snapshot("snapshot"), SNAPSHOT_SECONDS * 1000);
   }
 
@@ -320,6 +337,7 @@ class RunObserver {
   written(batch: Batch, result: BatchResult, lost: number, seconds: number): void {
     const summary = this.summary;
     count(summary, result, lost);
+    deadLettersOf(batch, result, lost, this.deadLettersByReason);
     this.prometheus?.written(chunkOf(batch, result, lost, seconds));
     if (!result.committed) return;
     this.lastActivity = performance.now();
@@ -347,6 +365,7 @@ class RunObserver {
     if (lag) this.prometheus?.setLag(lag);
     const latency = this.#latency.take();
     this.#metrics.write(event, this.#counts(), this.summary.received, {
+      deadLettersByReason: { ...this.deadLettersByReason },
       ...(lag ? { lag } : {}),
       ...(latency ? { latencyMs: latency } : {}),
       ...(outcome ? { outcome } : {}),
