@@ -7,7 +7,8 @@ import type pg from "pg";
 import { createPool } from "../postgres/postgres.ts";
 import type { QualifiedNames } from "../postgres/schema.ts";
 import { type Batch, type BatchResult, sinkStatements, writeBatch } from "./sink.ts";
-import { withPipeline } from "../../testing/testing.ts";
+import { sql as sqlRows, withPipeline } from "../../testing/testing.ts";
+import { setupDatabase } from "../postgres/setup.ts";
 import { showId, showIdSql, type Ticket } from "../model/columns.ts";
 import { TicketGenerator } from "../model/generator.ts";
 import { type Cancel, encodeCancel, parseMessage } from "../model/message.ts";
@@ -195,4 +196,24 @@ Deno.test({
       }
     });
   },
+});
+
+Deno.test("db_setup run again (and twice at once) leaves one status check and one key per table", async () => {
+  await withPipeline("review_setup_twice", async ({ connection, table, q }) => {
+    await Promise.all([
+      setupDatabase(connection, { schema: "public", table }),
+      setupDatabase(connection, { schema: "public", table }),
+    ]);
+    await setupDatabase(connection, { schema: "public", table });
+    const constraints = await sqlRows<{ contype: string; n: number }>(
+      `SELECT contype, count(*)::int AS n FROM pg_constraint
+       WHERE conrelid IN ($1::regclass, $2::regclass, $3::regclass) GROUP BY contype ORDER BY 1`,
+      [q.tickets, q.seats, q.transactions],
+    );
+    // tickets: primary key and the status check; seats: its key; transactions: key and unique
+    assert.deepEqual(constraints, [{ contype: "c", n: 1 }, { contype: "p", n: 3 }, {
+      contype: "u",
+      n: 1,
+    }]);
+  });
 });
