@@ -1,18 +1,21 @@
 /**
  * The demo: local stack up, auth_setup against it (SSL with client certificates), db_setup,
- * producer --num 10000, consumer until drained, then a short report. The database is the
- * embedded PostgreSQL (PGlite, no system install) unless `--postgres server` (Debian's
- * PostgreSQL with SSL) or `--postgres-uri` says otherwise; Kafka is always the real broker.
+ * producer --num 10000 with a few cancellations and a little named poison (and its manifest),
+ * consumer until drained, verify --manifest, then a short report: stored, cancelled, refunded,
+ * dead letters by reason. The database is the embedded PostgreSQL (PGlite, no system install)
+ * unless `--postgres server` (Debian's PostgreSQL with SSL) or `--postgres-uri` says otherwise;
+ * Kafka is always the real broker.
  * @module
  */
-import { join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { COMMANDS } from "../lib/commands.ts";
 import { defineCommand, parseCommandLine } from "../lib/cli/cli.ts";
 import { checkPostgresUri } from "../lib/config/config.ts";
 import { AppError } from "../lib/errors.ts";
 import { redact } from "../lib/log.ts";
 import { createPool } from "../lib/postgres/postgres.ts";
-import { qualify } from "../lib/postgres/schema.ts";
+import { qualify, REFUNDED } from "../lib/postgres/schema.ts";
+import { defaultGroupId } from "../lib/pipeline/consumer.ts";
 import { PIPELINE_FLAGS } from "../lib/commands/flags.ts";
 import { ROOT, stackInfo } from "./stack_info.ts";
 
@@ -36,6 +39,15 @@ export interface DemoOptions {
   postgresUri?: string;
   /** Creds file the demo writes and the steps read. @default {"<repo>/creds.json"} */
   creds?: string;
+  /** Share of the tickets cancelled later in the run (producer --cancel-rate). @default {0.02} */
+  cancelRate?: number;
+  /** Share of the messages replaced by named poison (producer --poison-rate). @default {0.01} */
+  poisonRate?: number;
+  /**
+   * The producer's manifest, which `verify --manifest` checks after the consumer.
+   * @default {"<repo>/logs/demo_manifest.jsonl"}
+   */
+  manifest?: string;
 }
 
 /** Defaults of {@linkcode DemoOptions}; the demo's flags show and apply the same values. */
@@ -44,6 +56,8 @@ export const DEMO_DEFAULTS = {
   topic: "movie_app",
   table: "movie_ticket",
   postgres: "embedded",
+  cancelRate: 0.02,
+  poisonRate: 0.01,
 } as const satisfies DemoOptions;
 
 /** `deno task demo`. */
@@ -86,10 +100,30 @@ export const DEMO_SPEC = defineCommand({
       description: "creds file to write and use",
       defaultLabel: "creds.json in the repository",
     },
+    "cancel-rate": {
+      type: "number",
+      description: "share of the tickets cancelled later in the run (0: none)",
+      default: DEMO_DEFAULTS.cancelRate,
+      min: 0,
+      max: 1,
+    },
+    "poison-rate": {
+      type: "number",
+      description: "share of the messages replaced by named bad data with known outcomes (0: none)",
+      default: DEMO_DEFAULTS.poisonRate,
+      min: 0,
+      max: 1,
+    },
+    "manifest": {
+      type: "string",
+      description: "the producer's manifest of expected outcomes, checked by verify --manifest",
+      defaultLabel: "logs/demo_manifest.jsonl in the repository",
+    },
   },
   examples: [
     "deno task demo",
     "deno task demo --postgres server",
+    "deno task demo --cancel-rate 0 --poison-rate 0   (only purchases, every ticket stored)",
     "deno task demo --postgres-uri 'postgres://avnadmin@pg-x.aivencloud.com:11339/defaultdb?sslmode=require'   (password from ~/.pgpass or PGPASSWORD)",
   ],
 });
@@ -112,6 +146,9 @@ export function parseDemoArgs(args: string[]): DemoOptions | undefined {
     postgres: values.postgres,
     postgresUri: values["postgres-uri"],
     creds: values.creds,
+    cancelRate: values["cancel-rate"],
+    poisonRate: values["poison-rate"],
+    manifest: values.manifest,
   };
 }
 
@@ -203,19 +240,22 @@ export async function runDemo(options?: DemoOptions): Promise<number> {
     ["db_setup", "--table-name", table],
     () => COMMANDS.db_setup(["--table-name", table, "--creds", creds]),
   );
+  const cancelRate = String(options.cancelRate ?? DEMO_DEFAULTS.cancelRate);
+  const poisonRate = String(options.poisonRate ?? DEMO_DEFAULTS.poisonRate);
+  const manifest = options.manifest ?? join(ROOT, "logs/demo_manifest.jsonl");
+  await Deno.mkdir(dirname(manifest), { recursive: true });
+  const lifecycle = ["--cancel-rate", cancelRate, "--poison-rate", poisonRate];
   await step(
-    "producer",
-    ["producer", "--topic-name", topic, "--num", String(num)],
+    "producer (a few tickets cancelled later, a little named poison; the manifest says what " +
+      "must become of each message)",
+    [
+      ...["producer", "--topic-name", topic, "--num", String(num), ...lifecycle],
+      ...["--manifest", relative(ROOT, manifest)],
+    ],
     () =>
       COMMANDS.producer([
-        "--cert-path",
-        info.certPath,
-        "--topic-name",
-        topic,
-        "--num",
-        String(num),
-        "--creds",
-        creds,
+        ...["--cert-path", info.certPath, "--topic-name", topic, "--num", String(num)],
+        ...[...lifecycle, "--manifest", manifest, "--creds", creds],
       ]),
   );
   await step(
@@ -235,26 +275,12 @@ export async function runDemo(options?: DemoOptions): Promise<number> {
         creds,
       ]),
   );
-  const db = await createPool({ uri: postgresUri, certPath: info.certPath, max: 1 });
-  try {
-    const q = qualify({ schema: "public", table });
-    const { rows } = await db.pool.query<
-      { rows: string; dead: string; conflicts: string; latest: string | null }
-    >(
-      `SELECT (SELECT count(*) FROM ${q.tickets}) AS rows,
-              (SELECT count(*) FROM ${q.deadLetters} WHERE target_table = $1) AS dead,
-              (SELECT count(*) FROM ${q.conflicts} WHERE target_table = $1) AS conflicts,
-              (SELECT movie || ' at ' || theater || ', seats ' || seats FROM ${q.tickets} ORDER BY stored_at DESC LIMIT 1) AS latest`,
-      [table],
-    );
-    const r = rows[0]!;
-    console.log(
-      `\n== report\ntable ${q.tickets} in ${db.label}: ${r.rows} rows; dead letters: ${r.dead}; conflicts: ${r.conflicts}`,
-    );
-    if (r.latest) console.log(`latest ticket: ${r.latest}`);
-  } finally {
-    await db.pool.end();
-  }
+  await step(
+    "verify --manifest: every message's outcome in the database as the manifest says",
+    ["verify", "--manifest", relative(ROOT, manifest), "--table-name", table],
+    () => COMMANDS.verify(["--manifest", manifest, "--table-name", table, "--creds", creds]),
+  );
+  await printDemoReport(postgresUri, info.certPath, table);
   console.log(`demo finished in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   console.log(
     database === "embedded"
@@ -262,4 +288,54 @@ export async function runDemo(options?: DemoOptions): Promise<number> {
       : "\nThe stack is still running: `deno task tests` runs the menu; `deno task stack down` stops it.",
   );
   return 0;
+}
+
+/** What the demo's table holds, as its closing report counts it. */
+interface DemoCounts {
+  rows: string;
+  cancelled: string;
+  refunded: string;
+  conflicts: string;
+  latest: string | null;
+}
+
+/**
+ * The demo's closing report: stored and cancelled tickets, refunded payments, dead letters by
+ * reason and conflicts of the demo's group, the latest ticket.
+ */
+async function printDemoReport(uri: string, certPath: string, table: string): Promise<void> {
+  const db = await createPool({ uri, certPath, max: 1 });
+  try {
+    const q = qualify({ schema: "public", table });
+    const { rows } = await db.pool.query<DemoCounts>(
+      `SELECT (SELECT count(*) FROM ${q.tickets}) AS rows,
+              (SELECT count(*) FROM ${q.tickets} WHERE status = 'cancelled') AS cancelled,
+              (SELECT count(*) FROM ${q.transactions} WHERE status = $2) AS refunded,
+              (SELECT count(*) FROM ${q.conflicts} WHERE target_table = $1) AS conflicts,
+              (SELECT movie || ' at ' || theater || ', seats ' || seats FROM ${q.tickets}
+                WHERE status = 'purchased' ORDER BY stored_at DESC LIMIT 1) AS latest`,
+      [table, REFUNDED],
+    );
+    const letters = (await db.pool.query<{ reason: string; n: number }>(
+      `SELECT reason, count(*)::int AS n FROM ${q.deadLetters} WHERE group_id = $1
+       GROUP BY reason ORDER BY count(*) DESC, reason`,
+      [defaultGroupId("public", table)],
+    )).rows;
+    const r = rows[0]!;
+    const dead = letters.reduce((sum, l) => sum + l.n, 0);
+    const stored = Number(r.rows) - Number(r.cancelled);
+    console.log(
+      `\n== report\ntable ${q.tickets} in ${db.label}: ${r.rows} rows; stored ${stored}, ` +
+        `cancelled ${r.cancelled} (refunded ${r.refunded}); conflicts: ${r.conflicts}`,
+    );
+    console.log(
+      `dead letters: ${dead}${
+        dead ? ` (${letters.map((l) => `${l.n} ${l.reason}`).join(", ")})` : ""
+      }`,
+    );
+    console.log("verify --manifest: OK, every outcome matches the manifest");
+    if (r.latest) console.log(`latest ticket: ${r.latest}`);
+  } finally {
+    await db.pool.end();
+  }
 }

@@ -1,13 +1,15 @@
 /**
- * End-to-end: `deno task demo` on the embedded PostgreSQL (PGlite) stores exactly the tickets it
- * produced, in well under the 3 minutes allowed; and the embedded server keeps each connection's
- * protocol exchange and transaction to itself.
+ * End-to-end: `deno task demo` on the embedded PostgreSQL (PGlite) stores, cancels and refuses
+ * exactly what its producer's manifest says (cancel and poison rates on), in well under the 3
+ * minutes allowed; and the embedded server keeps each connection's protocol exchange and
+ * transaction to itself.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import pg from "pg";
 import { startEmbeddedPostgres } from "../dev/embedded_pg.ts";
 import { defaultGroupId } from "../lib/pipeline/consumer.ts";
+import { readManifest } from "../lib/pipeline/manifest.ts";
 import { createPool } from "../lib/postgres/postgres.ts";
 import { qualify } from "../lib/postgres/schema.ts";
 import {
@@ -32,29 +34,63 @@ async function stackCommand(...args: string[]): Promise<{ success: boolean; outp
   return { success: out.success, output: text };
 }
 
-Deno.test("runDemo() stores exactly the produced tickets in the embedded PostgreSQL, in time", async (t) => {
+/** What the demo's manifest says must be in the database. */
+interface Expected {
+  entries: number;
+  /** Ticket ids stored as purchased, and those cancelled. */
+  stored: Set<string>;
+  cancelled: Set<string>;
+  /** Dead letters as `partition@offset REASON`, sorted. */
+  letters: string[];
+  byReason: Record<string, number>;
+  /** Cancellations sent again on purpose: counted duplicates. */
+  doubleCancels: number;
+}
+
+async function expectedOf(manifest: string): Promise<Expected> {
+  const e: Expected = {
+    entries: 0,
+    stored: new Set(),
+    cancelled: new Set(),
+    letters: [],
+    byReason: {},
+    doubleCancels: 0,
+  };
+  for await (const chunk of readManifest(manifest)) {
+    for (const entry of chunk) {
+      e.entries++;
+      if (entry.kind === "double-cancel") e.doubleCancels++;
+      if (entry.expect === "dead_letter") {
+        e.letters.push(`${entry.partition}@${entry.offset} ${entry.reason}`);
+        e.byReason[entry.reason!] = (e.byReason[entry.reason!] ?? 0) + 1;
+      } else if (entry.kind === "purchase") {
+        (entry.expect === "stored" ? e.stored : e.cancelled).add(entry.key!);
+      }
+    }
+  }
+  e.letters.sort();
+  return e;
+}
+
+Deno.test("runDemo() stores, cancels and refuses exactly what its manifest says in the embedded PostgreSQL, in time", async (t) => {
   const suffix = uniqueSuffix();
   const topic = `demo_embedded_${suffix}`;
   const table = `demo_embedded_${suffix}`;
   const num = 2000;
   const dir = await Deno.makeTempDir({ prefix: "tickets-demo-" });
   const creds = join(dir, "creds.json");
+  const manifest = join(dir, "manifest.jsonl");
   const wasRunning = (await stackCommand("status", "embedded")).success;
   let uri: string | undefined;
+  let expected: Expected | undefined;
   try {
     await t.step(
-      "the demo stores the tickets in the embedded database within 3 minutes",
+      "the demo stores the tickets in the embedded database within 3 minutes, as the manifest says",
       async () => {
         const started = performance.now();
         const demo = await runScript("dev/demo.ts", [
-          "--num",
-          String(num),
-          "--topic-name",
-          topic,
-          "--table-name",
-          table,
-          "--creds",
-          creds,
+          ...["--num", String(num), "--topic-name", topic, "--table-name", table],
+          ...["--creds", creds, "--manifest", manifest],
         ]);
         const seconds = (performance.now() - started) / 1000;
         assert.equal(demo.code, 0, `demo failed:\n${demo.stdout}\n${demo.stderr}`);
@@ -63,16 +99,24 @@ Deno.test("runDemo() stores exactly the produced tickets in the embedded Postgre
         assert.match(demo.stdout, /PostgreSQL \d+\.\d+, NOT encrypted/); // PGlite, not the SSL server
         uri = (stackInfo() as { embeddedPostgresUri?: string }).embeddedPostgresUri;
         assert.ok(uri, ".stack/stack.json has an embeddedPostgresUri");
-        // the demo injects no seat clash and no poison: every ticket is stored, none refused
-        const report = `in ${uri.replace(/\?.*$/, "")}: ${num} rows; dead letters: 0; conflicts: 0`;
-        assert.ok(
-          demo.stdout.includes(report),
-          `the report names the embedded database, ${num} rows and nothing refused:\n${demo.stdout}`,
-        );
+        const e = expected = await expectedOf(manifest);
+        // the demo's default rates: some cancellations, some poison of several kinds
+        assert.ok(e.cancelled.size > 0 && e.letters.length > 0, JSON.stringify(e.byReason));
+        assert.match(demo.stdout, /--cancel-rate 0\.02 --poison-rate 0\.01 --manifest /);
+        const rows = e.stored.size + e.cancelled.size;
+        const report = `in ${uri.replace(/\?.*$/, "")}: ${rows} rows; stored ${e.stored.size}, ` +
+          `cancelled ${e.cancelled.size} (refunded ${e.cancelled.size}); conflicts: 0`;
+        assert.ok(demo.stdout.includes(report), `the report says ${report}:\n${demo.stdout}`);
+        const reasons = Object.entries(e.byReason).map(([reason, n]) => `${n} ${reason}`);
+        const letters = new RegExp(`^dead letters: ${e.letters.length} \\((.*)\\)$`, "m")
+          .exec(demo.stdout)?.[1];
+        assert.deepEqual(letters?.split(", ").sort(), reasons.sort(), demo.stdout);
+        assert.match(demo.stdout, /: 0 mismatches\nverify: OK, every outcome matches the manifest/);
         assert.match(
           demo.stdout,
           new RegExp(
-            `^consumed ${num} messages .*: stored ${num}, duplicates 0, conflicts 0, dead letters 0,`,
+            `^consumed ${e.entries} messages .*: stored ${rows}, cancelled ${e.cancelled.size}, ` +
+              `duplicates ${e.doubleCancels}, conflicts 0, dead letters ${e.letters.length} \\(`,
             "m",
           ),
         );
@@ -90,32 +134,59 @@ Deno.test("runDemo() stores exactly the produced tickets in the embedded Postgre
         "--creds",
         creds,
       ]);
+      const e = expected!;
       assert.equal(verify.code, 0, `verify failed:\n${verify.stdout}\n${verify.stderr}`);
       assert.match(verify.stdout, /verify: OK/);
-      assert.match(verify.stdout, new RegExp(`topic ${topic}: ${num} messages`));
-      assert.match(verify.stdout, new RegExp(`: ${num} rows; .*: 0 \\(0 refused tickets\\)`));
+      assert.match(verify.stdout, new RegExp(`topic ${topic}: ${e.entries} messages`));
+      assert.match(
+        verify.stdout,
+        new RegExp(
+          `: ${e.stored.size + e.cancelled.size} rows \\(${e.cancelled.size} cancelled\\); ` +
+            `dead letters for this group and topic: ${e.letters.length} `,
+        ),
+      );
     });
 
     await t.step(
-      "every ticket has a row, its seats and payment; no dead letter",
+      "every ticket, seat, payment and dead letter is the manifest's, none more",
       async () => {
         const db = await createPool({ uri: uri!, max: 1 });
+        const e = expected!;
         try {
           const q = qualify({ schema: "public", table });
-          const { rows: [c] } = await db.pool.query<
-            { rows: number; seats: number; payments: number; refused: number; offsets: string }
-          >(
-            `SELECT (SELECT count(*)::int FROM ${q.tickets}) AS rows,
-            (SELECT count(DISTINCT ticket_id)::int FROM ${q.seats}) AS seats,
-            (SELECT count(*)::int FROM ${q.transactions}) AS payments,
-            (SELECT count(*)::int FROM ${q.deadLetters} WHERE target_table = $1) AS refused,
-            (SELECT sum(next_offset)::text FROM ${q.offsets} WHERE group_id = $2) AS offsets`,
-            [table, defaultGroupId("public", table)],
+          const group = defaultGroupId("public", table);
+          const ids = async (sql: string) =>
+            new Set((await db.pool.query<{ id: string }>(sql)).rows.map((r) => r.id));
+          assert.deepEqual(
+            await ids(`SELECT ticket_id AS id FROM ${q.tickets} WHERE status = 'purchased'`),
+            e.stored,
           );
-          assert.deepEqual([c!.rows, c!.refused], [num, 0], "stored and refused tickets");
-          assert.equal(c!.seats, c!.rows);
-          assert.equal(c!.payments, c!.rows);
-          assert.equal(Number(c!.offsets), num, "stored offsets cover every message");
+          assert.deepEqual(
+            await ids(`SELECT ticket_id AS id FROM ${q.tickets} WHERE status = 'cancelled'`),
+            e.cancelled,
+          );
+          assert.deepEqual(await ids(`SELECT DISTINCT ticket_id AS id FROM ${q.seats}`), e.stored);
+          assert.deepEqual(
+            await ids(`SELECT ticket_id AS id FROM ${q.transactions} WHERE status = 'REFUNDED'`),
+            e.cancelled,
+          );
+          assert.deepEqual(
+            await ids(`SELECT ticket_id AS id FROM ${q.transactions} WHERE status = 'PAID'`),
+            e.stored,
+          );
+          const { rows: letters } = await db.pool.query<{ at: string }>(
+            `SELECT partition || '@' || "offset" || ' ' || reason AS at FROM ${q.deadLetters}
+             WHERE group_id = $1 ORDER BY 1`,
+            [group],
+          );
+          assert.deepEqual(letters.map((l) => l.at).sort(), e.letters, "dead letters");
+          const { rows: [c] } = await db.pool.query<{ offsets: string; conflicts: number }>(
+            `SELECT (SELECT sum(next_offset)::text FROM ${q.offsets} WHERE group_id = $1) AS offsets,
+               (SELECT count(*)::int FROM ${q.conflicts} WHERE target_table = $2) AS conflicts`,
+            [group, table],
+          );
+          assert.equal(Number(c!.offsets), e.entries, "stored offsets cover every message");
+          assert.equal(c!.conflicts, 0);
         } finally {
           await db.pool.end();
         }
