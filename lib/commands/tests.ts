@@ -1,12 +1,15 @@
 /**
  * The numbered test menu of the original project, each entry a real check against the configured
  * Kafka and PostgreSQL: 1 producer publishes (and the message is read back from the cluster),
- * 2 table creation, 3 table exists, 4 consumer stores, 5 data stored, 6 all, 7 exit.
+ * 2 table creation, 3 table exists, 4 consumer stores, 5 data stored, 6 all, 7 exit. A share of
+ * the tickets (`--cancel-rate`) is cancelled after its purchase, so the checks also see
+ * cancellations land after their purchase, the consumer apply them, and cancelled tickets hold no
+ * seat and have their payment refunded.
  * @module
  */
 import { createInterface } from "node:readline/promises";
 import process from "node:process";
-import { defineCommand, parseCommandLine } from "../cli/cli.ts";
+import { COMMON_FLAGS, defineCommand, parseCommandLine } from "../cli/cli.ts";
 import { type Connection, CONNECTION_FLAGS, resolveConnection } from "../config/config.ts";
 import { runConsumer } from "../pipeline/consumer.ts";
 import { setupDatabase } from "../postgres/setup.ts";
@@ -14,7 +17,8 @@ import { messageOf } from "../errors.ts";
 import { createKafka, readTopicToEnd } from "../kafka/kafka.ts";
 import { createPool } from "../postgres/postgres.ts";
 import { runProducer } from "../pipeline/producer.ts";
-import { OFFSETS_TABLE, qualify, quoteIdent } from "../postgres/schema.ts";
+import { OFFSETS_TABLE, PAID, qualify, quoteIdent, REFUNDED } from "../postgres/schema.ts";
+import { parseMessage } from "../model/message.ts";
 import {
   sameTicket,
   STORED_TICKET_SELECT,
@@ -41,6 +45,13 @@ export const TESTS_SPEC = defineCommand({
       min: 1,
       max: 100_000,
     },
+    "cancel-rate": {
+      type: "number",
+      description: "share of test 1's tickets cancelled after their purchase (0: none)",
+      default: 0.2,
+      min: 0,
+      max: 1,
+    },
     "schema": {
       ...PIPELINE_FLAGS["schema"],
       description: "schema of the test table (created if missing)",
@@ -48,7 +59,12 @@ export const TESTS_SPEC = defineCommand({
     "keep": { type: "boolean", description: "keep the test topic and table afterwards" },
     ...CONNECTION_FLAGS,
   },
-  examples: ["deno task tests", "deno task tests 6", "echo 6 | deno task tests"],
+  examples: [
+    "deno task tests",
+    "deno task tests 6",
+    "echo 6 | deno task tests",
+    "deno task tests 6 --num 1000 --cancel-rate 0   (only purchases)",
+  ],
 });
 
 /** The menu, in the original order. */
@@ -68,7 +84,12 @@ interface Session {
   table: string;
   schema: string;
   num: number;
+  cancelRate: number;
   produced: Map<string, Ticket>;
+  /** The tickets test 1 cancelled (a cancel message each, after the purchase). */
+  cancelled: Set<string>;
+  /** Messages test 1 published: purchases and cancellations. */
+  messages: number;
   tableCreated: boolean;
   /** Something was created in Kafka or PostgreSQL, so there is something to clean up. */
   touched: boolean;
@@ -79,28 +100,58 @@ type Check = (s: Session) => Promise<string>;
 async function publishAndReadBack(s: Session): Promise<string> {
   s.touched = true;
   const sent: Ticket[] = [];
-  await runProducer({
+  const summary = await runProducer({
     kafka: s.connection.kafka,
     topic: s.topic,
     num: s.num,
     partitions: 3,
+    cancelRate: s.cancelRate,
     onTicket: (t) => sent.push(t),
   });
   for (const t of sent) s.produced.set(t.ticket_id, t);
-  // Read the topic back from the cluster and compare every ticket we sent.
-  const seen = new Map<string, string>();
+  s.messages = summary.sent;
+  // Read the topic back from the cluster: every ticket we sent, identical; every cancellation
+  // of one of them, after its purchase in the same partition.
+  const seen = new Map<string, { value: string; partition: number; offset: bigint }>();
+  const cancels: { id: string; partition: number; offset: bigint }[] = [];
   await readTopicToEnd(
     createKafka(s.connection.kafka),
     s.topic,
-    (_, message) => seen.set(message.key?.toString() ?? "", message.value?.toString() ?? ""),
+    (partition, message) => {
+      const parsed = parseMessage(message.value);
+      const offset = BigInt(message.offset);
+      if (parsed.ok && parsed.message.type === "cancel") {
+        cancels.push({ id: parsed.message.ticket_id, partition, offset });
+      } else {
+        const value = message.value?.toString() ?? "";
+        seen.set(message.key?.toString() ?? "", { value, partition, offset });
+      }
+    },
     { clientId: "tickets-selftest-reader", timeoutMs: 30_000 },
   );
   for (const t of sent) {
-    if (seen.get(t.ticket_id) !== JSON.stringify(t)) {
+    if (seen.get(t.ticket_id)?.value !== JSON.stringify(t)) {
       throw new Error(`ticket ${t.ticket_id} read back differs from what was sent`);
     }
   }
-  return `${sent.length} tickets published to ${s.topic} and read back identical`;
+  for (const c of cancels) {
+    const purchase = seen.get(c.id);
+    if (!s.produced.has(c.id) || !purchase) {
+      throw new Error(`cancellation of ${c.id}, a ticket that was not sent`);
+    }
+    if (purchase.partition !== c.partition || purchase.offset > c.offset) {
+      throw new Error(
+        `cancellation of ${c.id} at ${c.partition}@${c.offset} does not follow its purchase ` +
+          `at ${purchase.partition}@${purchase.offset}`,
+      );
+    }
+    s.cancelled.add(c.id);
+  }
+  if (s.messages !== sent.length + cancels.length) {
+    throw new Error(`${s.messages} messages acknowledged, ${sent.length + cancels.length} read`);
+  }
+  return `${sent.length} tickets and ${cancels.length} cancellations published to ${s.topic} ` +
+    `and read back identical (each cancellation after its purchase, in its partition)`;
 }
 
 async function query<T>(s: Session, text: string, params: unknown[] = []): Promise<T[]> {
@@ -142,24 +193,39 @@ async function consumerStores(s: Session): Promise<string> {
     topic: s.topic,
     table: s.table,
     idleTimeoutSeconds: 5,
-    maxMessages: s.produced.size,
+    maxMessages: s.messages,
   });
-  const rows = await query<{ n: string }>(
+  const [counts] = await query<{ n: number; cancelled: number }>(
     s,
-    `SELECT count(*) AS n FROM ${qualify({ schema: s.schema, table: s.table }).tickets}`,
+    `SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'cancelled')::int AS cancelled
+     FROM ${qualify({ schema: s.schema, table: s.table }).tickets}`,
   );
-  const count = Number(rows[0]?.n);
-  if (count !== s.produced.size) {
-    throw new Error(`table has ${count} rows; expected ${s.produced.size}`);
+  const { n, cancelled } = counts ?? { n: 0, cancelled: 0 };
+  if (n !== s.produced.size) throw new Error(`table has ${n} rows; expected ${s.produced.size}`);
+  if (cancelled !== s.cancelled.size) {
+    throw new Error(`table has ${cancelled} cancelled tickets; expected ${s.cancelled.size}`);
   }
-  return `consumer stored ${summary.stored} new rows; table has ${count} (all published tickets)`;
+  return `consumer stored ${summary.stored} new rows and applied ${summary.cancelled} ` +
+    `cancellations; table has ${n} (all published tickets), ${cancelled} of them cancelled`;
+}
+
+interface StoredState {
+  ticket_id: string;
+  status: string;
+  /** Seats the ticket holds in the seats table. */
+  held: number;
+  paid: string | null;
 }
 
 async function dataStored(s: Session): Promise<string> {
   if (s.produced.size === 0) await consumerStores(s);
-  const rows = await query<StoredTicket & { ticket_id: string }>(
+  const q = qualify({ schema: s.schema, table: s.table });
+  const rows = await query<StoredTicket & StoredState>(
     s,
-    `SELECT ${STORED_TICKET_SELECT} FROM ${qualify({ schema: s.schema, table: s.table }).tickets}`,
+    `SELECT ${STORED_TICKET_SELECT}, status,
+       (SELECT count(*)::int FROM ${q.seats} x WHERE x.ticket_id = t.ticket_id) AS held,
+       (SELECT p.status FROM ${q.transactions} p WHERE p.ticket_id = t.ticket_id) AS paid
+     FROM ${q.tickets} t`,
   );
   const byId = new Map(rows.map((r) => [r.ticket_id, r]));
   for (const t of s.produced.values()) {
@@ -168,6 +234,22 @@ async function dataStored(s: Session): Promise<string> {
     if (!sameTicket(row, t)) {
       throw new Error(`ticket ${t.ticket_id} is stored with different fields`);
     }
+    const problem = s.cancelled.has(t.ticket_id)
+      ? row.status !== "cancelled"
+        ? `status ${row.status}, but it was cancelled`
+        : row.held > 0
+        ? `cancelled but holds ${row.held} seats`
+        : row.paid !== REFUNDED
+        ? `cancelled but its payment is ${row.paid ?? "missing"}, not ${REFUNDED}`
+        : undefined
+      : row.status !== "purchased"
+      ? `status ${row.status}, but it was never cancelled`
+      : row.held !== t.seats.length
+      ? `holds ${row.held} of its ${t.seats.length} seats`
+      : row.paid !== PAID
+      ? `payment ${row.paid ?? "missing"}, not ${PAID}`
+      : undefined;
+    if (problem) throw new Error(`ticket ${t.ticket_id}: ${problem}`);
   }
   // and the whole topic against the whole table, as `deno task verify` does
   const report = await verifyPipeline({
@@ -177,9 +259,10 @@ async function dataStored(s: Session): Promise<string> {
     schema: s.schema,
   });
   if (!report.ok) {
-    throw new Error(formatVerifyReport(report, s.topic, s.table).slice(2, 7).join("; "));
+    throw new Error(formatVerifyReport(report, s.topic, s.table).slice(2, 8).join("; "));
   }
-  return `all ${s.produced.size} tickets stored with every field equal; verify: table matches topic`;
+  return `all ${s.produced.size} tickets stored with every field equal, ${s.cancelled.size} ` +
+    `cancelled (seats freed, payments ${REFUNDED}); verify: table matches topic`;
 }
 
 const CHECKS: Check[] = [publishAndReadBack, createTable, tableExists, consumerStores, dataStored];
@@ -222,13 +305,30 @@ async function cleanup(s: Session): Promise<void> {
   }
 }
 
+/**
+ * Where the bare menu numbers are in `args` (`tests 6 --num 50`: 6 is one, 50 the value of
+ * --num): a number that does not follow a flag taking a value.
+ */
+function bareEntries(args: string[]): number[] {
+  const flags: Record<string, { type: string }> = { ...COMMON_FLAGS, ...TESTS_SPEC.flags };
+  return args.flatMap((arg, i) => {
+    if (!/^\d+$/.test(arg)) return [];
+    const before = args[i - 1];
+    const flag = before?.startsWith("--") && !before.includes("=")
+      ? flags[before.slice(2)]
+      : undefined;
+    return flag && flag.type !== "boolean" ? [] : [i];
+  });
+}
+
 /** Runs the menu; returns 0 when every check run passed. */
 export async function selfTest(args: string[]): Promise<number> {
-  const bare = args.filter((a) => /^\d+$/.test(a));
-  const values = parseCommandLine(TESTS_SPEC, args.filter((a) => !/^\d+$/.test(a)));
+  const bare = bareEntries(args);
+  const values = parseCommandLine(TESTS_SPEC, args.filter((_, i) => !bare.includes(i)));
   if (!values) return 0;
   const { num, schema } = values;
-  const entryFlag = values.entry ?? bare[0];
+  const cancelRate = values["cancel-rate"];
+  const entryFlag = values.entry ?? (bare.length ? args[bare[0]!] : undefined);
   const id = crypto.randomUUID().slice(0, 8);
   const session: Session = {
     connection: resolveConnection(values, { kafka: true, postgres: true }),
@@ -236,7 +336,10 @@ export async function selfTest(args: string[]): Promise<number> {
     table: `selftest_${id}`,
     schema,
     num,
+    cancelRate,
     produced: new Map(),
+    cancelled: new Set(),
+    messages: 0,
     tableCreated: false,
     touched: false,
   };
