@@ -12,7 +12,17 @@ import { formatReportSummary, groupRuns } from "../lib/observe/report.ts";
 import { runConsumer } from "../lib/pipeline/consumer.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import { seriesValue } from "../testing/prometheus.ts";
-import { sql, waitFor, withPipeline } from "../testing/testing.ts";
+import { createKafka, ensureTopic } from "../lib/kafka/kafka.ts";
+import { TicketGenerator } from "../lib/model/generator.ts";
+import { encodeCancel } from "../lib/model/message.ts";
+import {
+  kcatProduce,
+  runScript,
+  sql,
+  waitFor,
+  withPipeline,
+  writeStackCreds,
+} from "../testing/testing.ts";
 
 /** A TCP port free right now on 127.0.0.1. */
 function freePort(): number {
@@ -101,5 +111,78 @@ Deno.test("consumer: metrics records and /metrics count cancellations and dead l
       await run.catch(() => {});
       await Deno.remove(dir, { recursive: true });
     }
+  });
+});
+
+Deno.test("dlq replay of UNKNOWN_TICKET letters: a cancellation whose ticket is stored now is published and applied; one whose ticket is still unknown is kept", async () => {
+  await withPipeline("e2e_lc_dlq", async ({ connection, topic, table, q }) => {
+    await ensureTopic(createKafka(connection.kafka), topic, 1);
+    const gen = new TicketGenerator({ seed: 61 });
+    const [early, never, late] = [gen.next(), gen.next(), gen.next()];
+    const cancel = (id: string) =>
+      new TextDecoder().decode(
+        encodeCancel({
+          ticket_id: id,
+          cancelled_at: "2025-11-25T10:00:00Z",
+          reason: "changed plans",
+        }),
+      );
+    // two cancellations of tickets not stored; a third after its purchase, to show order
+    await kcatProduce(topic, [
+      [early.ticket_id, cancel(early.ticket_id)],
+      [never.ticket_id, cancel(never.ticket_id)],
+      [late.ticket_id, JSON.stringify(late)],
+      [late.ticket_id, cancel(late.ticket_id)],
+    ]);
+    await runConsumer({ connection, topic, table, idleTimeoutSeconds: 2 });
+    const letters = () =>
+      sql<{ id: string; key: string; replayed: boolean }>(
+        `SELECT id::text, convert_from(message_key, 'UTF8') AS key,
+           replayed_at IS NOT NULL AS replayed
+         FROM ${q.deadLetters} WHERE target_table = $1 AND reason = 'UNKNOWN_TICKET' ORDER BY id`,
+        [table],
+      );
+    assert.deepEqual((await letters()).map((l) => l.key), [early.ticket_id, never.ticket_id]);
+
+    // the purchase of `early` arrives late; `never` is never bought
+    await kcatProduce(topic, [[early.ticket_id, JSON.stringify(early)]]);
+    await runConsumer({ connection, topic, table, idleTimeoutSeconds: 2 });
+    const creds = await writeStackCreds();
+    const replay = await runScript("dlq.ts", [
+      ...["replay", "--creds", creds, "--table-name", table, "--reason", "UNKNOWN_TICKET", "--all"],
+    ]);
+    assert.equal(replay.code, 0, replay.stdout + replay.stderr);
+    const [first, second] = await letters();
+    assert.match(
+      replay.stdout,
+      new RegExp(`kept 1 UNKNOWN_TICKET letter.*ids ${second!.id}$`, "m"),
+    );
+    assert.match(replay.stdout, new RegExp(`published 1 letter\\(s\\) again to ${topic}`));
+    assert.deepEqual([first!.replayed, second!.replayed], [true, false]);
+
+    const summary = await runConsumer({ connection, topic, table, idleTimeoutSeconds: 2 });
+    assert.equal(summary.cancelled, 1);
+    assert.equal(summary.deadLetters, 0);
+    const rows = await sql<{ id: string; status: string; held: number; paid: string }>(
+      `SELECT t.ticket_id AS id, t.status,
+         (SELECT count(*)::int FROM ${q.seats} s WHERE s.ticket_id = t.ticket_id) AS held,
+         (SELECT p.status FROM ${q.transactions} p WHERE p.ticket_id = t.ticket_id) AS paid
+       FROM ${q.tickets} t ORDER BY t.ticket_id`,
+    );
+    assert.deepEqual(
+      rows,
+      [
+        { id: early.ticket_id, status: "cancelled", held: 0, paid: "REFUNDED" },
+        { id: late.ticket_id, status: "cancelled", held: 0, paid: "REFUNDED" },
+      ].sort((a, b) => a.id.localeCompare(b.id)),
+    );
+
+    // a second replay has nothing new: `never` is still kept, `early` was replayed already
+    const again = await runScript("dlq.ts", [
+      ...["replay", "--creds", creds, "--table-name", table, "--reason", "UNKNOWN_TICKET", "--all"],
+    ]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /kept 1 UNKNOWN_TICKET letter/);
+    assert.match(again.stdout, /nothing to replay/);
   });
 });

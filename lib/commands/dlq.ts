@@ -1,6 +1,11 @@
 /**
  * Dead letters: list them, and replay chosen ones (after a fix) by publishing their original key
  * and bytes again to their topic; each replayed letter is marked so it is not replayed twice.
+ * Letters are replayed in their topic's offset order, so a purchase goes out before a later
+ * cancellation of it. An UNKNOWN_TICKET letter (a cancellation whose ticket was not stored) is
+ * replayed only when its ticket is stored now, or its purchase is replayed before it in the same
+ * call: the consumer then applies it. Others are kept (not published, not marked) and counted,
+ * since replaying them would only make another UNKNOWN_TICKET letter.
  * @module
  */
 import { MARKER_REASONS } from "../pipeline/sink.ts";
@@ -11,6 +16,7 @@ import { AppError } from "../errors.ts";
 import { createKafka, describeKafkaError, withDeadline } from "../kafka/kafka.ts";
 import { createPool } from "../postgres/postgres.ts";
 import { qualify } from "../postgres/schema.ts";
+import { parseMessage, UNKNOWN_TICKET } from "../model/message.ts";
 import { checkTopicFlag, PIPELINE_FLAGS } from "./flags.ts";
 
 /** `dlq.ts`. */
@@ -78,6 +84,52 @@ function preview(value: Buffer | null): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
+/** The ticket a cancellation letter cancels: its ticket_id, else its key. */
+function cancelledTicketOf(letter: Letter): string | undefined {
+  const parsed = parseMessage(letter.message_value);
+  if (parsed.ok && parsed.message.type === "cancel") return parsed.message.ticket_id;
+  return letter.message_key?.toString("utf8");
+}
+
+/**
+ * Splits the letters chosen for replay (in offset order) into those to publish and the
+ * UNKNOWN_TICKET letters to keep: a cancellation is published when its ticket is stored in the
+ * letter's table now, or a letter keyed by that ticket (its purchase) is published before it.
+ */
+async function replayable(
+  pool: Awaited<ReturnType<typeof createPool>>["pool"],
+  schema: string,
+  letters: Letter[],
+): Promise<{ replay: Letter[]; kept: Letter[] }> {
+  const wanted = new Map<string, string[]>();
+  for (const r of letters) {
+    const id = r.reason === UNKNOWN_TICKET ? cancelledTicketOf(r) : undefined;
+    if (id !== undefined) wanted.set(r.target_table, [...wanted.get(r.target_table) ?? [], id]);
+  }
+  const stored = new Set<string>();
+  for (const [table, ids] of wanted) {
+    const { rows } = await pool.query<{ id: string }>(
+      `SELECT ticket_id AS id FROM ${qualify({ schema, table }).tickets}
+       WHERE ticket_id = ANY($1::text[])`,
+      [ids],
+    ).catch(() => ({ rows: [] })); // a table dropped since: nothing stored
+    for (const r of rows) stored.add(`${table}\0${r.id}`);
+  }
+  const replay: Letter[] = [];
+  const kept: Letter[] = [];
+  for (const r of letters) {
+    const id = r.reason === UNKNOWN_TICKET ? cancelledTicketOf(r) : undefined;
+    if (id === undefined || stored.has(`${r.target_table}\0${id}`)) {
+      replay.push(r);
+      // a purchase replayed here comes before any later cancellation of its ticket
+      if (r.reason !== UNKNOWN_TICKET && r.message_key) {
+        stored.add(`${r.target_table}\0${r.message_key.toString("utf8")}`);
+      }
+    } else kept.push(r);
+  }
+  return { replay, kept };
+}
+
 /** Runs `dlq list` or `dlq replay`; returns the exit code. */
 export async function deadLetters(args: string[]): Promise<number> {
   const action = args[0];
@@ -122,8 +174,8 @@ export async function deadLetters(args: string[]): Promise<number> {
   try {
     const { rows } = await db.pool.query<Letter>(
       `SELECT id, topic, partition, "offset", reason, detail, target_table, received_at, replayed_at, message_key, message_value
-       FROM ${q.deadLetters} ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id ${
-        action === "list" ? `LIMIT ${limit}` : ""
+       FROM ${q.deadLetters} ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY ${
+        action === "list" ? `id LIMIT ${limit}` : `topic, partition, "offset", id`
       }`,
       params,
     );
@@ -148,7 +200,16 @@ export async function deadLetters(args: string[]): Promise<number> {
       if (!values.json) console.error(`${rows.length} dead letter(s)`);
       return 0;
     }
-    if (rows.length === 0) {
+    const { replay, kept } = await replayable(db.pool, schema, rows);
+    if (kept.length > 0) {
+      console.log(
+        `dlq replay: kept ${kept.length} ${UNKNOWN_TICKET} letter(s) whose ticket is still not ` +
+          `stored (replaying them would only refuse them again): ids ${
+            kept.slice(0, 10).map((r) => r.id).join(", ")
+          }${kept.length > 10 ? ", ..." : ""}`,
+      );
+    }
+    if (replay.length === 0) {
       console.log("dlq replay: nothing to replay");
       return 0;
     }
@@ -161,7 +222,7 @@ export async function deadLetters(args: string[]): Promise<number> {
         "connecting to Kafka",
       );
       const byTopic = new Map<string, Letter[]>();
-      for (const r of rows) {
+      for (const r of replay) {
         const topic = toTopic ?? r.topic;
         byTopic.set(topic, [...(byTopic.get(topic) ?? []), r]);
       }
