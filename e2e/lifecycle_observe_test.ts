@@ -3,10 +3,11 @@
  * database: the consumer's metrics records carry `cancelled` and the dead letters by reason, the
  * Prometheus endpoint counts `tickets_cancelled_total`, both equal to what the database holds and
  * the report shows them; and `dlq replay` of UNKNOWN_TICKET letters republishes only the
- * cancellations whose ticket is stored now (or replayed before them), which then apply.
+ * cancellations whose ticket is stored now (or replayed before them), which then apply; and the
+ * producer task's --manifest outside logs/ is refused, naming logs/.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { readMetrics } from "../lib/observe/metrics.ts";
 import { formatReportSummary, groupRuns } from "../lib/observe/report.ts";
 import { runConsumer } from "../lib/pipeline/consumer.ts";
@@ -16,9 +17,12 @@ import { createKafka, ensureTopic } from "../lib/kafka/kafka.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
 import { encodeCancel } from "../lib/model/message.ts";
 import {
+  deleteTopics,
   kcatProduce,
+  ROOT,
   runScript,
   sql,
+  stackConnection,
   waitFor,
   withPipeline,
   writeStackCreds,
@@ -185,4 +189,30 @@ Deno.test("dlq replay of UNKNOWN_TICKET letters: a cancellation whose ticket is 
     assert.match(again.stdout, /kept 1 UNKNOWN_TICKET letter/);
     assert.match(again.stdout, /nothing to replay/);
   });
+});
+
+Deno.test("deno task producer refuses a --manifest outside logs/ (its --allow-write) with exit 2, naming logs/", async () => {
+  const topic = `e2e_lc_perm_${crypto.randomUUID().slice(0, 8)}`;
+  const outside = join(await Deno.makeTempDir({ prefix: "tickets-lc-perm-" }), "m.jsonl");
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        ...["task", "producer", "--creds", await writeStackCreds(), "--topic-name", topic],
+        ...["--num", "5", "--cancel-rate", "0.5", "--no-metrics-log", "--manifest", outside],
+      ],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 2, stderr);
+    assert.match(
+      stderr,
+      /--manifest .*: cannot write it .*may write only under logs\/: use e\.g\./,
+    );
+    assert.ok(!(await Deno.stat(outside).then(() => true, () => false)), "no manifest written");
+  } finally {
+    await Deno.remove(dirname(outside), { recursive: true });
+    await deleteTopics(await stackConnection(), [topic]).catch(() => {});
+  }
 });

@@ -58,7 +58,8 @@ export const PRODUCER_SPEC = defineCommand({
     "manifest": {
       type: "string",
       description: "write every acknowledged message's topic, partition, offset, key and " +
-        "expected outcome to this file (JSON Lines; check it with verify --manifest)",
+        "expected outcome to this file (JSON Lines; check it with verify --manifest); " +
+        "`deno task producer` may write only under logs/",
     },
     "seed": {
       type: "integer",

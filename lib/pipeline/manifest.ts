@@ -47,9 +47,15 @@ export class ManifestWriter {
     try {
       this.#file = Deno.openSync(path, { write: true, create: true, truncate: true });
     } catch (error) {
-      throw new AppError("USAGE", `--manifest ${path}: cannot write it (${messageOf(error)})`, {
-        cause: error,
-      });
+      // `deno task producer` may write only under logs/ (--allow-write=logs)
+      const hint = error instanceof Deno.errors.NotCapable
+        ? "; the producer task may write only under logs/: use e.g. --manifest logs/manifest.jsonl"
+        : "";
+      throw new AppError(
+        "USAGE",
+        `--manifest ${path}: cannot write it (${messageOf(error)})${hint}`,
+        { cause: error },
+      );
     }
     this.#buffer = JSON.stringify(header) + "\n";
   }
