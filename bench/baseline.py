@@ -24,8 +24,13 @@ INSERT = """INSERT INTO "{table}" (ticket_id, theater, movie, name, email, phone
     seats, showtime, price_amount, price_currency, purchased_at, kafka_topic, kafka_partition,
     kafka_offset, published_at)
   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s / 1000.0))"""
-INSERT_SEAT = """INSERT INTO "{table}_seats" (theater, movie, showtime, seat, ticket_id)
-  VALUES (%s, %s, %s, %s, %s)"""
+# the seats table is keyed by show: PostgreSQL computes the show id as lib/model/columns.ts
+# showIdSql does (MD5 of theater, movie and the showtime's instant in microseconds)
+INSERT_SEAT = """INSERT INTO "{table}_seats" (show_id, seat, ticket_id)
+  SELECT md5(CASE WHEN strpos(t || m, chr(31)) > 0 THEN octet_length(t)::text || chr(31) ELSE ''
+      END || t || chr(31) || m || chr(31) || (extract(epoch FROM s) * 1000000)::bigint::text)::uuid,
+    %s, %s
+  FROM (SELECT %s::text AS t, %s::text AS m, %s::timestamptz AS s) AS show"""
 INSERT_TRANSACTION = """INSERT INTO "{table}_transactions"
   (ticket_id, amount, currency, created_at, transaction_id) VALUES (%s, %s, %s, %s, %s)"""
 
@@ -81,8 +86,8 @@ def main():
             t["purchased_at"], message.topic, message.partition, message.offset, message.timestamp,
         ))
         for seat in t["seats"]:
-            cursor.execute(insert_seat, (t["theater"], t["movie"], t["showtime"], seat,
-                                         t["ticket_id"]))
+            cursor.execute(insert_seat, (seat, t["ticket_id"], t["theater"], t["movie"],
+                                         t["showtime"]))
         cursor.execute(insert_transaction, (t["ticket_id"], t["price"]["amount"],
                                             t["price"]["currency"], t["purchased_at"],
                                             str(uuid.uuid4())))

@@ -8,11 +8,13 @@ import { join } from "node:path";
 import { TicketGenerator } from "../lib/model/generator.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import { quoteIdent } from "../lib/postgres/schema.ts";
+import type { Database } from "../lib/postgres/postgres.ts";
 import {
   benchName,
   CleanupScope,
   countRows,
   freshPipeline,
+  loadAverage,
   openDatabase,
   perSecond,
   progress,
@@ -72,6 +74,8 @@ export interface PeerRun {
   wallSeconds: number;
   /** Tickets per second counting from the spawn. */
   ticketsPerSecondWithStart: number;
+  /** The machine's load averages right after (others share it). */
+  loadAfter: number[];
 }
 
 /** Our consumer on the same tickets. */
@@ -89,6 +93,8 @@ export interface PeerOurs {
   refused: number;
   exact: boolean;
   processSeconds: number;
+  /** The machine's load averages right after (others share it). */
+  loadAfter: number[];
 }
 
 /** Results of {@linkcode benchPeer}. */
@@ -212,6 +218,7 @@ async function drainOurs(
     refused: counts.refused,
     exact: counts.rows === counts.distinctRows && counts.rows + counts.refused === sizes.tickets,
     processSeconds: run.seconds,
+    loadAfter: loadAverage(),
   };
   progress(
     `peer: ours ${Math.round(ours.ticketsPerSecond)} tickets/s = ${
@@ -221,18 +228,28 @@ async function drainOurs(
   return ours;
 }
 
-/** Rows in a table, with how long the count took (to space the polls). */
-async function pollCount(access: StackAccess, table: string): Promise<[number, number]> {
-  const started = performance.now();
-  const db = await openDatabase(access, 1);
-  try {
-    const { rows } = await db.pool.query<{ n: string }>(
-      `SELECT count(*) AS n FROM public.${quoteIdent(table)}`,
-    );
-    return [Number(rows[0]!.n), performance.now() - started];
-  } finally {
-    await db.pool.end();
-  }
+/**
+ * Rows the statistics collector has seen inserted into a table (no scan: it may lag by up to
+ * ~10 s, and counts aborted inserts too), and, when that reaches `expected` or `exact` is set, the
+ * table's real `count(*)`. Polling `count(*)` itself would cost the database a scan each time.
+ */
+async function pollRows(
+  db: Database,
+  table: string,
+  expected: number,
+  exact: boolean,
+): Promise<number> {
+  // a new transaction each time, so the statistics snapshot is fresh
+  const { rows } = await db.pool.query<{ n: string | null }>(
+    `SELECT n_tup_ins AS n FROM pg_stat_user_tables WHERE relid = $1::regclass`,
+    [`public.${quoteIdent(table)}`],
+  );
+  const seen = Number(rows[0]?.n ?? 0);
+  if (seen < expected && !exact) return seen;
+  const count = await db.pool.query<{ n: string }>(
+    `SELECT count(*) AS n FROM public.${quoteIdent(table)}`,
+  );
+  return Number(count.rows[0]!.n);
 }
 
 /** One worker run into a fresh table until every ticket is there; the worker is stopped after. */
@@ -247,21 +264,19 @@ async function connectRun(
   scope.groups(access, [`connect-${run.name}`]);
   scope.table(access, run.table);
   const db = await openDatabase(access, 1);
-  try {
-    await db.pool.query(connectTableDdl(run.table));
-  } finally {
-    await db.pool.end();
-  }
+  scope.add("close the polling connection", () => db.pool.end());
+  await db.pool.query(connectTableDdl(run.table));
   const { worker, shown } = await ConnectWorker.start(access, dir, run, pluginPath);
   scope.add(`stop the worker of ${run.name}`, () => worker.stop());
   const spawnedMs = worker.spawnedMs;
   let ready: number | undefined;
   let last = -1;
   let lastChange = performance.now();
-  for (;;) {
+  for (let poll = 1;; poll++) {
     ready ??= await worker.readySeconds();
-    const [count, queryMs] = await pollCount(access, run.table);
-    if (count >= tickets) break;
+    // a real count every 10 s in case the statistics lag or count differently
+    const count = await pollRows(db, run.table, tickets, poll % 50 === 0);
+    if (count >= tickets && (await pollRows(db, run.table, tickets, true)) >= tickets) break;
     if (count !== last) [last, lastChange] = [count, performance.now()];
     if (worker.exit) {
       throw new Error(`the worker exited (code ${worker.exit.code}): ${worker.errors()}`);
@@ -269,8 +284,7 @@ async function connectRun(
     if (performance.now() - lastChange > STALL_SECONDS * 1000) {
       throw new Error(`no new row for ${STALL_SECONDS} s at ${count} rows: ${worker.errors()}`);
     }
-    // polls cost the database a scan: at most a tenth of one backend's time
-    await new Promise((r) => setTimeout(r, Math.max(100, queryMs * 10)));
+    await new Promise((r) => setTimeout(r, 200));
   }
   await worker.stop();
   const span = await storedSpan(access, run.table);
@@ -289,6 +303,7 @@ async function connectRun(
     firstRowSeconds: (span.firstMs - spawnedMs) / 1000,
     wallSeconds: (span.lastMs - spawnedMs) / 1000,
     ticketsPerSecondWithStart: perSecond(span.distinctRows, (span.lastMs - spawnedMs) / 1000),
+    loadAfter: loadAverage(),
   };
   progress(
     `peer: Debezium JDBC ${run.mode}: ${Math.round(result.ticketsPerSecond)} tickets/s first row ` +
