@@ -111,11 +111,18 @@ const toBuffer = (bytes: Uint8Array | null) =>
 /** Builds the SQL of the batch writes once per table. */
 export function sinkStatements(q: QualifiedNames) {
   return {
+    /**
+     * Moves the offset (no row: another consumer moved it) and says whether a cancellation of
+     * this partition after the batch's first offset is stored (`behind`: a replay, whose
+     * purchases are judged as of their position by the careful path).
+     */
     claimOffset: `INSERT INTO ${q.offsets} AS o (group_id, topic, partition, next_offset)
       VALUES ($1, $2, $3, $4)
       ON CONFLICT (group_id, topic, partition)
       DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
-      WHERE o.next_offset = $5`,
+      WHERE o.next_offset = $5
+      RETURNING EXISTS (SELECT FROM ${q.tickets} t WHERE t.cancel_topic = $2
+        AND t.cancel_partition = $3 AND t.cancel_offset > $5) AS behind`,
     insertTickets: insertTicketsSql(q),
     /**
      * Inserts the free seats of the batch's tickets and returns, for each seat of each ticket
@@ -158,21 +165,41 @@ export function sinkStatements(q: QualifiedNames) {
     reassignSeats: `UPDATE ${q.seats} s SET ticket_id = u.id
       FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(show_id, seat, id)
       WHERE (s.show_id, s.seat) = (u.show_id, u.seat)`,
-    knownIds: `SELECT ticket_id, status FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
+    knownIds: `SELECT ticket_id, status, kafka_topic AS topic, kafka_partition AS partition,
+        kafka_offset::text AS offset FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
     /**
-     * Cancels the purchased tickets named (ids, times, reasons): status and cancellation set,
-     * their seats deleted (found by the show key computed from the stored row: no index on the
-     * seats' ticket_id is needed), their payments refunded. Counts what it cancelled and refunded.
+     * The cancelled tickets that held seats of the batch (seat numbers as in `seatOwners`) up to
+     * a cancellation of the batch's partition ($4, $5) after its first offset ($6): each with
+     * its cancellation's offset and, if bought in that partition too, its purchase's offset.
+     */
+    freedHolders: `SELECT u.n AS seat, f.ticket_id, t.cancel_offset::text AS until,
+        CASE WHEN t.kafka_topic = $4 AND t.kafka_partition = $5 THEN t.kafka_offset::text END
+          AS bought
+      FROM unnest($1::uuid[], $2::text[], $3::float8[]) AS u(show_id, seat, n)
+      JOIN ${q.freedSeats} f USING (show_id, seat) JOIN ${q.tickets} t USING (ticket_id)
+      WHERE t.cancel_topic = $4 AND t.cancel_partition = $5 AND t.cancel_offset > $6`,
+    /**
+     * Cancels the purchased tickets named (ids, times, reasons, offsets; topic and partition):
+     * status, cancellation and its position set, their seats (by the show key computed from the
+     * stored row: no index on the seats' ticket_id is needed) deleted where the ticket still
+     * holds them and recorded as freed, their payments refunded. Counts what it cancelled.
      */
     applyCancels: `WITH c AS (
-        UPDATE ${q.tickets} t SET status = 'cancelled', cancelled_at = u.at, cancel_reason = u.why
-        FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(id, at, why)
+        UPDATE ${q.tickets} t SET status = 'cancelled', cancelled_at = u.at, cancel_reason = u.why,
+          cancel_topic = $4, cancel_partition = $5, cancel_offset = u.off
+        FROM unnest($1::text[], $2::timestamptz[], $3::text[], $6::bigint[]) AS u(id, at, why, off)
         WHERE t.ticket_id = u.id AND t.status = 'purchased'
         RETURNING t.ticket_id, t.theater, t.movie, t.showtime, t.seats, t.cancelled_at
+      ), held AS (
+        SELECT ${showIdSql("c.theater", "c.movie", "c.showtime")} AS show_id, x.seat, c.ticket_id
+        FROM c, unnest(string_to_array(c.seats, ',')) AS x(seat)
       ), freed AS (
-        DELETE FROM ${q.seats} s USING c, unnest(string_to_array(c.seats, ',')) AS x(seat)
-        WHERE s.show_id = ${showIdSql("c.theater", "c.movie", "c.showtime")}
-          AND s.seat = x.seat AND s.ticket_id = c.ticket_id
+        DELETE FROM ${q.seats} s USING held h
+        WHERE (s.show_id, s.seat, s.ticket_id) = (h.show_id, h.seat, h.ticket_id)
+        RETURNING 1
+      ), kept AS (
+        INSERT INTO ${q.freedSeats} (show_id, seat, ticket_id) SELECT * FROM held
+        ON CONFLICT DO NOTHING
         RETURNING 1
       ), refunded AS (
         UPDATE ${q.transactions} p SET status = '${REFUNDED}', refunded_at = c.cancelled_at
@@ -181,6 +208,7 @@ export function sinkStatements(q: QualifiedNames) {
       )
       SELECT (SELECT count(*) FROM c)::int AS cancelled,
         (SELECT count(*) FROM freed)::int AS freed,
+        (SELECT count(*) FROM kept)::int AS kept,
         (SELECT count(*) FROM refunded)::int AS refunded`,
     selectExisting:
       `SELECT ${STORED_TICKET_SELECT} FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
@@ -244,6 +272,28 @@ interface SeatClaim {
   inserted: Map<number, string>;
   /** The other seats, with the ticket_id of the stored ticket holding each. */
   holders: Map<number, string>;
+  /**
+   * Cancelled tickets that held a seat until a cancellation of the batch's partition after the
+   * batch's first offset (read only when one is stored: a replay), by seat number.
+   */
+  history: Map<number, Freed[]>;
+}
+
+/** A cancelled ticket that held a seat, and when, in the batch's partition. */
+interface Freed {
+  ticket_id: string;
+  /** The cancellation's offset: the seat was held for purchases before it. */
+  until: bigint;
+  /** The purchase's offset when it was read from the same partition (held only after it). */
+  bought?: bigint;
+}
+
+/** A stored ticket as the careful path knows it: its status and where its purchase was read. */
+export interface KnownTicket {
+  status: TicketStatus;
+  topic: string;
+  partition: number;
+  offset: string;
 }
 
 /** The ticket and seat label a seat number names. */
@@ -256,14 +306,18 @@ function seatAt(rows: IncomingRow[], seat: number): { ticket: Ticket; label: str
  * Inserts every free seat of the batch's tickets in one statement, then reads who holds the
  * others. The unique key arbitrates between concurrent batches: the insert waits for a batch in
  * flight that wrote the same seat, so afterwards each seat is either this batch's (locked until
- * it commits) or committed to a stored ticket. Which ticket keeps a seat is then decided by
- * {@linkcode decideSeats}. Undefined when a holder was deleted in between: claim again.
+ * it commits) or committed to a stored ticket. When the batch is `behind` a stored cancellation
+ * of its partition, it also reads which cancelled tickets held its seats until then. Which
+ * ticket keeps a seat is then decided by {@linkcode decideSeats}. Undefined when a holder was
+ * deleted in between: claim again.
  */
 async function claimSeats(
   client: PoolClient,
   sql: SinkStatements,
-  rows: IncomingRow[],
+  batch: Batch,
+  behind: boolean,
 ): Promise<SeatClaim | undefined> {
+  const rows = batch.rows;
   const claimed = await client.query<{ i: number; j: number; seat: number; claimant: string }>(
     sql.claimSeats,
     seatClaimParams(rows),
@@ -289,7 +343,46 @@ async function claimSeats(
     const held = await client.query<{ seat: number; ticket_id: string }>(sql.seatOwners, cols);
     for (const r of held.rows) holders.set(r.seat, r.ticket_id);
   }
-  return holders.size === others.size ? { seats, inserted, holders } : undefined;
+  if (holders.size !== others.size) return undefined;
+  const history = behind ? await freedHolders(client, sql, batch, seats) : new Map();
+  return { seats, inserted, holders, history };
+}
+
+/** The cancelled tickets that held the batch's seats, by seat number (see `freedHolders`). */
+async function freedHolders(
+  client: PoolClient,
+  sql: SinkStatements,
+  batch: Batch,
+  seats: number[][],
+): Promise<Map<number, Freed[]>> {
+  const cols: (string | number)[][] = [[], [], []];
+  for (const seat of new Set(seats.flat())) {
+    const { ticket: t, label } = seatAt(batch.rows, seat);
+    cols[0]!.push(showId(t)), cols[1]!.push(label), cols[2]!.push(seat);
+  }
+  const found = await client.query<
+    { seat: number; ticket_id: string; until: string; bought: string | null }
+  >(
+    sql.freedHolders,
+    [...cols, batch.topic, batch.partition, batch.expectedOffset.toString()],
+  );
+  const history = new Map<number, Freed[]>();
+  for (const r of found.rows) {
+    const freed: Freed = { ticket_id: r.ticket_id, until: BigInt(r.until) };
+    if (r.bought !== null) freed.bought = BigInt(r.bought);
+    history.set(r.seat, [...history.get(r.seat) ?? [], freed]);
+  }
+  return history;
+}
+
+/**
+ * The cancelled ticket that held `seat` when the purchase at `offset` was read: one whose
+ * cancellation comes after it in the partition, bought before it (or in another partition).
+ */
+function heldAsOf(claim: SeatClaim, seat: number, offset: bigint): string | undefined {
+  return claim.history.get(seat)?.find((f) =>
+    offset < f.until && (f.bought === undefined || f.bought < offset)
+  )?.ticket_id;
 }
 
 /** What becomes of the batch's messages, by {@linkcode decideSeats}. */
@@ -329,13 +422,18 @@ function ownerOf(decision: SeatDecision, claim: SeatClaim, seat: number): string
  * never takes its seats back); any other ticket is accepted with its seats. A cancellation frees
  * its ticket's seats for the purchases after it; of a ticket cancelled already it is a duplicate,
  * of a ticket not stored (not even earlier in the batch) an UNKNOWN_TICKET dead letter.
+ *
+ * Each message is judged as of its own position, so a replay under a new group decides as the
+ * first run did: a seat a ticket held until a cancellation later in the partition is held for
+ * the purchases before that cancellation ({@linkcode heldAsOf}), and a cancellation before its
+ * ticket's purchase in the partition finds no ticket stored.
  */
 function decideSeats(
-  rows: IncomingRow[],
-  cancels: IncomingCancel[],
+  batch: Batch,
   claim: SeatClaim,
-  known: Map<string, TicketStatus>,
+  known: Map<string, KnownTicket>,
 ): SeatDecision {
+  const { rows, cancels = [] } = batch;
   const decision: SeatDecision = {
     accepted: [],
     skipped: [],
@@ -348,15 +446,17 @@ function decideSeats(
     freed: new Set(),
   };
   const { keepers, blockers } = decision;
-  const status = new Map(known);
+  const status = new Map([...known].map(([id, k]) => [id, k.status]));
   // the batch's seats each ticket holds, to free them when it is cancelled
   const seatsOf = new Map<string, number[]>();
   for (const [seat, id] of claim.holders) seatsOf.set(id, [...seatsOf.get(id) ?? [], seat]);
-  const holder = (seat: number) => ownerOf(decision, claim, seat);
   const purchase = (row: IncomingRow, i: number) => {
     const t = row.ticket;
     const seats = claim.seats[i]!;
     if (status.get(t.ticket_id) === "cancelled") return void decision.skipped.push(row);
+    const offset = BigInt(row.offset);
+    const holder = (seat: number) =>
+      ownerOf(decision, claim, seat) ?? heldAsOf(claim, seat, offset);
     const taken = seats.filter((seat) => (holder(seat) ?? t.ticket_id) !== t.ticket_id);
     if (taken.length > 0) {
       // held only by tickets of this batch: the refusal stands or falls with them
@@ -384,7 +484,11 @@ function decideSeats(
   };
   const cancel = (c: IncomingCancel) => {
     const id = c.cancel.ticket_id;
-    const now = status.get(id);
+    const k = known.get(id);
+    // stored from a purchase after this cancellation in its partition: not stored as of it
+    const later = k !== undefined && k.topic === batch.topic && k.partition === batch.partition &&
+      BigInt(k.offset) > BigInt(c.offset);
+    const now = later ? undefined : status.get(id);
     if (now === undefined) {
       decision.unknown.push({
         offset: c.offset,
@@ -449,12 +553,16 @@ async function releaseSeats(
 async function applyCancels(
   client: PoolClient,
   sql: SinkStatements,
+  batch: Batch,
   cancels: IncomingCancel[],
 ): Promise<number> {
   const result = await client.query<{ cancelled: number }>(sql.applyCancels, [
     cancels.map((c) => c.cancel.ticket_id),
     cancels.map((c) => c.cancel.cancelled_at),
     cancels.map((c) => c.cancel.reason),
+    batch.topic,
+    batch.partition,
+    cancels.map((c) => c.offset),
   ]);
   return result.rows[0]!.cancelled;
 }
@@ -546,9 +654,15 @@ async function writeFast(
   const result = emptyResult();
   await client.query("BEGIN");
   try {
-    if (!await claimOffset(client, sql, batch)) {
+    const claim = await claimOffset(client, sql, batch);
+    if (!claim) {
       await client.query("ROLLBACK");
       return result;
+    }
+    // a replay behind a stored cancellation: its purchases are judged as of their position
+    if (claim.behind) {
+      await client.query("ROLLBACK");
+      return undefined;
     }
     const lines = copyLines(batch);
     await copyFrom(client, sql.copy.seats, lines.seats);
@@ -604,16 +718,23 @@ function copyLines(batch: Batch) {
   return { tickets, seats, transactions };
 }
 
-/** Moves the stored offset from `expectedOffset` to `nextOffset`; false if it was elsewhere. */
-async function claimOffset(client: PoolClient, sql: SinkStatements, batch: Batch) {
-  const claim = await client.query(sql.claimOffset, [
+/**
+ * Moves the stored offset from `expectedOffset` to `nextOffset`; undefined if it was elsewhere.
+ * `behind`: a cancellation of the partition after the batch's start is stored (a replay).
+ */
+async function claimOffset(
+  client: PoolClient,
+  sql: SinkStatements,
+  batch: Batch,
+): Promise<{ behind: boolean } | undefined> {
+  const claim = await client.query<{ behind: boolean }>(sql.claimOffset, [
     batch.groupId,
     batch.topic,
     batch.partition,
     batch.nextOffset.toString(),
     batch.expectedOffset.toString(),
   ]);
-  return claim.rowCount === 1;
+  return claim.rowCount === 1 ? claim.rows[0] : undefined;
 }
 
 /** Longest dead-letter detail stored, in characters. */
@@ -665,10 +786,10 @@ async function writeCarefully(
   ];
   for (let attempt = 1; attempt <= MAX_CAREFUL_TRIES; attempt++) {
     const known = new Map(
-      ids.length === 0 ? [] : (await client.query<{ ticket_id: string; status: TicketStatus }>(
-        sql.knownIds,
-        [ids],
-      )).rows.map((r) => [r.ticket_id, r.status]),
+      ids.length === 0
+        ? []
+        : (await client.query<KnownTicket & { ticket_id: string }>(sql.knownIds, [ids])).rows
+          .map((r) => [r.ticket_id, r]),
     );
     const result = await writeCarefullyOnce(client, sql, batch, known);
     if (result) return result;
@@ -686,18 +807,19 @@ async function writeCarefullyOnce(
   client: PoolClient,
   sql: SinkStatements,
   batch: Batch,
-  known: Map<string, TicketStatus>,
+  known: Map<string, KnownTicket>,
 ): Promise<BatchResult | undefined> {
   const result = emptyResult();
   await client.query("BEGIN");
   try {
-    if (!await claimOffset(client, sql, batch)) {
+    const claim = await claimOffset(client, sql, batch);
+    if (!claim) {
       await client.query("ROLLBACK");
       return result;
     }
     const deadLetters = [...batch.deadLetters];
     if (batch.rows.length + (batch.cancels?.length ?? 0) > 0) {
-      if (!await writeMessages(client, sql, batch, known, result, deadLetters)) {
+      if (!await writeMessages(client, sql, batch, known, claim.behind, result, deadLetters)) {
         await client.query("ROLLBACK");
         return undefined;
       }
@@ -713,7 +835,12 @@ async function writeCarefullyOnce(
 }
 
 /** The claim of a batch without purchases: no seat. */
-const NO_SEATS: SeatClaim = { seats: [], inserted: new Map(), holders: new Map() };
+const NO_SEATS: SeatClaim = {
+  seats: [],
+  inserted: new Map(),
+  holders: new Map(),
+  history: new Map(),
+};
 
 /**
  * The purchases and cancellations of a careful try, inside its transaction: counts go to
@@ -723,14 +850,15 @@ async function writeMessages(
   client: PoolClient,
   sql: SinkStatements,
   batch: Batch,
-  known: Map<string, TicketStatus>,
+  known: Map<string, KnownTicket>,
+  behind: boolean,
   result: BatchResult,
   deadLetters: DeadLetter[],
 ): Promise<boolean> {
   const cancels = batch.cancels ?? [];
-  const claim = batch.rows.length > 0 ? await claimSeats(client, sql, batch.rows) : NO_SEATS;
+  const claim = batch.rows.length > 0 ? await claimSeats(client, sql, batch, behind) : NO_SEATS;
   if (!claim) return false;
-  const decision = decideSeats(batch.rows, cancels, claim, known);
+  const decision = decideSeats(batch, claim, known);
   const { accepted, skipped, refused, keepers, blockers } = decision;
   result.seatTaken = refused.length;
   result.unknownTicket = decision.unknown.length;
@@ -752,7 +880,7 @@ async function writeMessages(
   await releaseSeats(client, sql, batch.rows, claim, decision);
   if (fresh.length > 0) await insertTransactions(client, sql.insertTransactions, fresh);
   if (decision.cancelled.length > 0) {
-    result.cancelled = await applyCancels(client, sql, decision.cancelled);
+    result.cancelled = await applyCancels(client, sql, batch, decision.cancelled);
     // a status changed since it was read: decide again
     if (result.cancelled !== decision.cancelled.length) return false;
   }

@@ -114,7 +114,9 @@ async function withTable(
     await fn(table, q, client);
   } finally {
     client.release();
-    await db.pool.query(`DROP TABLE ${q.tickets}, ${q.seats}, ${q.transactions}`);
+    await db.pool.query(
+      `DROP TABLE ${q.tickets}, ${q.seats}, ${q.freedSeats}, ${q.transactions}`,
+    );
     await db.pool.query(`DELETE FROM ${q.offsets} WHERE group_id LIKE $1`, [`%${table}%`]);
     await db.pool.query(`DELETE FROM ${q.conflicts} WHERE target_table = $1`, [table]);
     await db.pool.query(`DELETE FROM ${q.deadLetters} WHERE target_table = $1`, [table]);
@@ -224,49 +226,82 @@ Deno.test("writeBatch() cancels a ticket stored before the cancellation's batch,
   });
 });
 
+/** The tables as the reference model gives them. */
+function comparable(state: Awaited<ReturnType<typeof stateOf>>) {
+  return {
+    tickets: state.tickets.map((t) => [t.ticket_id, t.status]),
+    seats: state.seats,
+    payments: state.payments.map((p) => [p.ticket_id, p.status]),
+    letters: state.letters,
+  };
+}
+
 /** One step of a random run: a purchase of ticket `i` (version `v`), or a cancellation of `i`. */
 type Step = { buy: true; i: number; v: number } | { buy: false; i: number };
 
+/** What the reference model keeps between runs: the database's side of the pipeline. */
+interface ModelState {
+  /** Stored tickets: the offset of the purchase stored and of the cancellation applied. */
+  stored: Map<string, { bought: number; cancelled?: number }>;
+  /** Seats held now, `show/seat` -> ticket_id. */
+  seats: Map<string, string>;
+  /** Seats cancelled tickets held, `show/seat` -> [ticket_id, bought, cancelled]. */
+  freed: Map<string, [string, number, number][]>;
+}
+
 /**
- * The state a run must end in, message by message as the sink promises: a purchase whose ticket
- * is cancelled takes nothing; one wanting a seat another ticket holds is SEAT_TAKEN; one of a
- * stored ticket is a duplicate or conflict; any other is stored with its seats. A cancellation
- * of a ticket not stored is UNKNOWN_TICKET, of a cancelled one a duplicate; otherwise the ticket
- * is cancelled, its seats freed and its payment refunded.
+ * The state a run of one partition (offsets from 0) must end in, message by message as the sink
+ * promises, each judged as of its own offset: a purchase whose ticket is cancelled takes nothing;
+ * one wanting a seat another ticket holds now, or a free seat a cancelled ticket held at its
+ * offset (bought before it, cancelled after it), is SEAT_TAKEN; one of a stored ticket is a
+ * duplicate or conflict; any other is stored with its seats. A cancellation of a ticket not
+ * stored as of its offset (never, or from a later purchase) is UNKNOWN_TICKET, of a cancelled one
+ * a duplicate; otherwise the ticket is cancelled, its seats freed and its payment refunded.
+ * `state` carries a first run's tables into a replay under a new group.
  */
-function reference(msgs: Msg[]) {
-  const stored = new Map<string, { t: Ticket; cancelled: boolean }>();
-  const seats = new Map<string, string>();
+function reference(msgs: Msg[], state: ModelState = emptyModel()) {
+  const { stored, seats, freed } = state;
   const letters: { offset: number; reason: string }[] = [];
   msgs.forEach((m, offset) => {
+    const s = stored.get(m.ticket_id);
     if (isCancel(m)) {
-      const s = stored.get(m.ticket_id);
-      if (!s) letters.push({ offset, reason: "UNKNOWN_TICKET" });
-      else if (!s.cancelled) {
-        s.cancelled = true;
-        for (const [seat, id] of seats) if (id === m.ticket_id) seats.delete(seat);
+      if (!s || s.bought > offset) letters.push({ offset, reason: "UNKNOWN_TICKET" });
+      else if (s.cancelled === undefined) {
+        s.cancelled = offset;
+        for (const [seat, id] of seats) {
+          if (id !== m.ticket_id) continue;
+          seats.delete(seat);
+          freed.set(seat, [...freed.get(seat) ?? [], [id, s.bought, offset]]);
+        }
       }
       return;
     }
-    const s = stored.get(m.ticket_id);
-    if (s?.cancelled) return;
+    if (s?.cancelled !== undefined) return;
     const key = (seat: string) => `${showId(m)}/${seat}`;
-    if (m.seats.some((seat) => (seats.get(key(seat)) ?? m.ticket_id) !== m.ticket_id)) {
+    const holder = (seat: string) =>
+      seats.get(key(seat)) ??
+        freed.get(key(seat))?.find(([, from, until]) => from < offset && offset < until)?.[0];
+    if (m.seats.some((seat) => (holder(seat) ?? m.ticket_id) !== m.ticket_id)) {
       letters.push({ offset, reason: "SEAT_TAKEN" });
     } else if (!s) {
-      stored.set(m.ticket_id, { t: m, cancelled: false });
+      stored.set(m.ticket_id, { bought: offset });
       for (const seat of m.seats) seats.set(key(seat), m.ticket_id);
     }
   });
   const ids = [...stored.keys()].sort();
+  const cancelled = (id: string) => stored.get(id)!.cancelled !== undefined;
   return {
-    tickets: ids.map((id) => [id, stored.get(id)!.cancelled ? "cancelled" : "purchased"]),
+    tickets: ids.map((id) => [id, cancelled(id) ? "cancelled" : "purchased"]),
     seats: [...seats].map(([seat, ticket_id]) => ({ seat, ticket_id })).sort((x, y) =>
       x.seat < y.seat ? -1 : 1
     ),
-    payments: ids.map((id) => [id, stored.get(id)!.cancelled ? "REFUNDED" : "PAID"]),
+    payments: ids.map((id) => [id, cancelled(id) ? "REFUNDED" : "PAID"]),
     letters,
   };
+}
+
+function emptyModel(): ModelState {
+  return { stored: new Map(), seats: new Map(), freed: new Map() };
 }
 
 Deno.test("writeBatch() ends random interleavings of purchases and cancellations in the reference model's state, at batch sizes 1, 5000 and one between", async () => {
@@ -291,24 +326,31 @@ Deno.test("writeBatch() ends random interleavings of purchases and cancellations
               ? { ...base[s.i]!, seats: versions[s.i]![s.v]! }
               : cancelOf(s.i === 6 ? "never-bought" : base[s.i]!.ticket_id, s.i)
           );
-          const expected = reference(msgs);
+          const model = emptyModel();
+          const expected = reference(msgs, model);
+          // the replay, from the first run's tables, must end in the same ones
+          const replayed = reference(msgs, model);
+          assert.deepEqual({ ...replayed, letters: [] }, { ...expected, letters: [] });
           // a batch boundary between a purchase and its cancellation, or within a resale
-          for (const size of [1, 5000, between]) {
+          const sizes = [1, 5000, between];
+          for (const [k, size] of sizes.entries()) {
             await client.query(
-              `DELETE FROM ${q.tickets}; DELETE FROM ${q.seats}; DELETE FROM ${q.transactions}`,
+              `DELETE FROM ${q.tickets}; DELETE FROM ${q.seats}; DELETE FROM ${q.transactions};
+               DELETE FROM ${q.freedSeats}`,
             );
             const group = `g${run++}_${table}`;
             await writeAll(client, q, table, group, msgs, size);
             const state = await stateOf(client, q, group);
+            assert.deepEqual(comparable(state), expected, `batch size ${size}`);
+            // a replay under a new group, at another batch size, changes no ticket, seat or
+            // payment: it decides each message as the first run did
+            const again = sizes[(k + 1) % sizes.length]!;
+            const replay = `g${run++}_${table}`;
+            await writeAll(client, q, table, replay, msgs, again);
             assert.deepEqual(
-              {
-                tickets: state.tickets.map((t) => [t.ticket_id, t.status]),
-                seats: state.seats,
-                payments: state.payments.map((p) => [p.ticket_id, p.status]),
-                letters: state.letters,
-              },
-              expected,
-              `batch size ${size}`,
+              comparable(await stateOf(client, q, replay)),
+              replayed,
+              `batch size ${size}, replayed at ${again}`,
             );
           }
         },

@@ -44,6 +44,8 @@ export interface QualifiedNames {
   tickets: string;
   /** One row per sold seat, unique per show. */
   seats: string;
+  /** The seats cancelled tickets held, to judge a purchase as of its position (see README). */
+  freedSeats: string;
   /** One payment transaction per ticket. */
   transactions: string;
   offsets: string;
@@ -71,7 +73,8 @@ export const SOURCE_COLUMN_NAMES: readonly string[] = SOURCE_COLUMNS_DDL.slice(0
 /**
  * Columns of the ticket table that say where a ticket stands: `status` (`purchased` until a
  * cancellation applies, then `cancelled`), then the cancellation's own columns from the message
- * model (cancelled_at, cancel_reason; NULL while purchased). They are not fields of the purchase
+ * model (cancelled_at, cancel_reason; NULL while purchased) and where that cancellation was read
+ * (cancel_topic, cancel_partition, cancel_offset). They are not fields of the purchase
  * message, so they stay out of the ticket's column spec (its parser, COPY line, insert and
  * equality rule): a purchase is written without them and gets the defaults.
  */
@@ -80,6 +83,11 @@ export const STATE_COLUMNS_DDL: readonly string[] = [
     TICKET_STATUSES.map((s) => `'${s}'`).join(", ")
   }))`,
   ...cancelColumnsDdl(),
+  // a purchase before the cancellation in its partition finds the ticket's seats held, one
+  // after it finds them free
+  "cancel_topic text",
+  "cancel_partition integer",
+  "cancel_offset bigint",
 ];
 
 /** Payment status of a ticket's transaction while it stands. */
@@ -101,6 +109,7 @@ export function qualify(names: TableNames): QualifiedNames {
   return {
     tickets: `${schema}.${table}`,
     seats: `${schema}.${quoteIdent(`${names.table}_seats`)}`,
+    freedSeats: `${schema}.${quoteIdent(`${names.table}_freed_seats`)}`,
     transactions: `${schema}.${quoteIdent(`${names.table}_transactions`)}`,
     offsets: `${schema}.${quoteIdent(OFFSETS_TABLE)}`,
     deadLetters: `${schema}.${quoteIdent(DEAD_LETTERS_TABLE)}`,
@@ -148,6 +157,17 @@ export function schemaStatements(names: TableNames): string[] {
       PRIMARY KEY (show_id, seat)
     )`,
     migrateSeatsToShowId(names, q.seats),
+    // each seat a cancelled ticket held (its cancellation's position is on the ticket row)
+    `CREATE TABLE IF NOT EXISTS ${q.freedSeats} (
+      show_id     uuid NOT NULL,
+      seat        text COLLATE "C" NOT NULL,
+      ticket_id   text NOT NULL,
+      PRIMARY KEY (show_id, seat, ticket_id)
+    )`,
+    // finds the cancellations of a partition at or after an offset (the sink's fast-path check);
+    // purchases have no position there, so they add nothing to it
+    `CREATE INDEX IF NOT EXISTS ${quoteIdent(`${names.table}_cancels`)} ON ${q.tickets}
+      (cancel_topic, cancel_partition, cancel_offset) WHERE cancel_offset IS NOT NULL`,
     `CREATE TABLE IF NOT EXISTS ${q.transactions} (
       transaction_id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
       ticket_id   text COLLATE "C" NOT NULL UNIQUE,
