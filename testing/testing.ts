@@ -73,7 +73,7 @@ export async function sql<T = Record<string, unknown>>(
  */
 export async function dropPipeline(table: string, schema = "public"): Promise<void> {
   const q = qualify({ schema, table });
-  await sql(`DROP TABLE IF EXISTS ${q.tickets}, ${q.seats}, ${q.transactions}`);
+  await sql(`DROP TABLE IF EXISTS ${q.tickets}, ${q.seats}, ${q.freedSeats}, ${q.transactions}`);
   await sql(`DELETE FROM ${q.deadLetters} WHERE target_table = $1`, [table]).catch(() => {});
   await sql(`DELETE FROM ${q.conflicts} WHERE target_table = $1`, [table]).catch(() => {});
   await sql(`DELETE FROM ${q.offsets} WHERE group_id LIKE $1`, [`%${table}%`]).catch(() => {});

@@ -285,7 +285,10 @@ async function runEntry(s: Session, entry: number): Promise<boolean> {
 async function cleanup(s: Session): Promise<void> {
   try {
     const q = qualify({ schema: s.schema, table: s.table });
-    await query(s, `DROP TABLE IF EXISTS ${q.tickets}, ${q.seats}, ${q.transactions}`);
+    await query(
+      s,
+      `DROP TABLE IF EXISTS ${q.tickets}, ${q.seats}, ${q.freedSeats}, ${q.transactions}`,
+    );
     await query(s, `DELETE FROM ${quoteIdent(s.schema)}.${OFFSETS_TABLE} WHERE topic = $1`, [
       s.topic,
     ]).catch(
