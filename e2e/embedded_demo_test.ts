@@ -197,7 +197,7 @@ Deno.test("runDemo() stores, cancels and refuses exactly what its manifest says 
       const db = await createPool({ uri, max: 1 });
       try {
         const q = qualify({ schema: "public", table });
-        for (const name of [q.tickets, q.seats, q.transactions]) {
+        for (const name of [q.tickets, q.seats, q.freedSeats, q.transactions]) {
           await db.pool.query(`DROP TABLE IF EXISTS ${name}`);
         }
         await db.pool.query(`DELETE FROM ${q.deadLetters} WHERE target_table = $1`, [table]);

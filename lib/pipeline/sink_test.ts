@@ -29,7 +29,7 @@ async function withTable(
   try {
     await fn(table, q, db.pool);
   } finally {
-    await db.pool.query(`DROP TABLE ${q.tickets}, ${q.seats}, ${q.transactions}`);
+    await db.pool.query(`DROP TABLE ${q.tickets}, ${q.seats}, ${q.freedSeats}, ${q.transactions}`);
     await db.pool.query(`DELETE FROM ${q.offsets} WHERE group_id = $1`, [`g_${table}`]);
     await db.pool.query(`DELETE FROM ${q.conflicts} WHERE target_table = $1`, [table]);
     await db.pool.query(`DELETE FROM ${q.deadLetters} WHERE target_table = $1`, [table]);
