@@ -6,6 +6,7 @@
  */
 import { en, Faker } from "@faker-js/faker";
 import { MAX_SEATS, type Ticket } from "./columns.ts";
+import { sfc32 } from "./random.ts";
 
 const fixturesDir = new URL("../../fixtures/", import.meta.url);
 
@@ -24,20 +25,6 @@ function fixtureLists() {
     lists = { movies, theaters, movieJson: json(movies), theaterJson: json(theaters) };
   }
   return lists;
-}
-
-/** sfc32: a small, fast, seedable PRNG (32-bit state words). */
-function sfc32(a: number, b: number, c: number, d: number): () => number {
-  return () => {
-    a |= 0, b |= 0, c |= 0, d |= 0;
-    const t = (((a + b) | 0) + d) | 0;
-    d = (d + 1) | 0;
-    a = b ^ (b >>> 9);
-    b = (c + (c << 3)) | 0;
-    c = (c << 21) | (c >>> 11);
-    c = (c + t) | 0;
-    return t >>> 0;
-  };
 }
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));

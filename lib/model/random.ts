@@ -15,8 +15,14 @@ export function seededRandom(seed: number | undefined, stream = 0): Random {
   const w = seed === undefined
     ? Array.from(crypto.getRandomValues(new Uint32Array(4)))
     : [seed >>> 0, Math.floor(seed / 2 ** 32) >>> 0, 0x2545f491 ^ stream, 0x6c8e9cf5 + stream];
-  let [a, b, c, d] = w as [number, number, number, number];
-  const next = () => {
+  const next = sfc32(w[0]!, w[1]!, w[2]!, w[3]!);
+  for (let i = 0; i < 15; i++) next(); // mix the seed
+  return next;
+}
+
+/** sfc32: a small, fast, seedable PRNG (32-bit state words). */
+export function sfc32(a: number, b: number, c: number, d: number): Random {
+  return () => {
     a |= 0, b |= 0, c |= 0, d |= 0;
     const t = (((a + b) | 0) + d) | 0;
     d = (d + 1) | 0;
@@ -26,8 +32,6 @@ export function seededRandom(seed: number | undefined, stream = 0): Random {
     c = (c + t) | 0;
     return t >>> 0;
   };
-  for (let i = 0; i < 15; i++) next(); // mix the seed
-  return next;
 }
 
 /** A number in [0, 1) from `random`. */
