@@ -185,11 +185,17 @@ export interface VerifyOptions {
   readTimeoutSeconds?: number;
 }
 
-/** Reads topic, table and dead letters and compares them. */
-export async function verifyPipeline(options: VerifyOptions): Promise<VerifyReport> {
-  const schema = options.schema ?? DEFAULT_SCHEMA;
-  const q = qualify({ schema, table: options.table });
-  const groupId = options.groupId ?? defaultGroupId(schema, options.table);
+/** What the topic holds: tickets and cancellations by id, the offsets of unparseable messages. */
+interface TopicSide {
+  byId: Map<string, Seen[]>;
+  cancelsById: Map<string, Seen[]>;
+  badOffsets: string[];
+  messages: number;
+  partitions: number;
+}
+
+/** Reads the whole topic once. */
+async function readTopicSide(options: VerifyOptions): Promise<TopicSide> {
   const settings = options.connection.kafka;
   const kafka = createKafka(settings, { clientId: "tickets-verify" });
   const byId = new Map<string, Seen[]>();
@@ -225,6 +231,47 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
   } catch (error) {
     throw error instanceof AppError ? error : describeKafkaError(error, settings);
   }
+  return { byId, cancelsById, badOffsets, messages, partitions };
+}
+
+/**
+ * Sorts the topic's tickets that are not in the table: refused as a whole (every copy a dead
+ * letter: counted by reason) or missing; and any dead letter a valid ticket cannot have is named
+ * in `wronglyRefused`. Returns how many were refused.
+ */
+function judgeTickets(
+  byId: Map<string, Seen[]>,
+  inTable: Set<string>,
+  deadReason: Map<string, string>,
+  out: { wronglyRefused: string[]; missing: string[]; refusedByReason: Record<string, number> },
+): number {
+  let refused = 0;
+  for (const [id, seen] of byId) {
+    let wrong = false;
+    for (const s of seen) {
+      const reason = deadReason.get(`${s.partition}@${s.offset}`);
+      if (reason === undefined || isRefusalOfValidTicket(reason, s.keyOk)) continue;
+      out.wronglyRefused.push(`${id} (${reason} at ${s.partition}@${s.offset})`);
+      wrong = true;
+    }
+    if (inTable.has(id) || wrong) continue;
+    // a ticket refused as a whole (seat already sold) is a dead letter, not a loss
+    const reasons = seen.map((s) => deadReason.get(`${s.partition}@${s.offset}`));
+    if (reasons.every((r) => r !== undefined)) {
+      refused++;
+      out.refusedByReason[reasons[0]!] = (out.refusedByReason[reasons[0]!] ?? 0) + 1;
+    } else out.missing.push(id);
+  }
+  return refused;
+}
+
+/** Reads topic, table and dead letters and compares them. */
+export async function verifyPipeline(options: VerifyOptions): Promise<VerifyReport> {
+  const schema = options.schema ?? DEFAULT_SCHEMA;
+  const q = qualify({ schema, table: options.table });
+  const groupId = options.groupId ?? defaultGroupId(schema, options.table);
+  const settings = options.connection.kafka;
+  const { byId, cancelsById, badOffsets, messages, partitions } = await readTopicSide(options);
 
   const db = await createPool({
     uri: options.connection.postgresUri,
@@ -286,22 +333,11 @@ export async function verifyPipeline(options: VerifyOptions): Promise<VerifyRepo
     }
     deadLetters = letters.length;
     const deadReason = new Map(letters.map((d) => [`${d.partition}@${d.offset}`, d.reason]));
-    for (const [id, seen] of byId) {
-      let wrong = false;
-      for (const s of seen) {
-        const reason = deadReason.get(`${s.partition}@${s.offset}`);
-        if (reason === undefined || isRefusalOfValidTicket(reason, s.keyOk)) continue;
-        wronglyRefused.push(`${id} (${reason} at ${s.partition}@${s.offset})`);
-        wrong = true;
-      }
-      if (inTable.has(id) || wrong) continue;
-      // a ticket refused as a whole (seat already sold) is a dead letter, not a loss
-      const reasons = seen.map((s) => deadReason.get(`${s.partition}@${s.offset}`));
-      if (reasons.every((r) => r !== undefined)) {
-        refused++;
-        refusedByReason[reasons[0]!] = (refusedByReason[reasons[0]!] ?? 0) + 1;
-      } else missing.push(id);
-    }
+    refused = judgeTickets(byId, inTable, deadReason, {
+      wronglyRefused,
+      missing,
+      refusedByReason,
+    });
     for (const bad of badOffsets) if (!deadReason.has(bad)) deadLettersMissing.push(bad);
     const cancelledIds = result.rows.filter((r) => r.status === "cancelled").map((r) =>
       r.ticket_id
