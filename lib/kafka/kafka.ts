@@ -174,8 +174,9 @@ export function describeKafkaError(error: unknown, settings: KafkaSettings): App
   }
   if (
     names.includes("KafkaJSConnectionClosedError") ||
-    codes.some((c) => c === "ECONNRESET" || c === "EPIPE") ||
-    /Connection closed|Not connected|socket hang up/i.test(text)
+    codes.some((c) => ["ECONNRESET", "EPIPE", "ERR_STREAM_WRITE_AFTER_END"].includes(c)) ||
+    // a broker that ends the TLS session (no client certificate) can surface as a write after end
+    /Connection closed|Not connected|socket hang up|write after end/i.test(text)
   ) {
     return make(
       "KAFKA_UNREACHABLE",
