@@ -102,18 +102,17 @@ const COLUMNS = [
 /** Runs the write paths on the same generated rows. */
 export async function benchSink(suffix: string, sizes: SinkSizes): Promise<SinkResults> {
   const access = await stackAccess("SSL");
-  const scope = new CleanupScope();
   try {
     const rows = parsedRows(sizes.rows);
-    const ours = await oursSequential(access, scope, suffix, rows);
-    const oursParallel = await oursInParallel(access, scope, suffix, rows);
-    const rowAtATime = await insertRowAtATime(
-      access,
-      scope,
-      suffix,
-      rows.slice(0, sizes.rowAtATimeRows),
+    // each path's tables are dropped before the next path starts, so that each writes into a
+    // database holding the same (none of the others' pages in its buffers); \copy first, then
+    // the figure compared with it
+    const copy = await inOwnScope((scope) => psqlCopy(access, scope, suffix, rows));
+    const ours = await inOwnScope((scope) => oursSequential(access, scope, suffix, rows));
+    const oursParallel = await inOwnScope((scope) => oursInParallel(access, scope, suffix, rows));
+    const rowAtATime = await inOwnScope((scope) =>
+      insertRowAtATime(access, scope, suffix, rows.slice(0, sizes.rowAtATimeRows))
     );
-    const copy = await psqlCopy(access, scope, suffix, rows);
     return {
       batchSize: SINK_BATCH_SIZE,
       ours,
@@ -127,8 +126,17 @@ export async function benchSink(suffix: string, sizes: SinkSizes): Promise<SinkR
       },
     };
   } finally {
-    await scope.close();
     await releaseAccess(access);
+  }
+}
+
+/** Runs one path with a cleanup scope of its own, closed (its tables dropped) when it ends. */
+async function inOwnScope<T>(path: (scope: CleanupScope) => Promise<T>): Promise<T> {
+  const scope = new CleanupScope();
+  try {
+    return await path(scope);
+  } finally {
+    await scope.close();
   }
 }
 

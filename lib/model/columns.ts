@@ -8,7 +8,6 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { createHash } from "node:crypto";
 import {
   isWholeCents,
   MAX_EMAIL_BYTES,
@@ -22,6 +21,7 @@ import {
   textProblem,
   timeMicros,
 } from "./values.ts";
+import { md5Hex } from "./md5.ts";
 
 /** A sold movie ticket, as published to Kafka (JSON). */
 export interface Ticket {
@@ -270,8 +270,14 @@ export function columnIndex(name: string): number {
 
 /** The text of one column of a ticket (see `TicketColumn.text`). */
 export function columnText(ticket: Ticket, column: string): string {
+  return columnTexter(column)(ticket);
+}
+
+/** A function giving one column's text of a ticket, the column looked up once. */
+export function columnTexter(column: string): (ticket: Ticket) => string {
   const i = columnIndex(column);
-  return TICKET_COLUMNS[i]!.text(GETTERS[i]!(ticket as never) as never);
+  const spec = TICKET_COLUMNS[i]!, get = GETTERS[i]!;
+  return (ticket) => spec.text(get(ticket as never) as never);
 }
 
 /** The SQL list of the ticket columns as {@linkcode storedTicketSelect} names them. */
@@ -319,16 +325,23 @@ export function sameTicket(stored: StoredTicket, ticket: Ticket): boolean {
  * PostgreSQL computes the same with {@linkcode showIdSql}.
  */
 export function showId(ticket: Pick<Ticket, "theater" | "movie" | "showtime">): string {
-  const micros = timeMicros(ticket.showtime);
   const { theater, movie } = ticket;
   const prefix = theater.includes("\u001f") || movie.includes("\u001f")
     ? `${Buffer.byteLength(theater)}\u001f`
     : "";
-  const text = `${prefix}${theater}\u001f${movie}\u001f${micros}`;
-  const hex = createHash("md5").update(text).digest("hex");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${
-    hex.slice(20)
-  }`;
+  const hex = md5Hex(prefix + theater + "\u001f" + movie + "\u001f" + microsText(ticket.showtime));
+  return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" +
+    hex.slice(16, 20) + "-" + hex.slice(20);
+}
+
+/** {@linkcode timeMicros} as decimal text, without a BigInt when the number is exact. */
+function microsText(showtime: string): string {
+  const time = readIsoTime(showtime);
+  if (typeof time === "string") return "undefined"; // as `${timeMicros(...)}` wrote it
+  const micros = time.ms * 1000 + time.micros; // exact when it stays a safe integer
+  return Math.abs(micros) <= Number.MAX_SAFE_INTEGER
+    ? String(micros)
+    : String(BigInt(time.ms) * 1000n + BigInt(time.micros));
 }
 
 /** SQL computing {@linkcode showId} from three SQL expressions (text, text, timestamptz). */

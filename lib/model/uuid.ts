@@ -25,10 +25,10 @@ export function uuidv7s(count: number, now = Date.now()): string[] {
   const prefix = `${time[0]}${time[1]}${time[2]}${time[3]}-${time[4]}${time[5]}-`;
   const ids = new Array<string>(count);
   for (let i = 0, r = 0; i < count; i++, r += 10) {
-    const h = (k: number) => HEX[random[r + k]!]!;
-    ids[i] = `${prefix}${HEX[0x70 | (random[r]! & 0x0f)]}${h(1)}-${
-      HEX[0x80 | (random[r + 2]! & 0x3f)]
-    }${h(3)}-${h(4)}${h(5)}${h(6)}${h(7)}${h(8)}${h(9)}`;
+    ids[i] = prefix + HEX[0x70 | (random[r]! & 0x0f)] + HEX[random[r + 1]!] + "-" +
+      HEX[0x80 | (random[r + 2]! & 0x3f)] + HEX[random[r + 3]!] + "-" + HEX[random[r + 4]!] +
+      HEX[random[r + 5]!] + HEX[random[r + 6]!] + HEX[random[r + 7]!] + HEX[random[r + 8]!] +
+      HEX[random[r + 9]!];
   }
   return ids;
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { CopyData, copyField, copyFrom } from "../postgres/copy.ts";
+import { copyFrom, CopyWriter } from "../postgres/copy.ts";
 import { messageOf } from "../errors.ts";
 import { log } from "../log.ts";
 import type { PoolClient } from "../postgres/postgres.ts";
@@ -13,8 +13,8 @@ import { uuidv7s } from "../model/uuid.ts";
 import { PAID, type QualifiedNames, REFUNDED, SOURCE_COLUMN_NAMES } from "../postgres/schema.ts";
 import { type Cancel, type TicketStatus, UNKNOWN_TICKET } from "../model/message.ts";
 import {
-  columnIndex,
   columnText,
+  columnTexter,
   sameTicket,
   showId,
   showIdSql,
@@ -652,9 +652,13 @@ async function writeFast(
   batch: Batch,
 ): Promise<BatchResult | undefined> {
   const result = emptyResult();
-  await client.query("BEGIN");
+  const begun = client.query("BEGIN");
+  const claiming = claimOffset(client, sql, batch); // sent as soon as BEGIN is done
+  claiming.catch(() => {}); // when BEGIN failed, so did the claim: BEGIN's error is thrown
+  const pieces = copyPieces(batch); // its first piece is made while the two statements travel
+  await begun;
   try {
-    const claim = await claimOffset(client, sql, batch);
+    const claim = await claiming;
     if (!claim) {
       await client.query("ROLLBACK");
       return result;
@@ -664,10 +668,9 @@ async function writeFast(
       await client.query("ROLLBACK");
       return undefined;
     }
-    const lines = copyLines(batch);
-    await copyFrom(client, sql.copy.seats, lines.seats);
-    await copyFrom(client, sql.copy.tickets, lines.tickets);
-    await copyFrom(client, sql.copy.transactions, lines.transactions);
+    await copyFrom(client, sql.copy.seats, pieces.seats);
+    await copyFrom(client, sql.copy.tickets, pieces.tickets);
+    await copyFrom(client, sql.copy.transactions, pieces.payments);
     result.deadLetters = await insertDeadLetters(client, sql, batch, batch.deadLetters);
     await client.query("COMMIT");
     result.committed = true;
@@ -685,38 +688,117 @@ async function writeFast(
   }
 }
 
-/** Where the payments table's values stand among a ticket's column texts. */
-const [ID, AMOUNT, CURRENCY, PURCHASED] = [
-  "ticket_id",
-  "price_amount",
-  "price_currency",
-  "purchased_at",
-].map(columnIndex) as [number, number, number, number];
+/** Tickets per piece of a streamed COPY: the client makes one while the server stores one. */
+const COPY_PIECE_TICKETS = 500;
 
-/** The batch's rows in COPY text format, one buffer per table. */
-function copyLines(batch: Batch) {
-  // sized for a typical ticket (~320 bytes, ~4.5 seats of ~80 bytes, a ~100-byte payment)
+/**
+ * The batch's rows in COPY text format, in pieces of {@linkcode COPY_PIECE_TICKETS} tickets.
+ * `seats`, the first of the three COPYs and the longest for the server, is lazy: its COPY asks
+ * for a piece when the one before has left, and after each piece of seats the same tickets'
+ * lines of the other two tables are made and kept. So the client's encoding overlaps the
+ * server's inserts (~7 ms of the server's time a piece of seats, ~3 ms of the client's for all
+ * three tables' lines), and the other two COPYs find their data ready. Making each table's
+ * lines only when its own COPY asks was slower: the server storing tickets and payments
+ * outpaces the client's encoding of them (bench/README.md).
+ */
+export function copyPieces(batch: Batch): {
+  seats: Iterable<Buffer>;
+  tickets: Buffer[];
+  payments: Buffer[];
+} {
+  const tickets: Buffer[] = [], payments: Buffer[] = [];
   const n = batch.rows.length;
-  const tickets = new CopyData(n * 384), seats = new CopyData(n * 448);
-  const transactions = new CopyData(n * 128);
-  const topic = copyField(batch.topic), partition = String(batch.partition);
-  const payments = uuidv7s(n);
-  for (let i = 0; i < n; i++) {
-    const { ticket: t, offset, publishedAt } = batch.rows[i]!;
-    const f = ticketTexts(t).map(copyField); // the columns' texts, in the spec's order
-    const published = publishedAt ? publishedAt.toISOString() : "\\N";
-    tickets.add(`${f.join("\t")}\t${topic}\t${partition}\t${offset}\t${published}\n`);
-    const show = showId(t);
-    for (const seat of t.seats) seats.add(`${show}\t${copyField(seat)}\t${f[ID]}\n`);
-    // the id is made here: gen_random_uuid() costs the database ~5 µs a row (OpenSSL's
-    // RAND_bytes), a third of the insert, on the machine's busiest process; and version 7 keeps
-    // the primary key's inserts at the index's right edge
-    transactions.add(
-      `${f[ID]}\t${f[AMOUNT]}\t${f[CURRENCY]}\t${f[PURCHASED]}\t${payments[i]}\n`,
-    );
+  const first = piece(batch, 0, Math.min(n, COPY_PIECE_TICKETS), 448, seatLines); // made now
+  function* seats(): Generator<Buffer> {
+    yield first;
+    for (let from = COPY_PIECE_TICKETS; from < n; from += COPY_PIECE_TICKETS) {
+      yield piece(batch, from, Math.min(n, from + COPY_PIECE_TICKETS), 448, seatLines);
+    }
+    // the server has most seats to store still: the other two tables are made meanwhile, a
+    // piece at a time, the event loop turning in between (an empty piece) so that the seats
+    // the socket could not take yet keep flowing to the server
+    for (let from = 0; from < n; from += COPY_PIECE_TICKETS) {
+      const to = Math.min(n, from + COPY_PIECE_TICKETS);
+      tickets.push(piece(batch, from, to, 384, ticketLines));
+      yield NOTHING;
+      payments.push(piece(batch, from, to, 128, paymentLines));
+      yield NOTHING;
+    }
   }
-  return { tickets, seats, transactions };
+  return { seats: seats(), tickets, payments };
 }
+
+/** A piece without data: the COPY's sender lets the event loop turn before asking again. */
+const NOTHING = Buffer.alloc(0);
+
+/** Writes the lines of the batch's rows `from` to `to` (excluded) of one table. */
+type WriteLines = (out: CopyWriter, batch: Batch, from: number, to: number) => void;
+
+/** One table's lines of some rows; `bytesPerTicket` sizes the buffer for a typical ticket. */
+function piece(
+  batch: Batch,
+  from: number,
+  to: number,
+  bytesPerTicket: number,
+  write: WriteLines,
+): Buffer {
+  const out = new CopyWriter((to - from) * bytesPerTicket);
+  write(out, batch, from, to);
+  return out.bytes();
+}
+
+/** The ticket table's lines: the columns' texts in the spec's order, then where it was read. */
+const ticketLines: WriteLines = (out, batch, from, to) => {
+  const partition = String(batch.partition);
+  let publishedMs: number | undefined = NaN, published = "";
+  for (let i = from; i < to; i++) {
+    const { ticket, offset, publishedAt } = batch.rows[i]!;
+    for (const text of ticketTexts(ticket)) out.field(text);
+    out.field(batch.topic);
+    out.field(partition);
+    out.field(offset);
+    // consecutive messages mostly share a publish time: its text is made once per change
+    if (publishedAt?.getTime() !== publishedMs) {
+      publishedMs = publishedAt?.getTime();
+      published = publishedAt ? publishedAt.toISOString() : "";
+    }
+    if (publishedAt) out.last(published);
+    else out.nullField(true);
+  }
+};
+
+/** The seats table's lines: per seat its show, its label and the ticket holding it. */
+const seatLines: WriteLines = (out, batch, from, to) => {
+  for (let i = from; i < to; i++) {
+    const ticket = batch.rows[i]!.ticket;
+    const show = showId(ticket);
+    for (const seat of ticket.seats) {
+      out.field(show);
+      out.field(seat);
+      out.last(ticket.ticket_id);
+    }
+  }
+};
+
+/** The payments table's lines: ticket, amount, currency, time and a new transaction id. */
+const paymentLines: WriteLines = (out, batch, from, to) => {
+  // the id is made here: gen_random_uuid() costs the database ~5 µs a row (OpenSSL's
+  // RAND_bytes), a third of the insert, on the machine's busiest process; and version 7 keeps
+  // the primary key's inserts at the index's right edge
+  const ids = uuidv7s(to - from);
+  for (let i = from; i < to; i++) {
+    const ticket = batch.rows[i]!.ticket;
+    out.field(ticket.ticket_id);
+    out.field(amountText(ticket));
+    out.field(currencyText(ticket));
+    out.field(purchasedText(ticket));
+    out.last(ids[i - from]!);
+  }
+};
+
+/** The payment's values, as the ticket table's columns hold them. */
+const amountText = columnTexter("price_amount"), currencyText = columnTexter("price_currency");
+const purchasedText = columnTexter("purchased_at");
 
 /**
  * Moves the stored offset from `expectedOffset` to `nextOffset`; undefined if it was elsewhere.
@@ -961,7 +1043,7 @@ async function insertTransactions(client: PoolClient, statement: string, rows: I
     rows.map((r) => columnText(r.ticket, "price_amount")),
     rows.map((r) => r.ticket.price.currency),
     rows.map((r) => r.ticket.purchased_at),
-    uuidv7s(rows.length), // made here, as in copyLines
+    uuidv7s(rows.length), // made here, as in paymentLines
   ]);
 }
 

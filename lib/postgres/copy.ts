@@ -5,6 +5,8 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
+import { messageOf } from "../errors.ts";
 import type { PoolClient } from "./postgres.ts";
 
 /** A value of one COPY column; null and undefined are SQL NULL. */
@@ -24,13 +26,17 @@ export function copyField(value: CopyValue): string {
 const encoder = new TextEncoder();
 
 /**
- * Rows in COPY's text format, encoded to UTF-8 one line at a time into a growing buffer (one long
- * string built by `+=` costs more to flatten and encode than the rows cost to build).
+ * Rows in COPY's text format, written as UTF-8 straight into a growing buffer, field by field:
+ * printable ASCII (nearly every byte of a ticket) is copied a character at a time with the
+ * escapes applied on the way; the rest of a field that holds other characters is escaped by
+ * {@linkcode copyField} and encoded by `encodeInto`. No line string is built: concatenated lines
+ * (ropes) encoded one by one, or pieces joined into one string and encoded, cost more
+ * (bench/README.md).
  */
-export class CopyData {
+export class CopyWriter {
   #bytes: Uint8Array;
   #length = 0;
-  /** Rows added. */
+  /** Rows ended. */
   rows = 0;
 
   /** `expectedBytes`: a guess of the total, to allocate once instead of doubling. */
@@ -38,16 +44,56 @@ export class CopyData {
     this.#bytes = new Uint8Array(expectedBytes);
   }
 
-  /** Adds one line (its fields already passed through {@linkcode copyField}, `\n` at the end). */
-  add(line: string): void {
-    const room = line.length * 3; // UTF-8 bytes per UTF-16 unit, at most
-    if (this.#bytes.length - this.#length < room) {
-      const grown = new Uint8Array(Math.max(this.#bytes.length * 2, this.#length + room));
-      grown.set(this.#bytes.subarray(0, this.#length));
-      this.#bytes = grown;
-    }
-    this.#length += encoder.encodeInto(line, this.#bytes.subarray(this.#length)).written;
+  /** Writes one value followed by a tab. */
+  field(value: string): void {
+    this.#put(value);
+    this.#bytes[this.#length++] = 0x09;
+  }
+
+  /** Writes the row's last value and ends the row. */
+  last(value: string): void {
+    this.#put(value);
+    this.#bytes[this.#length++] = 0x0a;
     this.rows++;
+  }
+
+  /** Writes SQL NULL (`\\N`) followed by a tab, or ending the row when `last`. */
+  nullField(last = false): void {
+    if (this.#bytes.length - this.#length < 3) this.#grow(3);
+    this.#bytes[this.#length++] = 0x5c;
+    this.#bytes[this.#length++] = 0x4e;
+    this.#bytes[this.#length++] = last ? 0x0a : 0x09;
+    if (last) this.rows++;
+  }
+
+  #put(value: string): void {
+    const length = value.length;
+    // room for the value's UTF-8 (3 bytes a UTF-16 unit at most; an escape is 2) and a separator
+    if (this.#bytes.length - this.#length < length * 3 + 1) this.#grow(length * 3 + 1);
+    const bytes = this.#bytes;
+    let at = this.#length;
+    for (let i = 0; i < length; i++) {
+      const c = value.charCodeAt(i);
+      if (c >= 0x20 && c < 0x7f) {
+        if (c === 0x5c) bytes[at++] = 0x5c; // a backslash is doubled
+        bytes[at++] = c;
+      } else if (c === 0x09 || c === 0x0a || c === 0x0d) {
+        bytes[at++] = 0x5c;
+        bytes[at++] = c === 0x09 ? 0x74 : c === 0x0a ? 0x6e : 0x72; // \t \n \r
+      } else if (c < 0x80) {
+        bytes[at++] = c; // other control characters go as they are
+      } else {
+        at += encoder.encodeInto(copyField(value.slice(i)), bytes.subarray(at)).written;
+        break;
+      }
+    }
+    this.#length = at;
+  }
+
+  #grow(room: number): void {
+    const grown = new Uint8Array(Math.max(this.#bytes.length * 2, this.#length + room));
+    grown.set(this.#bytes.subarray(0, this.#length));
+    this.#bytes = grown;
   }
 
   /** The encoded rows (a view, not a copy). */
@@ -71,29 +117,55 @@ interface CopyConnection {
   query(text: string): void;
   sendCopyFromChunk(chunk: Buffer): void;
   endCopyFrom(): void;
+  sendCopyFail(message: string): void;
 }
+
+/** The data of a COPY: whole, or pieces made while the server reads the ones sent before. */
+export type CopySource = string | Uint8Array | Iterable<Uint8Array>;
+
+/** Resolves after the event loop has run once more: socket writes queued before go out. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * A query object node-postgres runs like its own (`client.query(new CopyIn(...))`): sends the
  * statement, answers the server's CopyInResponse with the data and CopyDone, and reports the
- * row count of `COPY n` when the server is ready again. Errors (a unique violation, say) arrive
- * as the callback's error, after which the connection is usable (within a failed transaction).
+ * row count of `COPY n` when the server is ready again. Data given as pieces is streamed: each
+ * piece is sent, the event loop runs once (the write leaves, the server starts on it), and only
+ * then is the next piece asked for, so that making piece n+1 overlaps the server storing piece
+ * n. Errors (a unique violation, say) arrive as the callback's error, after which the connection
+ * is usable (within a failed transaction); no piece is asked for after one.
  */
 class CopyIn {
   callback?: (error: Error | null, rows?: number) => void;
   #rows = 0;
+  #failed = false;
 
-  constructor(readonly text: string, readonly data: Buffer) {}
+  constructor(readonly text: string, readonly data: Iterable<Uint8Array>) {}
 
   submit(connection: CopyConnection): void {
     connection.query(this.text);
   }
 
   handleCopyInResponse(connection: CopyConnection): void {
-    for (let at = 0; at < this.data.length; at += CHUNK_BYTES) {
-      connection.sendCopyFromChunk(this.data.subarray(at, at + CHUNK_BYTES));
+    void this.#send(connection);
+  }
+
+  async #send(connection: CopyConnection): Promise<void> {
+    try {
+      for (const piece of this.data) {
+        if (this.#failed) return;
+        for (let at = 0; at < piece.length; at += CHUNK_BYTES) { // none for an empty piece
+          const part = piece.subarray(at, at + CHUNK_BYTES);
+          connection.sendCopyFromChunk(Buffer.from(part.buffer, part.byteOffset, part.length));
+        }
+        await nextTurn();
+        if (this.#failed) return;
+      }
+      connection.endCopyFrom();
+    } catch (error) {
+      // making a piece failed: the server ends the COPY with an error naming it
+      connection.sendCopyFail(`the client could not make the COPY data: ${messageOf(error)}`);
     }
-    connection.endCopyFrom();
   }
 
   handleCommandComplete(message: { text?: string }): void {
@@ -105,6 +177,7 @@ class CopyIn {
   }
 
   handleError(error: Error): void {
+    this.#failed = true;
     this.callback?.(error);
   }
 
@@ -117,17 +190,18 @@ class CopyIn {
 }
 
 /**
- * Runs `COPY <target> FROM STDIN` with `data` (lines from {@linkcode copyLine}, as text or as
- * {@linkcode CopyData}) as its data; returns the number of rows the server stored. `target` is
- * trusted SQL (quoted names, column list).
+ * Runs `COPY <target> FROM STDIN` with `data` as its data: text (lines from
+ * {@linkcode copyLine}), bytes (from {@linkcode CopyWriter}), or pieces of bytes made one at a
+ * time while the server stores the ones before (see {@linkcode CopyIn}). Returns the number of
+ * rows the server stored. `target` is trusted SQL (quoted names, column list).
  */
-export function copyFrom(
-  client: PoolClient,
-  target: string,
-  data: string | CopyData,
-): Promise<number> {
-  const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data.bytes();
-  const copy = new CopyIn(`COPY ${target} FROM STDIN`, bytes);
+export function copyFrom(client: PoolClient, target: string, data: CopySource): Promise<number> {
+  const pieces = typeof data === "string"
+    ? [Buffer.from(data, "utf8")]
+    : data instanceof Uint8Array
+    ? [data]
+    : data;
+  const copy = new CopyIn(`COPY ${target} FROM STDIN`, pieces);
   return new Promise<number>((resolve, reject) => {
     copy.callback = (error, rows) => error ? reject(error) : resolve(rows ?? 0);
     // node-postgres accepts any object with submit(); its typings only know its own
