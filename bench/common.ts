@@ -91,6 +91,24 @@ export function openDatabase(access: StackAccess, max = 4): Promise<Database> {
   });
 }
 
+/**
+ * Writes every dirty buffer out and starts a new WAL segment (CHECKPOINT, as the stack's
+ * superuser), so that a timed write starts from the same database state as the one it is
+ * compared with, not inheriting the previous one's backlog. False where no superuser URI is
+ * known (then nothing is done).
+ */
+export async function checkpoint(access: StackAccess): Promise<boolean> {
+  const uri = stackInfo().postgresAdminUri;
+  if (!uri) return false;
+  const db = await createPool({ uri, certPath: access.certPath, max: 1 });
+  try {
+    await db.pool.query("CHECKPOINT");
+    return true;
+  } finally {
+    await db.pool.end();
+  }
+}
+
 /** The tables that belong to one ticket table (not the shared pipeline tables), qualified. */
 export function ownTables(table: string): string[] {
   const shared = new Set(
