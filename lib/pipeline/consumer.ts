@@ -30,7 +30,15 @@ import { MAX_TICKET_BYTES } from "../model/ticket.ts";
 import { UNKNOWN_TICKET } from "../model/message.ts";
 import { createPool, type Database, describePgError, sqlStateOf } from "../postgres/postgres.ts";
 import { qualify } from "../postgres/schema.ts";
-import { type Batch, type BatchResult, sinkStatements, storedOffsets } from "./sink.ts";
+import {
+  addWriteCounts,
+  type Batch,
+  type BatchResult,
+  noWriteCounts,
+  sinkStatements,
+  storedOffsets,
+  type WriteCounts,
+} from "./sink.ts";
 import { GroupOffsetMirror } from "./group_offsets.ts";
 import {
   lagOf,
@@ -84,22 +92,10 @@ export interface ConsumerOptions {
   signal?: AbortSignal;
 }
 
-/** Counts of a consumer run. */
-export interface ConsumerSummary {
+/** Counts of a consumer run: its committed batches' counts added up, and the run's own. */
+export interface ConsumerSummary extends WriteCounts {
   /** Messages written (as rows, duplicates, conflicts or dead letters) in committed batches. */
   received: number;
-  stored: number;
-  duplicates: number;
-  conflicts: number;
-  deadLetters: number;
-  /** Tickets refused because a seat was already sold (also counted in deadLetters). */
-  seatTaken: number;
-  /** Cancellations applied (ticket cancelled, seats freed, payment refunded). */
-  cancelled: number;
-  /** Cancellations of a ticket never stored (also counted in deadLetters). */
-  unknownTicket: number;
-  /** Tickets PostgreSQL refused, isolated by splitting their batch (also in deadLetters). */
-  rejected: number;
   /** Messages deleted from the log (retention) before this group read them. */
   lost: number;
   /** Batches dropped because another group member had moved the stored offset. */
@@ -154,21 +150,7 @@ function within<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
 
 /** A new summary, all counts zero. */
 function emptySummary(): ConsumerSummary {
-  return {
-    received: 0,
-    stored: 0,
-    duplicates: 0,
-    conflicts: 0,
-    deadLetters: 0,
-    seatTaken: 0,
-    cancelled: 0,
-    unknownTicket: 0,
-    rejected: 0,
-    lost: 0,
-    fenced: 0,
-    seconds: 0,
-    activeSeconds: 0,
-  };
+  return { received: 0, ...noWriteCounts(), lost: 0, fenced: 0, seconds: 0, activeSeconds: 0 };
 }
 
 /** Adds a written chunk's result to the summary. */
@@ -177,14 +159,7 @@ function count(summary: ConsumerSummary, result: BatchResult, lost: number): voi
     if (result.committed) summary.lost += lost;
   } else {
     summary.received += result.messages ?? 0;
-    summary.stored += result.stored;
-    summary.duplicates += result.duplicates;
-    summary.conflicts += result.conflicts;
-    summary.deadLetters += result.deadLetters;
-    summary.seatTaken += result.seatTaken;
-    summary.cancelled += result.cancelled;
-    summary.unknownTicket += result.unknownTicket;
-    summary.rejected += result.rejected ?? 0;
+    addWriteCounts(summary, result);
   }
   if (!result.committed) summary.fenced++;
 }
@@ -207,7 +182,7 @@ function deadLettersOf(
   add(UNKNOWN_TICKET, result.unknownTicket);
   add(DB_REJECTED, result.rejected ?? 0);
   // the batch's own dead letters by offset: a bisect that met the fence committed a prefix
-  let own = result.deadLetters - result.seatTaken - result.unknownTicket - (result.rejected ?? 0);
+  let own = result.deadLetters - result.seatTaken - result.unknownTicket - result.rejected;
   if (own <= 0) return into;
   const letters = [...batch.deadLetters].sort((a, b) =>
     Number(BigInt(a.offset) - BigInt(b.offset))

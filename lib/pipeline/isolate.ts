@@ -6,7 +6,7 @@
  * @module
  */
 import { classifyDbError } from "../postgres/postgres.ts";
-import type { Batch, BatchResult, DeadLetter } from "./sink.ts";
+import { addWriteCounts, type Batch, type BatchResult, type DeadLetter } from "./sink.ts";
 
 /** Dead-letter reason of a message PostgreSQL refused although it parsed as a ticket. */
 export const DB_REJECTED = "DB_REJECTED";
@@ -58,15 +58,8 @@ function slice(batch: Batch, from: bigint, to: bigint): Batch {
 /** Sums the counts of two consecutive parts; committed only if both were. */
 function add(a: BatchResult, b: BatchResult): BatchResult {
   return {
+    ...addWriteCounts({ ...a }, b),
     committed: a.committed && b.committed,
-    stored: a.stored + b.stored,
-    duplicates: a.duplicates + b.duplicates,
-    conflicts: a.conflicts + b.conflicts,
-    deadLetters: a.deadLetters + b.deadLetters,
-    seatTaken: a.seatTaken + b.seatTaken,
-    cancelled: a.cancelled + b.cancelled,
-    unknownTicket: a.unknownTicket + b.unknownTicket,
-    rejected: (a.rejected ?? 0) + (b.rejected ?? 0),
     messages: (a.messages ?? 0) + (b.messages ?? 0),
   };
 }

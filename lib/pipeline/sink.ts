@@ -82,10 +82,8 @@ export interface Batch {
   deadLetters: DeadLetter[];
 }
 
-/** What a batch did. */
-export interface BatchResult {
-  /** False when another consumer moved the stored offset: nothing was written. */
-  committed: boolean;
+/** What written messages became: a batch's counts, which a run adds up. */
+export interface WriteCounts {
   stored: number;
   /** Same ticket_id and same content as a stored row; or a ticket cancelled already. */
   duplicates: number;
@@ -93,14 +91,42 @@ export interface BatchResult {
   conflicts: number;
   /** Dead letters written: the batch's unparseable messages plus tickets refused (SEAT_TAKEN). */
   deadLetters: number;
-  /** Tickets refused because a seat was already sold for that show. */
+  /** Tickets refused because a seat was already sold for that show (also in deadLetters). */
   seatTaken: number;
   /** Cancellations applied: ticket cancelled, its seats freed, its payment refunded. */
   cancelled: number;
   /** Cancellations of a ticket never stored (UNKNOWN_TICKET dead letters, in deadLetters). */
   unknownTicket: number;
-  /** Tickets PostgreSQL refused (DB_REJECTED dead letters, also counted in deadLetters). */
-  rejected?: number;
+  /** Tickets PostgreSQL refused (DB_REJECTED dead letters, also in deadLetters). */
+  rejected: number;
+}
+
+const WRITE_COUNTS: readonly (keyof WriteCounts)[] = [
+  "stored",
+  "duplicates",
+  "conflicts",
+  "deadLetters",
+  "seatTaken",
+  "cancelled",
+  "unknownTicket",
+  "rejected",
+];
+
+/** Counts all zero. */
+export function noWriteCounts(): WriteCounts {
+  return Object.fromEntries(WRITE_COUNTS.map((k) => [k, 0])) as unknown as WriteCounts;
+}
+
+/** Adds `more`'s counts to `into`'s; returns `into`. */
+export function addWriteCounts<T extends WriteCounts>(into: T, more: WriteCounts): T {
+  for (const k of WRITE_COUNTS) into[k] += more[k];
+  return into;
+}
+
+/** What a batch did. */
+export interface BatchResult extends WriteCounts {
+  /** False when another consumer moved the stored offset: nothing was written. */
+  committed: boolean;
   /** Messages of the batch written (set by writeIsolating). */
   messages?: number;
 }
@@ -575,16 +601,7 @@ const FEATURE_NOT_SUPPORTED = "0A000";
 const LOCK_NOT_AVAILABLE = "55P03";
 
 function emptyResult(): BatchResult {
-  return {
-    committed: false,
-    stored: 0,
-    duplicates: 0,
-    conflicts: 0,
-    deadLetters: 0,
-    seatTaken: 0,
-    cancelled: 0,
-    unknownTicket: 0,
-  };
+  return { committed: false, ...noWriteCounts() };
 }
 
 /**

@@ -5,47 +5,17 @@ import type pg from "pg";
 import { setupDatabase } from "../postgres/setup.ts";
 import { createPool } from "../postgres/postgres.ts";
 import { type QualifiedNames, qualify } from "../postgres/schema.ts";
-import { type Batch, type BatchResult, sinkStatements, writeBatch } from "./sink.ts";
+import {
+  addWriteCounts,
+  noWriteCounts,
+  sinkStatements,
+  writeBatch,
+  type WriteCounts,
+} from "./sink.ts";
+import { batchOf, cancelOf, isCancel, type Msg, writeBatches } from "../../testing/sink_batches.ts";
 import { stackConnection, stackInfo, uniqueSuffix } from "../../testing/testing.ts";
 import { showId, type Ticket } from "../model/columns.ts";
 import { TicketGenerator } from "../model/generator.ts";
-import { type Cancel, encodeCancel } from "../model/message.ts";
-import { encodeTicket } from "../model/ticket.ts";
-
-/** A message of a test batch: a ticket (purchase) or a cancellation. */
-type Msg = Ticket | Cancel;
-
-const isCancel = (m: Msg): m is Cancel => (m as Cancel).type === "cancel";
-
-function cancelOf(id: string, minute = 0, reason = "changed plans"): Cancel {
-  return {
-    type: "cancel",
-    ticket_id: id,
-    cancelled_at: `2026-04-01T10:${String(minute).padStart(2, "0")}:00.5Z`,
-    reason,
-  };
-}
-
-/** The messages from offset `from` on as one batch of partition 0, for group `group`. */
-function batchOf(table: string, group: string, from: bigint, msgs: Msg[]): Batch {
-  const batch: Batch = {
-    groupId: group,
-    table,
-    topic: "t",
-    partition: 0,
-    expectedOffset: from,
-    nextOffset: from + BigInt(msgs.length),
-    rows: [],
-    cancels: [],
-    deadLetters: [],
-  };
-  msgs.forEach((m, i) => {
-    const offset = String(from + BigInt(i));
-    if (isCancel(m)) batch.cancels!.push({ cancel: m, offset, value: encodeCancel(m) });
-    else batch.rows.push({ ticket: m, offset, value: encodeTicket(m) });
-  });
-  return batch;
-}
 
 /** Writes `msgs` in batches of `size` for `group`; returns the summed counts. */
 async function writeAll(
@@ -55,22 +25,10 @@ async function writeAll(
   group: string,
   msgs: Msg[],
   size: number,
-): Promise<Omit<BatchResult, "committed">> {
-  const sql = sinkStatements(q);
-  const total = {
-    stored: 0,
-    duplicates: 0,
-    conflicts: 0,
-    deadLetters: 0,
-    seatTaken: 0,
-    cancelled: 0,
-    unknownTicket: 0,
-  };
-  for (let from = 0; from < msgs.length; from += size) {
-    const part = msgs.slice(from, from + size);
-    const result = await writeBatch(client, sql, batchOf(table, group, BigInt(from), part));
-    assert.equal(result.committed, true);
-    for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += result[k];
+): Promise<WriteCounts> {
+  const total = noWriteCounts();
+  for (const result of await writeBatches(client, q, table, group, msgs, size)) {
+    addWriteCounts(total, result);
   }
   return total;
 }
@@ -163,6 +121,7 @@ for (const size of [1, 2, 5000]) {
         seatTaken: 1,
         cancelled: 2,
         unknownTicket: 1,
+        rejected: 0,
       });
       const state = await stateOf(client, q, `g_${table}`);
       const show = showId(a!);

@@ -6,67 +6,14 @@ import assert from "node:assert/strict";
 import type pg from "pg";
 import { createPool } from "../postgres/postgres.ts";
 import type { QualifiedNames } from "../postgres/schema.ts";
-import { type Batch, type BatchResult, sinkStatements, writeBatch } from "./sink.ts";
+import { sinkStatements, writeBatch } from "./sink.ts";
+import { batchOf, cancelOf, type Msg, writeBatches } from "../../testing/sink_batches.ts";
 import { sql as sqlRows, withPipeline } from "../../testing/testing.ts";
 import { setupDatabase } from "../postgres/setup.ts";
 import { showId, showIdSql, type Ticket } from "../model/columns.ts";
 import { TicketGenerator } from "../model/generator.ts";
-import { type Cancel, encodeCancel, parseMessage } from "../model/message.ts";
+import { parseMessage } from "../model/message.ts";
 import { encodeTicket } from "../model/ticket.ts";
-
-type Msg = Ticket | Cancel;
-
-const isCancel = (m: Msg): m is Cancel => (m as Cancel).type === "cancel";
-
-function cancelOf(id: string): Cancel {
-  return {
-    type: "cancel",
-    ticket_id: id,
-    cancelled_at: "2026-04-01T10:00:00Z",
-    reason: "changed plans",
-  };
-}
-
-/** `msgs` as one batch of partition 0 from offset `from`, for `group`. */
-function batchOf(table: string, group: string, from: bigint, msgs: Msg[]): Batch {
-  const batch: Batch = {
-    groupId: group,
-    table,
-    topic: "t",
-    partition: 0,
-    expectedOffset: from,
-    nextOffset: from + BigInt(msgs.length),
-    rows: [],
-    cancels: [],
-    deadLetters: [],
-  };
-  msgs.forEach((m, i) => {
-    const offset = String(from + BigInt(i));
-    if (isCancel(m)) batch.cancels!.push({ cancel: m, offset, value: encodeCancel(m) });
-    else batch.rows.push({ ticket: m, offset, value: encodeTicket(m) });
-  });
-  return batch;
-}
-
-/** Writes `msgs` in batches of `size` for `group`; every batch must commit. */
-async function writeAll(
-  client: pg.PoolClient,
-  q: QualifiedNames,
-  table: string,
-  group: string,
-  msgs: Msg[],
-  size: number,
-): Promise<BatchResult[]> {
-  const sql = sinkStatements(q);
-  const results: BatchResult[] = [];
-  for (let from = 0; from < msgs.length; from += size) {
-    const batch = batchOf(table, group, BigInt(from), msgs.slice(from, from + size));
-    const result = await writeBatch(client, sql, batch);
-    assert.equal(result.committed, true);
-    results.push(result);
-  }
-  return results;
-}
 
 /** Tickets, seats and payments, in a form to compare. */
 async function tables(client: pg.PoolClient, q: QualifiedNames) {
@@ -126,7 +73,7 @@ Deno.test("show key: two different shows never share a key, whatever their theat
   }
   assert.notEqual(showId(one), showId(two), "two shows, two keys");
   await withClient("review_showkey", async (table, q, client) => {
-    const results = await writeAll(client, q, table, `g_${table}`, [one, two], 1);
+    const results = await writeBatches(client, q, table, `g_${table}`, [one, two], 1);
     assert.deepEqual(results.map((r) => [r.stored, r.seatTaken]), [[1, 0], [1, 0]]);
     // the stored seats carry the key PostgreSQL computes from each stored ticket
     const mismatched = await client.query(
@@ -181,10 +128,10 @@ Deno.test({
           `DELETE FROM ${q.tickets}; DELETE FROM ${q.seats}; DELETE FROM ${q.transactions};
            DELETE FROM ${q.freedSeats}`,
         );
-        const first = await writeAll(client, q, table, `g1_${size}_${table}`, msgs, size);
+        const first = await writeBatches(client, q, table, `g1_${size}_${table}`, msgs, size);
         assert.equal(first.reduce((n, r) => n + r.seatTaken, 0), 1, "b is refused at first");
         const before = await tables(client, q);
-        const replay = await writeAll(client, q, table, `g2_${size}_${table}`, msgs, size);
+        const replay = await writeBatches(client, q, table, `g2_${size}_${table}`, msgs, size);
         const after = await tables(client, q);
         assert.deepEqual(
           { after, stored: replay.reduce((n, r) => n + r.stored, 0) },
