@@ -6,8 +6,17 @@
 import assert from "node:assert/strict";
 import type pg from "pg";
 import type { QualifiedNames } from "../lib/postgres/schema.ts";
-import { type Batch, type BatchResult, sinkStatements, writeBatch } from "../lib/pipeline/sink.ts";
+import {
+  addWriteCounts,
+  type Batch,
+  type BatchResult,
+  noWriteCounts,
+  sinkStatements,
+  writeBatch,
+  type WriteCounts,
+} from "../lib/pipeline/sink.ts";
 import type { Ticket } from "../lib/model/columns.ts";
+import { TicketGenerator } from "../lib/model/generator.ts";
 import { type Cancel, encodeCancel } from "../lib/model/message.ts";
 import { encodeTicket } from "../lib/model/ticket.ts";
 
@@ -66,4 +75,26 @@ export async function writeBatches(
     results.push(result);
   }
   return results;
+}
+
+/** {@linkcode writeBatches}, its batches' counts added up. */
+export async function writeCounted(
+  ...args: Parameters<typeof writeBatches>
+): Promise<WriteCounts> {
+  const total = noWriteCounts();
+  for (const result of await writeBatches(...args)) addWriteCounts(total, result);
+  return total;
+}
+
+/** Tickets of one show (generated from `seed`), one per entry of `seats`, with those seats. */
+export function showTickets(seed: number, seats: string[][]): Ticket[] {
+  const gen = new TicketGenerator({ seed });
+  const first = gen.next();
+  return seats.map((s, i) => ({
+    ...(i === 0 ? first : gen.next()),
+    theater: first.theater,
+    movie: first.movie,
+    showtime: first.showtime,
+    seats: s,
+  }));
 }

@@ -5,33 +5,17 @@ import type pg from "pg";
 import { setupDatabase } from "../postgres/setup.ts";
 import { createPool } from "../postgres/postgres.ts";
 import { type QualifiedNames, qualify } from "../postgres/schema.ts";
+import { sinkStatements, writeBatch } from "./sink.ts";
 import {
-  addWriteCounts,
-  noWriteCounts,
-  sinkStatements,
-  writeBatch,
-  type WriteCounts,
-} from "./sink.ts";
-import { batchOf, cancelOf, isCancel, type Msg, writeBatches } from "../../testing/sink_batches.ts";
+  batchOf,
+  cancelOf,
+  isCancel,
+  type Msg,
+  showTickets,
+  writeCounted,
+} from "../../testing/sink_batches.ts";
 import { stackConnection, stackInfo, uniqueSuffix } from "../../testing/testing.ts";
-import { showId, type Ticket } from "../model/columns.ts";
-import { TicketGenerator } from "../model/generator.ts";
-
-/** Writes `msgs` in batches of `size` for `group`; returns the summed counts. */
-async function writeAll(
-  client: pg.PoolClient,
-  q: QualifiedNames,
-  table: string,
-  group: string,
-  msgs: Msg[],
-  size: number,
-): Promise<WriteCounts> {
-  const total = noWriteCounts();
-  for (const result of await writeBatches(client, q, table, group, msgs, size)) {
-    addWriteCounts(total, result);
-  }
-  return total;
-}
+import { showId } from "../model/columns.ts";
 
 /** What the tables hold for one pipeline, in a form to compare. */
 async function stateOf(client: pg.PoolClient, q: QualifiedNames, group: string) {
@@ -82,19 +66,6 @@ async function withTable(
   }
 }
 
-/** `n` tickets of one show, with the given seats. */
-function showTickets(seed: number, seats: string[][]): Ticket[] {
-  const gen = new TicketGenerator({ seed });
-  const first = gen.next();
-  return seats.map((s, i) => ({
-    ...(i === 0 ? first : gen.next()),
-    theater: first.theater,
-    movie: first.movie,
-    showtime: first.showtime,
-    seats: s,
-  }));
-}
-
 for (const size of [1, 2, 5000]) {
   Deno.test(`writeBatch() cancels a ticket once: seats freed, payment refunded, at batch size ${size}`, async () => {
     await withTable(async (table, q, client) => {
@@ -112,7 +83,7 @@ for (const size of [1, 2, 5000]) {
         cancelOf(b!.ticket_id, 3),
         a!, // the cancelled ticket's purchase again: no seat back
       ];
-      const counts = await writeAll(client, q, table, `g_${table}`, msgs, size);
+      const counts = await writeCounted(client, q, table, `g_${table}`, msgs, size);
       assert.deepEqual(counts, {
         stored: 3,
         duplicates: 2,
@@ -150,7 +121,7 @@ for (const size of [1, 2, 5000]) {
         reason: "UNKNOWN_TICKET",
       }]);
       // a replay under a new group changes no ticket, seat or payment
-      const again = await writeAll(client, q, table, `g2_${table}`, msgs, size);
+      const again = await writeCounted(client, q, table, `g2_${table}`, msgs, size);
       assert.equal(again.stored + again.cancelled, 0);
       const replayed = await stateOf(client, q, `g2_${table}`);
       assert.deepEqual(
@@ -164,7 +135,14 @@ for (const size of [1, 2, 5000]) {
 Deno.test("writeBatch() refuses a cancellation before its purchase (UNKNOWN_TICKET) and stores the purchase", async () => {
   await withTable(async (table, q, client) => {
     const [a] = showTickets(12, [["D4"]]);
-    const counts = await writeAll(client, q, table, `g_${table}`, [cancelOf(a!.ticket_id), a!], 10);
+    const counts = await writeCounted(
+      client,
+      q,
+      table,
+      `g_${table}`,
+      [cancelOf(a!.ticket_id), a!],
+      10,
+    );
     assert.deepEqual([counts.stored, counts.cancelled, counts.unknownTicket], [1, 0, 1]);
     const state = await stateOf(client, q, `g_${table}`);
     assert.deepEqual(state.tickets.map((t) => t.status), ["purchased"]);
@@ -175,7 +153,7 @@ Deno.test("writeBatch() refuses a cancellation before its purchase (UNKNOWN_TICK
 Deno.test("writeBatch() cancels a ticket stored before the cancellation's batch, freeing seats the batch does not name", async () => {
   await withTable(async (table, q, client) => {
     const [a, b] = showTickets(13, [["E1", "E2", "E3"], ["E2"]]);
-    await writeAll(client, q, table, `g_${table}`, [a!], 1);
+    await writeCounted(client, q, table, `g_${table}`, [a!], 1);
     const sql = sinkStatements(q);
     const batch = batchOf(table, `g_${table}`, 1n, [cancelOf(a!.ticket_id), b!]);
     const result = await writeBatch(client, sql, batch);
@@ -298,14 +276,14 @@ Deno.test("writeBatch() ends random interleavings of purchases and cancellations
                DELETE FROM ${q.freedSeats}`,
             );
             const group = `g${run++}_${table}`;
-            await writeAll(client, q, table, group, msgs, size);
+            await writeCounted(client, q, table, group, msgs, size);
             const state = await stateOf(client, q, group);
             assert.deepEqual(comparable(state), expected, `batch size ${size}`);
             // a replay under a new group, at another batch size, changes no ticket, seat or
             // payment: it decides each message as the first run did
             const again = sizes[(k + 1) % sizes.length]!;
             const replay = `g${run++}_${table}`;
-            await writeAll(client, q, table, replay, msgs, again);
+            await writeCounted(client, q, table, replay, msgs, again);
             assert.deepEqual(
               comparable(await stateOf(client, q, replay)),
               replayed,

@@ -7,11 +7,16 @@ import type pg from "pg";
 import { createPool } from "../postgres/postgres.ts";
 import type { QualifiedNames } from "../postgres/schema.ts";
 import { sinkStatements, writeBatch } from "./sink.ts";
-import { batchOf, cancelOf, type Msg, writeBatches } from "../../testing/sink_batches.ts";
+import {
+  batchOf,
+  cancelOf,
+  type Msg,
+  showTickets,
+  writeBatches,
+} from "../../testing/sink_batches.ts";
 import { sql as sqlRows, withPipeline } from "../../testing/testing.ts";
 import { setupDatabase } from "../postgres/setup.ts";
 import { showId, showIdSql, type Ticket } from "../model/columns.ts";
-import { TicketGenerator } from "../model/generator.ts";
 import { parseMessage } from "../model/message.ts";
 import { encodeTicket } from "../model/ticket.ts";
 
@@ -47,19 +52,6 @@ async function withClient(
       await db.pool.end();
     }
   });
-}
-
-/** `n` tickets of one show, with the given seats. */
-function showTickets(seed: number, seats: string[][]): Ticket[] {
-  const gen = new TicketGenerator({ seed });
-  const first = gen.next();
-  return seats.map((s, i) => ({
-    ...(i === 0 ? first : gen.next()),
-    theater: first.theater,
-    movie: first.movie,
-    showtime: first.showtime,
-    seats: s,
-  }));
 }
 
 Deno.test("show key: two different shows never share a key, whatever their theater and movie texts (U+001F included)", async () => {
