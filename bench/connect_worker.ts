@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { Ticket } from "../lib/model/columns.ts";
 import { parsePostgresUri } from "../lib/config/postgres_uri.ts";
 import { progress, ROOT, runProcess, type StackAccess, tail } from "./common.ts";
+import { freePort } from "../testing/testing.ts";
 
 /** The connector class of the Debezium JDBC sink. */
 export const DEBEZIUM_JDBC_SINK = "io.debezium.connector.jdbc.JdbcSinkConnector";
@@ -168,14 +169,6 @@ function prefixed(prefix: string, props: Record<string, string>): Record<string,
 /** `key=value` lines of a properties file (values here hold no newline). */
 function propertiesText(props: Record<string, string>): string {
   return Object.entries(props).map(([k, v]) => `${k}=${v.replace(/\\/g, "\\\\")}\n`).join("");
-}
-
-/** A port nobody listens on now, for the worker's REST listener. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** Fetches the worker and connector jars on first use (`dev/connect.sh fetch`). */

@@ -18,6 +18,7 @@ import { TicketGenerator } from "../lib/model/generator.ts";
 import { encodeCancel } from "../lib/model/message.ts";
 import {
   deleteTopics,
+  freePort,
   kcatProduce,
   ROOT,
   runScript,
@@ -27,14 +28,6 @@ import {
   withPipeline,
   writeStackCreds,
 } from "../testing/testing.ts";
-
-/** A TCP port free right now on 127.0.0.1. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 Deno.test("consumer: metrics records and /metrics count cancellations and dead letters by reason exactly as the database holds them; the report shows them", async () => {
   await withPipeline("e2e_lc_obs", async ({ connection, topic, table, q }) => {

@@ -9,6 +9,7 @@ import { runConsumer } from "../lib/pipeline/consumer.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import {
   collect,
+  freePort,
   kcatProduce,
   ROOT,
   runScript,
@@ -19,14 +20,6 @@ import {
   writeStackCreds,
 } from "../testing/testing.ts";
 import { promtool, promtoolCheck, seriesValue } from "../testing/prometheus.ts";
-
-/** A TCP port free right now on 127.0.0.1. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 /** The text of one scrape. */
 async function scrape(url: string): Promise<string> {

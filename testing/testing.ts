@@ -361,3 +361,11 @@ export function ticketBatch(table: string, from: bigint, tickets: Ticket[], topi
     deadLetters: [],
   };
 }
+
+/** A TCP port free right now on 127.0.0.1. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
