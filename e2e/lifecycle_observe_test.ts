@@ -15,6 +15,7 @@ import { runProducer } from "../lib/pipeline/producer.ts";
 import { seriesValue } from "../testing/prometheus.ts";
 import { createKafka, ensureTopic } from "../lib/kafka/kafka.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
+import { showTickets } from "../testing/sink_batches.ts";
 import { encodeCancel } from "../lib/model/message.ts";
 import {
   deleteTopics,
@@ -181,6 +182,65 @@ Deno.test("dlq replay of UNKNOWN_TICKET letters: a cancellation whose ticket is 
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /kept 1 UNKNOWN_TICKET letter/);
     assert.match(again.stdout, /nothing to replay/);
+  });
+});
+
+Deno.test("dlq replay of a purchase and its cancellation in one call: the purchase goes out first, so the cancellation applies", async () => {
+  await withPipeline("e2e_lc_pair", async ({ connection, topic, table, q }) => {
+    await ensureTopic(createKafka(connection.kafka), topic, 1);
+    // a and b want the same seat of one show: b is refused (SEAT_TAKEN), so its cancellation
+    // finds no ticket (UNKNOWN_TICKET); then a is cancelled, which frees the seat
+    const [a, b] = showTickets(67, [["F7"], ["F7"]]);
+    const cancel = (id: string) =>
+      new TextDecoder().decode(
+        encodeCancel({ ticket_id: id, cancelled_at: "2025-11-25T10:00:00Z", reason: "refund" }),
+      );
+    await kcatProduce(topic, [
+      [a!.ticket_id, JSON.stringify(a)],
+      [b!.ticket_id, JSON.stringify(b)],
+      [b!.ticket_id, cancel(b!.ticket_id)],
+      [a!.ticket_id, cancel(a!.ticket_id)],
+    ]);
+    const first = await runConsumer({ connection, topic, table, idleTimeoutSeconds: 2 });
+    assert.deepEqual([first.stored, first.seatTaken, first.unknownTicket, first.cancelled], [
+      1,
+      1,
+      1,
+      1,
+    ]);
+    const reasons = () =>
+      sql<{ reason: string; replayed: boolean }>(
+        `SELECT reason, replayed_at IS NOT NULL AS replayed FROM ${q.deadLetters}
+         WHERE target_table = $1 ORDER BY "offset"`,
+        [table],
+      );
+    assert.deepEqual((await reasons()).map((r) => r.reason), ["SEAT_TAKEN", "UNKNOWN_TICKET"]);
+
+    // both letters in one call: b's cancellation is kept back unless b's purchase goes first
+    const creds = await writeStackCreds();
+    const replay = await runScript("dlq.ts", [
+      ...["replay", "--creds", creds, "--table-name", table, "--all"],
+    ]);
+    assert.equal(replay.code, 0, replay.stdout + replay.stderr);
+    assert.match(replay.stdout, new RegExp(`published 2 letter\\(s\\) again to ${topic}`));
+    assert.doesNotMatch(replay.stdout, /kept \d+ UNKNOWN_TICKET/);
+    assert.deepEqual((await reasons()).map((r) => r.replayed), [true, true]);
+
+    const second = await runConsumer({ connection, topic, table, idleTimeoutSeconds: 2 });
+    assert.deepEqual([second.stored, second.cancelled, second.deadLetters], [1, 1, 0]);
+    const rows = await sql<{ id: string; status: string; held: number; paid: string }>(
+      `SELECT t.ticket_id AS id, t.status,
+         (SELECT count(*)::int FROM ${q.seats} s WHERE s.ticket_id = t.ticket_id) AS held,
+         (SELECT p.status FROM ${q.transactions} p WHERE p.ticket_id = t.ticket_id) AS paid
+       FROM ${q.tickets} t ORDER BY t.ticket_id`,
+    );
+    assert.deepEqual(
+      rows,
+      [
+        { id: a!.ticket_id, status: "cancelled", held: 0, paid: "REFUNDED" },
+        { id: b!.ticket_id, status: "cancelled", held: 0, paid: "REFUNDED" },
+      ].sort((x, y) => x.id.localeCompare(y.id)),
+    );
   });
 });
 
