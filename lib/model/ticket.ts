@@ -5,7 +5,6 @@
  * @module
  */
 import {
-  fieldOf,
   kindOf,
   type RejectReason,
   type Ticket,
@@ -97,6 +96,12 @@ function hasType(column: TicketColumn, value: unknown): boolean {
   }
 }
 
+/** Each column with its field's path split once (this runs for every message). */
+const FIELDS = TICKET_COLUMNS.map((column) => {
+  const [outer, inner] = column.field.split(".") as [string, string | undefined];
+  return { column, outer, inner };
+});
+
 /**
  * Checks a decoded JSON object column by column: every field present, of its JSON type, and
  * passing its column's check, which accepts only what PostgreSQL stores as it is.
@@ -105,18 +110,14 @@ export function validateTicket(o: Record<string, unknown>): ParseResult {
   for (const field of TOP_FIELDS) {
     if (o[field] === undefined) return fail("MISSING_FIELD", `missing field ${field}`);
   }
-  for (const column of TICKET_COLUMNS) {
-    const dot = column.field.indexOf(".");
-    if (dot > 0) {
-      const parent = o[column.field.slice(0, dot)];
-      if (typeof parent !== "object" || parent === null || Array.isArray(parent)) {
-        return fail(
-          "WRONG_TYPE",
-          `${column.field.slice(0, dot)} must be an object, got ${kindOf(parent)}`,
-        );
+  for (const { column, outer, inner } of FIELDS) {
+    let value = o[outer];
+    if (inner !== undefined) {
+      if (typeof value !== "object" || value === null || Array.isArray(value)) {
+        return fail("WRONG_TYPE", `${outer} must be an object, got ${kindOf(value)}`);
       }
+      value = (value as Record<string, unknown>)[inner];
     }
-    const value = fieldOf(o, column);
     if (!hasType(column, value)) {
       const want = column.json === "string[]" ? "an array" : `a ${column.json}`;
       return fail("WRONG_TYPE", `${column.field} must be ${want}, got ${kindOf(value)}`);
@@ -130,11 +131,12 @@ export function validateTicket(o: Record<string, unknown>): ParseResult {
   }
   // a copy of the known fields only, in the columns' order (extra fields are dropped)
   const ticket: Record<string, unknown> = {};
-  for (const column of TICKET_COLUMNS) {
-    const [outer, inner] = column.field.split(".") as [string, string | undefined];
-    const value = fieldOf(o, column);
-    if (inner === undefined) ticket[outer] = value;
-    else ((ticket[outer] ??= {}) as Record<string, unknown>)[inner] = value;
+  for (const { outer, inner } of FIELDS) {
+    if (inner === undefined) ticket[outer] = o[outer];
+    else {
+      ((ticket[outer] ??= {}) as Record<string, unknown>)[inner] =
+        (o[outer] as Record<string, unknown>)[inner];
+    }
   }
   return { ok: true, ticket: ticket as unknown as Ticket };
 }
