@@ -36,9 +36,12 @@ export function md5Hex(text: string): string {
   const total = (((n + 8) >> 6) + 1) << 6; // a multiple of 64 with room for 0x80 and 8 bytes
   bytes[n] = 0x80;
   bytes.fill(0, n + 1, total - 8);
-  const bits = n * 8; // n < 2^29 (a string has fewer than 2^29 UTF-16 units in V8)
-  for (let k = 0; k < 4; k++) bytes[total - 8 + k] = (bits >>> (8 * k)) & 0xff;
-  bytes.fill(0, total - 4, total);
+  // the length in bits, 64 bits little-endian: low word n·8 mod 2^32, high word n div 2^29
+  const low = (n * 8) % 2 ** 32, high = Math.floor(n / 2 ** 29);
+  for (let k = 0; k < 4; k++) {
+    bytes[total - 8 + k] = (low >>> (8 * k)) & 0xff;
+    bytes[total - 4 + k] = (high >>> (8 * k)) & 0xff;
+  }
   let a0 = 0x67452301, b0 = 0xefcdab89 | 0, c0 = 0x98badcfe | 0, d0 = 0x10325476;
   for (let at = 0; at < total; at += 64) {
     for (let w = 0, p = at; w < 16; w++, p += 4) {

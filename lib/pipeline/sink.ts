@@ -640,7 +640,9 @@ export async function writeBatch(
  * COPY FROM STDIN waiting for their client longer than the lock timeout: a consumer frozen
  * mid-COPY (SIGSTOP, a paused VM) holds its batch's locks, which neither statement_timeout nor
  * idle_in_transaction_session_timeout can free while the server waits for COPY data. A live
- * consumer sends a batch's rows right after the server asks, so only a frozen one qualifies.
+ * consumer streams a batch's rows in pieces, each made in about a millisecond while the server
+ * stores the one before, so its COPY waits for it only briefly and lasts a fraction of a second
+ * (a lock timeout is the session timeout, 10 s by default): only a frozen one qualifies.
  * Called after a lock wait timed out; the caller's retry then gets the locks. Returns how many.
  */
 export async function endStalledCopies(client: PoolClient): Promise<number> {
@@ -670,11 +672,12 @@ async function writeFast(
 ): Promise<BatchResult | undefined> {
   const result = emptyResult();
   const begun = client.query("BEGIN");
-  const claiming = claimOffset(client, sql, batch); // sent as soon as BEGIN is done
-  claiming.catch(() => {}); // when BEGIN failed, so did the claim: BEGIN's error is thrown
-  const pieces = copyPieces(batch); // its first piece is made while the two statements travel
-  await begun;
+  // the claim runs only inside the transaction: sent once BEGIN succeeded (never on its own,
+  // which would move the stored offset past a batch whose rows are not written)
+  const claiming = begun.then(() => claimOffset(client, sql, batch));
+  claiming.catch(() => {}); // awaited below; a failed BEGIN's error comes through it
   try {
+    const pieces = copyPieces(batch); // its first piece is made while BEGIN and the claim travel
     const claim = await claiming;
     if (!claim) {
       await client.query("ROLLBACK");
@@ -694,6 +697,8 @@ async function writeFast(
     result.stored = batch.rows.length;
     return result;
   } catch (error) {
+    // a claim still on its way runs before the ROLLBACK, inside the transaction it undoes
+    await claiming.catch(() => {});
     await client.query("ROLLBACK").catch(() => {});
     const code = (error as { code?: string }).code;
     if (code === UNIQUE_VIOLATION) return undefined;

@@ -397,3 +397,45 @@ Deno.test("writeBatch() decides eleven new versions of stored tickets wanting on
     conflicts: names.map((i) => `A${i}`),
   });
 });
+
+Deno.test("writeBatch() never moves the offset when BEGIN fails on a live connection (the claim runs only inside the transaction)", async () => {
+  await withTable(async (table, q, pool) => {
+    const sql = sinkStatements(q);
+    const client = await pool.connect();
+    const query = client.query.bind(client);
+    try {
+      // BEGIN fails with a statement error (as a cancel landing on it would); the session lives
+      (client as unknown as { query: unknown }).query = (text: unknown, ...rest: unknown[]) =>
+        (query as (...a: unknown[]) => unknown)(text === "BEGIN" ? "SELECT 1/0" : text, ...rest);
+      await assert.rejects(
+        writeBatch(client, sql, batchOf(table, 0n, [new TicketGenerator({ seed: 5 }).next()])),
+        { code: "22012" },
+      );
+      (client as unknown as { query: unknown }).query = query;
+      await new Promise((resolve) => setTimeout(resolve, 200)); // a stray claim would be done
+      assert.equal((await storedOffsets(client, q, `g_${table}`, "t")).get(0), undefined);
+      const { rows } = await client.query(`SELECT count(*)::int AS n FROM ${q.tickets}`);
+      assert.equal(rows[0].n, 0);
+    } finally {
+      client.release();
+    }
+  });
+});
+
+Deno.test("writeBatch(): a batch whose COPY lines cannot be made is rolled back, offset and all, and the connection stays usable", async () => {
+  await withTable(async (table, q, pool) => {
+    const sql = sinkStatements(q);
+    const client = await pool.connect();
+    try {
+      const ticket = new TicketGenerator({ seed: 6 }).next();
+      const broken = { ...ticket, seats: null } as unknown as Ticket; // stands for a bug in encoding
+      await assert.rejects(writeBatch(client, sql, batchOf(table, 0n, [broken])), TypeError);
+      assert.equal((await storedOffsets(client, q, `g_${table}`, "t")).get(0), undefined);
+      // the same connection writes the next batch
+      const next = await writeBatch(client, sql, batchOf(table, 0n, [ticket]));
+      assert.deepEqual([next.committed, next.stored], [true, 1]);
+    } finally {
+      client.release();
+    }
+  });
+});
