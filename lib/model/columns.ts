@@ -19,7 +19,6 @@ import {
   printable,
   readIsoTime,
   textProblem,
-  timeMicros,
 } from "./values.ts";
 import { md5Hex } from "./md5.ts";
 
@@ -125,7 +124,7 @@ export function timeColumn(column: string): TicketColumn {
     text: (value: string) => value,
     // exact: extract() gives numeric since PostgreSQL 14
     select: `(extract(epoch FROM ${column}) * 1000000)::int8::text AS ${column}`,
-    stored: (value: string) => String(timeMicros(value)),
+    stored: microsText,
   };
 }
 
@@ -268,12 +267,7 @@ export function columnIndex(name: string): number {
   return i;
 }
 
-/** The text of one column of a ticket (see `TicketColumn.text`). */
-export function columnText(ticket: Ticket, column: string): string {
-  return columnTexter(column)(ticket);
-}
-
-/** A function giving one column's text of a ticket, the column looked up once. */
+/** A function giving one column's text of a ticket (see `TicketColumn.text`), looked up once. */
 export function columnTexter(column: string): (ticket: Ticket) => string {
   const i = columnIndex(column);
   const spec = TICKET_COLUMNS[i]!, get = GETTERS[i]!;
@@ -334,10 +328,13 @@ export function showId(ticket: Pick<Ticket, "theater" | "movie" | "showtime">): 
     hex.slice(16, 20) + "-" + hex.slice(20);
 }
 
-/** {@linkcode timeMicros} as decimal text, without a BigInt when the number is exact. */
-function microsText(showtime: string): string {
-  const time = readIsoTime(showtime);
-  if (typeof time === "string") return "undefined"; // as `${timeMicros(...)}` wrote it
+/**
+ * `timeMicros` (values.ts) as decimal text ("undefined" for a time the parser refuses), without a
+ * BigInt when the number is exact: what a time column's `stored` text is, and part of the show key.
+ */
+function microsText(value: string): string {
+  const time = readIsoTime(value);
+  if (typeof time === "string") return "undefined"; // as String(timeMicros(value)) writes it
   const micros = time.ms * 1000 + time.micros; // exact when it stays a safe integer
   return Math.abs(micros) <= Number.MAX_SAFE_INTEGER
     ? String(micros)

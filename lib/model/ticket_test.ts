@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MAX_SEATS, type RejectReason } from "./columns.ts";
+import { MAX_SEATS, type RejectReason, timeColumn } from "./columns.ts";
 import { TicketGenerator } from "./generator.ts";
 import { encodeTicket, parseTicket } from "./ticket.ts";
 import { moneyCents, printable, sameMoney, timeMicros } from "./values.ts";
@@ -255,6 +255,22 @@ Deno.test("timeMicros() gives the instant Date.parse gives, to the microsecond",
   assert.equal(timeMicros("1970-01-01T00:00:00.000001Z"), 1n);
   assert.equal(timeMicros("1969-12-31T23:59:59.999999Z"), -1n);
   assert.equal(timeMicros("2026-02-30T00:00:00Z"), undefined);
+});
+
+Deno.test("a time column's stored text is timeMicros() in decimal, before 1970 and past 2^53 µs too", () => {
+  const stored = timeColumn("showtime").stored as (value: string) => string;
+  for (
+    const text of [
+      "0001-01-01T00:00:00Z",
+      "1969-12-31T23:59:59.999999Z",
+      "1970-01-01T00:00:00.000001Z",
+      "2026-05-01T19:30:00.123456+02:00",
+      "2255-06-05T23:47:34.740991Z", // 2^53 µs is 2255-06-05T23:47:34.740992Z
+      "2255-06-05T23:47:34.740993Z",
+      "9999-12-31T23:59:59.999999Z",
+      "2026-02-30T00:00:00Z", // refused: "undefined", as String(undefined)
+    ]
+  ) assert.equal(stored(text), String(timeMicros(text)), text);
 });
 
 Deno.test("printable() escapes NUL, controls and lone surrogates, keeps pairs and cuts without splitting one", () => {

@@ -13,7 +13,6 @@ import { uuidv7s } from "../model/uuid.ts";
 import { PAID, type QualifiedNames, REFUNDED, SOURCE_COLUMN_NAMES } from "../postgres/schema.ts";
 import { type Cancel, type TicketStatus, UNKNOWN_TICKET } from "../model/message.ts";
 import {
-  columnText,
   columnTexter,
   sameTicket,
   showId,
@@ -819,7 +818,7 @@ const paymentLines: WriteLines = (out, batch, from, to) => {
   }
 };
 
-/** The payment's values, as the ticket table's columns hold them. */
+/** The payment's values, as the ticket table's columns hold them (both paths). */
 const amountText = columnTexter("price_amount"), currencyText = columnTexter("price_currency");
 const purchasedText = columnTexter("purchased_at");
 
@@ -1063,9 +1062,9 @@ function ticketParams(batch: Batch, rows: IncomingRow[]): unknown[] {
 async function insertTransactions(client: PoolClient, statement: string, rows: IncomingRow[]) {
   await client.query(statement, [
     rows.map((r) => r.ticket.ticket_id),
-    rows.map((r) => columnText(r.ticket, "price_amount")),
-    rows.map((r) => r.ticket.price.currency),
-    rows.map((r) => r.ticket.purchased_at),
+    rows.map((r) => amountText(r.ticket)),
+    rows.map((r) => currencyText(r.ticket)),
+    rows.map((r) => purchasedText(r.ticket)),
     uuidv7s(rows.length), // made here, as in paymentLines
   ]);
 }
