@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { readMetrics } from "../lib/observe/metrics.ts";
+import type { QualifiedNames } from "../lib/postgres/schema.ts";
 import { formatReportSummary, groupRuns } from "../lib/observe/report.ts";
 import { runConsumer } from "../lib/pipeline/consumer.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
@@ -29,6 +30,22 @@ import {
   withPipeline,
   writeStackCreds,
 } from "../testing/testing.ts";
+
+/** Each ticket's status, the seats it holds and its payment's status, by ticket_id. */
+function ticketStates(q: QualifiedNames) {
+  return sql<{ id: string; status: string; held: number; paid: string }>(
+    `SELECT t.ticket_id AS id, t.status,
+       (SELECT count(*)::int FROM ${q.seats} s WHERE s.ticket_id = t.ticket_id) AS held,
+       (SELECT p.status FROM ${q.transactions} p WHERE p.ticket_id = t.ticket_id) AS paid
+     FROM ${q.tickets} t ORDER BY t.ticket_id`,
+  );
+}
+
+/** {@linkcode ticketStates} of tickets each cancelled: no seat held, payment refunded. */
+function cancelledOnce(ids: string[]) {
+  return ids.map((id) => ({ id, status: "cancelled", held: 0, paid: "REFUNDED" }))
+    .sort((x, y) => x.id.localeCompare(y.id));
+}
 
 Deno.test("consumer: metrics records and /metrics count cancellations and dead letters by reason exactly as the database holds them; the report shows them", async () => {
   await withPipeline("e2e_lc_obs", async ({ connection, topic, table, q }) => {
@@ -161,19 +178,8 @@ Deno.test("dlq replay of UNKNOWN_TICKET letters: a cancellation whose ticket is 
     const summary = await runConsumer({ connection, topic, table, idleTimeoutSeconds: 2 });
     assert.equal(summary.cancelled, 1);
     assert.equal(summary.deadLetters, 0);
-    const rows = await sql<{ id: string; status: string; held: number; paid: string }>(
-      `SELECT t.ticket_id AS id, t.status,
-         (SELECT count(*)::int FROM ${q.seats} s WHERE s.ticket_id = t.ticket_id) AS held,
-         (SELECT p.status FROM ${q.transactions} p WHERE p.ticket_id = t.ticket_id) AS paid
-       FROM ${q.tickets} t ORDER BY t.ticket_id`,
-    );
-    assert.deepEqual(
-      rows,
-      [
-        { id: early.ticket_id, status: "cancelled", held: 0, paid: "REFUNDED" },
-        { id: late.ticket_id, status: "cancelled", held: 0, paid: "REFUNDED" },
-      ].sort((a, b) => a.id.localeCompare(b.id)),
-    );
+    const rows = await ticketStates(q);
+    assert.deepEqual(rows, cancelledOnce([early.ticket_id, late.ticket_id]));
 
     // a second replay has nothing new: `never` is still kept, `early` was replayed already
     const again = await runScript("dlq.ts", [
@@ -228,19 +234,8 @@ Deno.test("dlq replay of a purchase and its cancellation in one call: the purcha
 
     const second = await runConsumer({ connection, topic, table, idleTimeoutSeconds: 2 });
     assert.deepEqual([second.stored, second.cancelled, second.deadLetters], [1, 1, 0]);
-    const rows = await sql<{ id: string; status: string; held: number; paid: string }>(
-      `SELECT t.ticket_id AS id, t.status,
-         (SELECT count(*)::int FROM ${q.seats} s WHERE s.ticket_id = t.ticket_id) AS held,
-         (SELECT p.status FROM ${q.transactions} p WHERE p.ticket_id = t.ticket_id) AS paid
-       FROM ${q.tickets} t ORDER BY t.ticket_id`,
-    );
-    assert.deepEqual(
-      rows,
-      [
-        { id: a!.ticket_id, status: "cancelled", held: 0, paid: "REFUNDED" },
-        { id: b!.ticket_id, status: "cancelled", held: 0, paid: "REFUNDED" },
-      ].sort((x, y) => x.id.localeCompare(y.id)),
-    );
+    const rows = await ticketStates(q);
+    assert.deepEqual(rows, cancelledOnce([a!.ticket_id, b!.ticket_id]));
   });
 });
 
