@@ -6,12 +6,14 @@
  */
 import { join } from "node:path";
 import { messageOf } from "../lib/errors.ts";
+import { consumerApplicationName } from "../lib/pipeline/consumer.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import {
   benchName,
   CleanupScope,
   countRows,
   freshPipeline,
+  openDatabase,
   perSecond,
   progress,
   ratio,
@@ -23,6 +25,14 @@ import {
   tail,
 } from "./common.ts";
 import { startConsumer } from "./consumer_process.ts";
+import {
+  backendsNamed,
+  brokerPid,
+  CpuWatcher,
+  describeDrainCpu,
+  type DrainCpu,
+  drainCpu,
+} from "./cpu.ts";
 import type { ThroughputFigure } from "./producer_bench.ts";
 
 /** Seconds without a new message after which the consumer exits. */
@@ -47,6 +57,8 @@ export interface ConsumeFigure extends ThroughputFigure {
   refused: number;
   /** Every ticket exactly once: N distinct rows, or N counting the refused ones, no duplicate. */
   exact: boolean;
+  /** Where the CPU went during the drain; undefined where /proc cannot be read. */
+  cpu?: DrainCpu;
 }
 
 /** The Python baseline's figure, or why it could not run. */
@@ -108,12 +120,20 @@ async function drain(access: StackAccess, suffix: string, tickets: number) {
       ticketsPerSecond: perSecond(sent.sent, sent.seconds),
     };
     progress(`e2e: produced at ${Math.round(produce.ticketsPerSecond)} tickets/s; draining`);
+    const watchDb = await openDatabase(access, 1);
+    scope.add("close the CPU watcher's pool", () => watchDb.pool.end());
     const consumer = startConsumer(access, name, name, IDLE_TIMEOUT_SECONDS);
     scope.add("stop the consumer", async () => {
       consumer.stop();
       await consumer.wait().catch(() => {});
     });
+    const watcher = new CpuWatcher({
+      consumer: () => [consumer.pid],
+      postgres: backendsNamed(watchDb, consumerApplicationName(consumer.groupId)),
+      broker: brokerPid(join(ROOT, ".stack", "kafka", "kafka.pid")),
+    });
     const run = await consumer.wait();
+    const cpuUse = await watcher.stop();
     const counts = await countRows(access, name);
     const summary = run.summary!;
     const consume: ConsumeFigure = {
@@ -123,12 +143,14 @@ async function drain(access: StackAccess, suffix: string, tickets: number) {
       processSeconds: run.seconds,
       ...counts,
       exact: counts.rows === counts.distinctRows && counts.rows + counts.refused === tickets,
+      cpu: drainCpu(cpuUse, summary.consumed, summary.seconds),
     };
     progress(
       `e2e: consumed at ${consume.ticketsPerSecond} tickets/s; table has ${counts.distinctRows} distinct rows + ${counts.refused} refused of ${tickets} (${
         consume.exact ? "exact" : "NOT EXACT"
       }); consumer peak RSS ${run.peakRssMiB.toFixed(0)} MiB`,
     );
+    if (consume.cpu) progress(`e2e: CPU ${describeDrainCpu(consume.cpu)}`);
     return { produce, consume, peakRssMiB: run.peakRssMiB };
   } finally {
     await scope.close();

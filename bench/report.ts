@@ -11,6 +11,7 @@ import type { LatencyResults } from "./latency_bench.ts";
 import type { ProducerResults } from "./producer_bench.ts";
 import type { ScaleResults } from "./scale_bench.ts";
 import type { RowsFigure, SinkResults } from "./sink_bench.ts";
+import { describeDrainCpu, microsPerTicket } from "./cpu.ts";
 
 /** A section that failed: its error instead of figures. */
 export interface SectionError {
@@ -232,12 +233,25 @@ function sinkRows(s: SinkResults, targets: TargetResult[]): Row[] {
     ],
     [
       "",
+      "PostgreSQL backend CPU a ticket: writeBatch 1 connection / \\copy",
+      `${cpuMicros(s.ours)} / ${cpuMicros(s.copy)} µs`,
+      "",
+      "",
+    ],
+    [
+      "",
       "(every sink row writes the same rows per ticket: ticket, seats, transaction)",
       "",
       "",
       "",
     ],
   ];
+}
+
+/** A sink figure's server CPU in µs a ticket, or "?" where /proc could not be read. */
+function cpuMicros(f: RowsFigure): string {
+  const micros = microsPerTicket(f.serverCpuSeconds, f.tickets);
+  return micros === undefined ? "?" : String(micros);
 }
 
 function e2eRows(e: EndToEndResults, targets: TargetResult[]): Row[] {
@@ -262,6 +276,9 @@ function e2eRows(e: EndToEndResults, targets: TargetResult[]): Row[] {
       "",
       status(targets, "e2e.storedPerSecond"),
     ],
+    ...(e.consume.cpu
+      ? [["", "where the CPU went", describeDrainCpu(e.consume.cpu), "", ""] satisfies Row]
+      : []),
     [
       "",
       "every ticket exactly once (distinct rows + refused = N)",

@@ -37,6 +37,7 @@ import {
   tail,
   timed,
 } from "./common.ts";
+import { backendsNamed, CpuWatcher } from "./cpu.ts";
 
 /** Tickets per `writeBatch` call, as the consumer's default batch size. */
 export const SINK_BATCH_SIZE = CONSUMER_DEFAULTS.batchSize;
@@ -63,6 +64,8 @@ export interface RowsFigure {
   seconds: number;
   ticketsPerSecond: number;
   rowsPerSecond: number;
+  /** CPU seconds of the PostgreSQL backend doing the writes (/proc; undefined if unreadable). */
+  serverCpuSeconds?: number;
 }
 
 /** writeBatch's figure: also what it stored, refused (SEAT_TAKEN) and retried. */
@@ -248,9 +251,17 @@ async function oursSequential(
   try {
     const client = await db.pool.connect();
     try {
+      const backend = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid"))
+        .rows[0]!.pid;
+      const cpu = new CpuWatcher({ server: () => [backend] });
       const { seconds, value } = await timed(() => writePartition(client, table, 0, rows));
+      const serverCpuSeconds = (await cpu.stop()).seconds.server;
       const written = await tableRows(access, table);
-      return { ...report("writeBatch", rows.length, written, seconds), ...value };
+      return {
+        ...report("writeBatch", rows.length, written, seconds),
+        serverCpuSeconds,
+        ...value,
+      };
     } finally {
       client.release();
     }
@@ -433,11 +444,15 @@ async function psqlCopy(
     copies.push(`\\copy ${f.table} (${f.columns.join(", ")}) FROM '${csv}' WITH (FORMAT csv)`);
   }
   progress(`sink: psql \\copy, ${rows.length} tickets into the three tables`);
+  const watchDb = await openDatabase(access, 1);
+  scope.add("close the watcher's pool", () => watchDb.pool.end());
+  const cpu = new CpuWatcher({ server: backendsNamed(watchDb, table) });
   const out = await runProcess(
     "psql",
     ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", ...copies.flatMap((c) => ["-c", c])],
-    { env: psqlEnvironment(access) },
+    { env: { ...psqlEnvironment(access), PGAPPNAME: table } },
   );
+  const serverCpuSeconds = (await cpu.stop()).seconds.server;
   const times = [...out.stdout.matchAll(/Time: ([\d.]+) ms/g)].map((m) => Number(m[1]));
   if (out.code !== 0 || times.length !== copies.length) {
     throw new Error(`psql \\copy failed (exit ${out.code}): ${tail(out.stderr || out.stdout, 3)}`);
@@ -445,6 +460,7 @@ async function psqlCopy(
   const seconds = times.reduce((a, b) => a + b, 0) / 1000;
   return {
     ...report("psql \\copy", rows.length, await tableRows(access, table), seconds),
+    serverCpuSeconds,
     wallSeconds: out.seconds,
   };
 }

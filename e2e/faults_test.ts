@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { Connection } from "../lib/config/config.ts";
-import { defaultGroupId } from "../lib/pipeline/consumer.ts";
+import { consumerApplicationName, defaultGroupId } from "../lib/pipeline/consumer.ts";
 import { setupDatabase } from "../lib/postgres/setup.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
@@ -228,7 +228,7 @@ Deno.test("connections killed by pg_terminate_backend are replaced; exact table"
       const rows = await sql<{ n: number }>(
         `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
          WHERE application_name = $1 AND pid <> pg_backend_pid()`,
-        [`tickets-consumer tickets-sink-public-${c.table}`],
+        [consumerApplicationName(defaultGroupId("public", c.table))],
       );
       killed += rows[0]!.n;
     }

@@ -12,6 +12,7 @@ import { createPool } from "../lib/postgres/postgres.ts";
 import { setupDatabase } from "../lib/postgres/setup.ts";
 import { type QualifiedNames, qualify } from "../lib/postgres/schema.ts";
 import type { Batch } from "../lib/pipeline/sink.ts";
+import { consumerApplicationName } from "../lib/pipeline/consumer.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 import { encodeTicket } from "../lib/model/ticket.ts";
 
@@ -286,7 +287,7 @@ export async function waitForSessionsGone(groupId: string, timeoutMs = 30_000): 
   await waitFor(`the sessions of ${groupId} to end`, async () => {
     const [row] = await sql<{ n: number }>(
       `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1`,
-      [`tickets-consumer ${groupId}`],
+      [consumerApplicationName(groupId)],
     );
     return row!.n === 0;
   }, timeoutMs);

@@ -28,7 +28,13 @@ import {
 } from "../observe/prometheus.ts";
 import { MAX_TICKET_BYTES } from "../model/ticket.ts";
 import { UNKNOWN_TICKET } from "../model/message.ts";
-import { createPool, type Database, describePgError, sqlStateOf } from "../postgres/postgres.ts";
+import {
+  createPool,
+  type Database,
+  describePgError,
+  sqlStateOf,
+  storedApplicationName,
+} from "../postgres/postgres.ts";
 import { qualify } from "../postgres/schema.ts";
 import {
   addWriteCounts,
@@ -122,6 +128,11 @@ export const CONSUMER_DEFAULTS = {
   /** A dead member's partitions move within about this long. */
   sessionTimeoutSeconds: 10,
 } as const satisfies Partial<ConsumerOptions>;
+
+/** The application_name of a consumer group's database sessions, as PostgreSQL shows it. */
+export function consumerApplicationName(groupId: string): string {
+  return storedApplicationName(`tickets-consumer ${groupId}`);
+}
 
 /** Default consumer group of a table. */
 export function defaultGroupId(schema: string, table: string): string {
@@ -231,7 +242,7 @@ async function createClients(options: ConsumerOptions, groupId: string, sessionM
     certPath: settings.certPath,
     connectTimeoutMs: options.connection.connectTimeoutMs,
     max: 4,
-    applicationName: `tickets-consumer ${groupId}`,
+    applicationName: consumerApplicationName(groupId),
     // a consumer frozen mid-transaction loses its locks when it loses its partitions
     idleInTransactionTimeoutMs: sessionMs,
     // ... and one frozen mid-COPY (which that timeout does not cover) is ended by the next owner

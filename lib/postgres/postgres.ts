@@ -200,6 +200,25 @@ export function describePgError(error: unknown, target: PostgresTarget): AppErro
   });
 }
 
+/** PostgreSQL keeps the first 63 bytes of a name (NAMEDATALEN - 1), application_name included. */
+const NAME_BYTES = 63;
+
+/**
+ * A session name as PostgreSQL stores it (`pg_stat_activity.application_name`): cut to 63 bytes
+ * of UTF-8 at a character's boundary. Compare with this, never with the name as given.
+ */
+export function storedApplicationName(name: string): string {
+  let bytes = 0;
+  let end = 0;
+  for (const char of name) {
+    const size = new TextEncoder().encode(char).length;
+    if (bytes + size > NAME_BYTES) break;
+    bytes += size;
+    end += char.length;
+  }
+  return name.slice(0, end);
+}
+
 function poolConfig(
   target: PostgresTarget,
   ssl: ConnectionOptions | false,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { AppError } from "../errors.ts";
-import { createPool } from "./postgres.ts";
+import { createPool, storedApplicationName } from "./postgres.ts";
 import { parsePostgresUri } from "../config/postgres_uri.ts";
 import { ROOT, sh, stackInfo } from "../../testing/testing.ts";
 
@@ -19,6 +19,35 @@ Deno.test("createPool() talks TLS to PostgreSQL, verifying the server with the C
   } finally {
     await db.pool.end();
   }
+});
+
+Deno.test("storedApplicationName() is the session name PostgreSQL shows, long and multi-byte names cut as it cuts them", async () => {
+  const info = stackInfo();
+  const names = [
+    "tickets-consumer tickets-sink-public-movie_ticket",
+    `tickets-consumer tickets-sink-public-${"t".repeat(60)}`,
+    // 2-, 3- and 4-byte characters straddling byte 63
+    `${"x".repeat(62)}é and more`,
+    `${"x".repeat(61)}€€`,
+    `${"x".repeat(60)}🎟️ ticket`,
+  ];
+  for (const name of names) {
+    const db = await createPool({
+      uri: info.postgresUri,
+      certPath: info.certPath,
+      max: 1,
+      applicationName: name,
+    });
+    try {
+      const { rows } = await db.pool.query<{ name: string }>(
+        "SELECT application_name AS name FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+      );
+      assert.equal(storedApplicationName(name), rows[0]!.name, name);
+    } finally {
+      await db.pool.end();
+    }
+  }
+  assert.equal(storedApplicationName(names[0]!), names[0]);
 });
 
 Deno.test("createPool() accepts an Aiven URI with sslmode=require when the CA is given", async () => {
