@@ -73,7 +73,7 @@ export class CpuWatcher {
 
   constructor(sources: Record<string, PidSource>, readonly intervalMs = 100) {
     this.#sources = Object.entries(sources);
-    this.#finding = this.#find();
+    this.#look();
     this.#timer = setInterval(() => this.#tick(), intervalMs);
   }
 
@@ -103,11 +103,15 @@ export class CpuWatcher {
     }
   }
 
+  /** Starts a look for new processes unless one is under way. */
+  #look(): void {
+    if (this.#finding) return;
+    this.#finding = this.#find().finally(() => this.#finding = undefined);
+  }
+
   #tick(): void {
     this.#sample();
-    if (++this.#ticks % 5 === 0 && this.#finding === undefined) {
-      this.#finding = this.#find().finally(() => this.#finding = undefined);
-    }
+    if (++this.#ticks % 5 === 0) this.#look();
   }
 
   /** Takes a last sample and stops; the CPU seconds per group since the watch started. */
