@@ -81,13 +81,17 @@ export async function releaseAccess(access: StackAccess): Promise<void> {
   await Deno.remove(join(access.credsPath, ".."), { recursive: true }).catch(() => {});
 }
 
-/** Opens a small pool on the stack's database. */
-export function openDatabase(access: StackAccess, max = 4): Promise<Database> {
+/** Opens a small pool on the stack's database (its sessions named `applicationName`). */
+export function openDatabase(
+  access: StackAccess,
+  max = 4,
+  applicationName = "tickets-bench",
+): Promise<Database> {
   return createPool({
     uri: access.connection.postgresUri,
     certPath: access.certPath,
     max,
-    applicationName: "tickets-bench",
+    applicationName,
   });
 }
 

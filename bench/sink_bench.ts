@@ -281,8 +281,11 @@ async function oursInParallel(
   progress(`sink: writeBatch, ${rows.length} rows, ${PARALLEL_PARTITIONS} partitions in parallel`);
   const perPartition = Math.ceil(rows.length / PARALLEL_PARTITIONS);
   const parts = chunks(rows, perPartition);
-  const db = await openDatabase(access, 4);
+  const watchDb = await openDatabase(access, 1);
+  scope.add("close the watcher's pool", () => watchDb.pool.end());
+  const db = await openDatabase(access, 4, table);
   try {
+    const cpu = new CpuWatcher({ server: backendsNamed(watchDb, table) });
     const { seconds, value } = await timed(() =>
       Promise.all(parts.map(async (part, partition) => {
         const client = await db.pool.connect();
@@ -293,6 +296,7 @@ async function oursInParallel(
         }
       }))
     );
+    const serverCpuSeconds = (await cpu.stop()).seconds.server;
     const counts = value.reduce((a, b) => ({
       stored: a.stored + b.stored,
       refused: a.refused + b.refused,
@@ -300,6 +304,7 @@ async function oursInParallel(
     }));
     return {
       ...report("writeBatch parallel", rows.length, await tableRows(access, table), seconds),
+      serverCpuSeconds,
       ...counts,
       partitions: parts.length,
     };
