@@ -355,20 +355,23 @@ function peerRows(p: PeerResults, targets: TargetResult[]): Row[] {
 }
 
 function scaleRows(s: ScaleResults): Row[] {
-  const rows: Row[] = s.runs.map((r, i) => [
-    i === 0 ? "scale" : "",
-    `${r.members} consumer process${
-      r.members > 1 ? "es" : ""
-    }, one group, ${s.partitions} partitions, ${int(r.tickets)} tickets${
-      r.exact ? ", exact" : " (NOT EXACT)"
-    }`,
-    `${int(r.ticketsPerSecond)} tickets/s = ${int(r.rowsPerSecond)} rows/s`,
-    `${times(r.speedup)} of 1${
-      r.gainOverPrevious === null
-        ? ""
-        : ` (${r.gainOverPrevious >= 0 ? "+" : ""}${int(r.gainOverPrevious)}/s)`
-    }`,
-    "",
+  const rows: Row[] = s.runs.flatMap((r, i): Row[] => [
+    [
+      i === 0 ? "scale" : "",
+      `${r.members} consumer process${
+        r.members > 1 ? "es" : ""
+      }, one group, ${s.partitions} partitions, ${int(r.tickets)} tickets${
+        r.exact ? ", exact" : " (NOT EXACT)"
+      }`,
+      `${int(r.ticketsPerSecond)} tickets/s = ${int(r.rowsPerSecond)} rows/s`,
+      `${times(r.speedup)} of 1${
+        r.gainOverPrevious === null
+          ? ""
+          : ` (${r.gainOverPrevious >= 0 ? "+" : ""}${int(r.gainOverPrevious)}/s)`
+      }`,
+      "",
+    ],
+    ...(r.cpu ? [["", "  where the CPU went", describeDrainCpu(r.cpu), "", ""] satisfies Row] : []),
   ]);
   for (const f of s.restarts) {
     const first = f.restartToFirstRowSeconds;

@@ -4,8 +4,9 @@
  * a member is killed (SIGKILL) or stopped (SIGTERM).
  * @module
  */
+import { join } from "node:path";
 import { createKafka, ensureTopic } from "../lib/kafka/kafka.ts";
-import { defaultGroupId } from "../lib/pipeline/consumer.ts";
+import { consumerApplicationName, defaultGroupId } from "../lib/pipeline/consumer.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import { quoteIdent } from "../lib/postgres/schema.ts";
 import { setupDatabase } from "../lib/postgres/setup.ts";
@@ -17,11 +18,20 @@ import {
   perSecond,
   progress,
   releaseAccess,
+  ROOT,
   type StackAccess,
   stackAccess,
   storedSpan,
 } from "./common.ts";
 import { ConsumerProcess } from "./consumer_process.ts";
+import {
+  backendsNamed,
+  brokerPid,
+  CpuWatcher,
+  describeDrainCpu,
+  type DrainCpu,
+  drainCpu,
+} from "./cpu.ts";
 import { parseConsumerSummary } from "./parse.ts";
 import { tableRows } from "./sink_bench.ts";
 
@@ -60,6 +70,8 @@ export interface ScaleRun {
   /** First spawn to the last exit (start-up and the idle timeout included). */
   wallSeconds: number;
   exact: boolean;
+  /** CPU of the members together, of the group's PostgreSQL sessions and of the broker. */
+  cpu?: DrainCpu;
 }
 
 /** Restart of a member after a signal. */
@@ -168,12 +180,20 @@ async function drainWith(
     for (const c of consumers) c.stop();
     await Promise.all(consumers.map((c) => c.exit()));
   });
+  const watchDb = await openDatabase(access, 1);
+  scope.add(`close the CPU watcher's pool of ${table}`, () => watchDb.pool.end());
+  const watcher = new CpuWatcher({
+    consumer: () => consumers.map((c) => c.pid),
+    postgres: backendsNamed(watchDb, consumerApplicationName(defaultGroupId("public", table))),
+    broker: brokerPid(join(ROOT, ".stack", "kafka", "kafka.pid")),
+  });
   let runs;
   try {
     runs = await Promise.all(consumers.map((c) => c.wait()));
   } finally {
     for (const c of consumers) c.stop();
   }
+  const cpuUse = await watcher.stop();
   const wallSeconds = (performance.now() - started) / 1000;
   const counts = await countRows(access, table);
   const span = await storedSpan(access, table);
@@ -196,12 +216,15 @@ async function drainWith(
     })),
     wallSeconds,
     exact: counts.rows === counts.distinctRows && counts.rows + counts.refused === tickets,
+    cpu: drainCpu(cpuUse, counts.rows + counts.refused, seconds),
   };
   progress(
     `scale: ${members} member(s): ${Math.round(ticketsPerSecond)} tickets/s first row to last ` +
       `(${run.speedup.toFixed(2)}x one), consumed ${
         run.perMember.map((m) => m.consumed).join(" + ")
-      }, ${run.exact ? "exact" : "NOT EXACT"}`,
+      }, ${run.exact ? "exact" : "NOT EXACT"}${
+        run.cpu ? `; CPU ${describeDrainCpu(run.cpu)}` : ""
+      }`,
   );
   return run;
 }
