@@ -23,14 +23,14 @@ Deno.test("processCpuSeconds() reads a live process's CPU time and nothing for a
 Deno.test("CpuWatcher counts a process started during the watch whole, one running before from the start", async () => {
   const before = spin(3);
   await new Promise((r) => setTimeout(r, 1_000)); // ~1 s of CPU before the watch: not counted
-  let later: Deno.ChildProcess | undefined;
+  const later: Deno.ChildProcess[] = [];
   const watcher = new CpuWatcher({
     before: () => [before.pid],
-    later: () => later ? [later.pid] : [],
+    later: () => later.map((c) => c.pid),
   });
   await new Promise((r) => setTimeout(r, 300)); // past the watcher's first look
-  later = spin(1.5); // found at a later look, yet counted from its start
-  await Promise.all([before.status, later.status]);
+  later.push(spin(1.5)); // found at a later look, yet counted from its start
+  await Promise.all([before.status, later[0]!.status]);
   const use = await watcher.stop();
   const b = use.seconds.before!;
   const l = use.seconds.later!;
