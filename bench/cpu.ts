@@ -11,17 +11,32 @@ import { type Database, storedApplicationName } from "../lib/postgres/postgres.t
 /** Clock ticks a second of the CPU times in /proc (USER_HZ: 100 on Linux). */
 const USER_HZ = 100;
 
-/** utime + stime of a process, in seconds; undefined once it has exited (or off Linux). */
-export function processCpuSeconds(pid: number): number | undefined {
+/** A process's CPU time so far and when it started (which tells a reused pid apart). */
+interface ProcessTimes {
+  cpuSeconds: number;
+  /** Clock ticks after boot at which it started. */
+  startTicks: number;
+}
+
+function processTimes(pid: number): ProcessTimes | undefined {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    // the command name (field 2) may hold spaces or parentheses: count from its closing one
+    // the command name (field 2) may hold spaces or parentheses: count from its closing one,
+    // so fields[0] is field 3 (state), utime field 14, stime 15, starttime 22
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const seconds = (Number(fields[11]) + Number(fields[12])) / USER_HZ;
-    return Number.isFinite(seconds) ? seconds : undefined;
+    const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / USER_HZ;
+    const startTicks = Number(fields[19]);
+    return Number.isFinite(cpuSeconds) && Number.isFinite(startTicks)
+      ? { cpuSeconds, startTicks }
+      : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** utime + stime of a process, in seconds; undefined once it has exited (or off Linux). */
+export function processCpuSeconds(pid: number): number | undefined {
+  return processTimes(pid)?.cpuSeconds;
 }
 
 /** The machine's CPU time since boot, in seconds summed over its cores. */
@@ -63,7 +78,10 @@ export interface CpuUse {
 export class CpuWatcher {
   readonly #sources: [string, PidSource][];
   /** pid -> its group, CPU seconds at the start of the watch (0 if started later), last seen. */
-  readonly #seen = new Map<number, { group: string; from: number; last: number }>();
+  readonly #seen = new Map<
+    number,
+    { group: string; from: number; last: number; startTicks: number }
+  >();
   readonly #machineAtStart = machineTimes();
   readonly #startedAt = performance.now();
   readonly #timer: ReturnType<typeof setInterval>;
@@ -88,9 +106,15 @@ export class CpuWatcher {
       }
       for (const pid of pids) {
         if (this.#seen.has(pid)) continue;
-        const now = processCpuSeconds(pid);
+        const now = processTimes(pid);
         if (now === undefined) continue;
-        this.#seen.set(pid, { group, from: this.#first ? now : 0, last: now });
+        const cpu = now.cpuSeconds;
+        this.#seen.set(pid, {
+          group,
+          from: this.#first ? cpu : 0,
+          last: cpu,
+          startTicks: now.startTicks,
+        });
       }
     }
     this.#first = false;
@@ -98,8 +122,9 @@ export class CpuWatcher {
 
   #sample(): void {
     for (const [pid, entry] of this.#seen) {
-      const now = processCpuSeconds(pid);
-      if (now !== undefined) entry.last = now;
+      const now = processTimes(pid);
+      // a pid reused by a later process is not the one watched
+      if (now !== undefined && now.startTicks === entry.startTicks) entry.last = now.cpuSeconds;
     }
   }
 

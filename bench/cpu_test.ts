@@ -1,42 +1,59 @@
 import assert from "node:assert/strict";
 import { CpuWatcher, describeDrainCpu, drainCpu, processCpuSeconds } from "./cpu.ts";
 
-/** Spins a process for `seconds` of wall time: about that much CPU on an idle enough machine. */
-function spin(seconds: number): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["eval", `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end);`],
-    stdout: "null",
+/**
+ * A process that spins for `seconds` of wall time, then prints the CPU time it used (its own
+ * account, from the runtime): the truth the readings from /proc are checked against, however
+ * little CPU a loaded machine gives it.
+ */
+function spin(seconds: number) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end);
+       const { default: process } = await import("node:process");
+       const u = process.cpuUsage(); console.log((u.user + u.system) / 1e6);`,
+    ],
+    stdout: "piped",
     stderr: "null",
   }).spawn();
+  const cpuSeconds = child.output().then((out) => Number(new TextDecoder().decode(out.stdout)));
+  return { pid: child.pid, cpuSeconds };
 }
 
+/** What a 100 ms sampler may miss at the end, plus /proc's 10 ms ticks and start-up skew. */
+const TOLERANCE_SECONDS = 0.25;
+
 Deno.test("processCpuSeconds() reads a live process's CPU time and nothing for a gone one", async () => {
-  const child = spin(2);
-  const pid = child.pid;
-  await new Promise((r) => setTimeout(r, 1_200));
-  const seconds = processCpuSeconds(pid);
-  assert.ok(seconds !== undefined && seconds > 0.2, `spinning process used ${seconds} s`);
-  await child.status;
-  assert.equal(processCpuSeconds(pid), undefined);
+  const child = spin(1.5);
+  await new Promise((r) => setTimeout(r, 1_000));
+  const seconds = processCpuSeconds(child.pid);
+  const total = await child.cpuSeconds;
+  assert.ok(seconds !== undefined && seconds > 0, `read ${seconds} s`);
+  assert.ok(seconds <= total + 0.02, `read ${seconds} s of a process that used ${total} s`);
+  assert.equal(processCpuSeconds(child.pid), undefined);
 });
 
 Deno.test("CpuWatcher counts a process started during the watch whole, one running before from the start", async () => {
-  const before = spin(3);
-  await new Promise((r) => setTimeout(r, 1_000)); // ~1 s of CPU before the watch: not counted
-  const later: Deno.ChildProcess[] = [];
+  const before = spin(2.5);
+  await new Promise((r) => setTimeout(r, 800));
+  const beforeAtStart = processCpuSeconds(before.pid)!; // not the watch's
+  const later: ReturnType<typeof spin>[] = [];
   const watcher = new CpuWatcher({
     before: () => [before.pid],
     later: () => later.map((c) => c.pid),
   });
   await new Promise((r) => setTimeout(r, 300)); // past the watcher's first look
-  later.push(spin(1.5)); // found at a later look, yet counted from its start
-  await Promise.all([before.status, later[0]!.status]);
+  later.push(spin(1)); // found at a later look, yet counted from its start
+  const [beforeTotal, laterTotal] = await Promise.all([before.cpuSeconds, later[0]!.cpuSeconds]);
   const use = await watcher.stop();
   const b = use.seconds.before!;
   const l = use.seconds.later!;
-  assert.ok(b > 0.5 && b < 2.7, `the earlier process counted ${b} s of its ~3`);
-  assert.ok(l > 1.0, `the later process counted ${l} s of its ~1.5`);
-  assert.ok(use.wallSeconds >= 1.5);
+  const expectedB = beforeTotal - beforeAtStart;
+  assert.ok(Math.abs(b - expectedB) < TOLERANCE_SECONDS, `counted ${b} s, expected ${expectedB}`);
+  assert.ok(Math.abs(l - laterTotal) < TOLERANCE_SECONDS, `counted ${l} s, used ${laterTotal}`);
+  assert.ok(laterTotal > 0.2, `the later process used only ${laterTotal} s`);
+  assert.ok(use.wallSeconds >= 1.3);
   assert.ok(use.stealShare !== undefined && use.stealShare >= 0 && use.stealShare < 1);
 });
 
