@@ -6,7 +6,10 @@
  * last 100 ms. Linux only: elsewhere the figures are undefined.
  * @module
  */
+import { join } from "node:path";
+import { consumerApplicationName } from "../lib/pipeline/consumer.ts";
 import { type Database, storedApplicationName } from "../lib/postgres/postgres.ts";
+import { type CleanupScope, openDatabase, ROOT, type StackAccess } from "./common.ts";
 
 /** Clock ticks a second of the CPU times in /proc (USER_HZ: 100 on Linux). */
 const USER_HZ = 100;
@@ -227,4 +230,26 @@ export function describeDrainCpu(cpu: DrainCpu): string {
   return `consumer ${µs(m.consumer)} / PostgreSQL ${µs(m.postgres)} / broker ${
     µs(m.broker)
   } µs a ticket; ${cpu.coresBusy?.toFixed(2) ?? "?"} cores busy; steal ${steal}`;
+}
+
+/**
+ * Watches a drain by consumer processes of group `groupId`: the processes, the group's PostgreSQL
+ * sessions and the stack's broker. `stop` gives the drain's {@linkcode DrainCpu}.
+ */
+export async function watchDrain(
+  access: StackAccess,
+  scope: CleanupScope,
+  consumerPids: PidSource,
+  groupId: string,
+): Promise<{ stop(tickets: number, drainSeconds: number): Promise<DrainCpu | undefined> }> {
+  const db = await openDatabase(access, 1);
+  scope.add(`close the CPU watcher's pool of ${groupId}`, () => db.pool.end());
+  const watcher = new CpuWatcher({
+    consumer: consumerPids,
+    postgres: backendsNamed(db, consumerApplicationName(groupId)),
+    broker: brokerPid(join(ROOT, ".stack", "kafka", "kafka.pid")),
+  });
+  return {
+    stop: async (tickets, drainSeconds) => drainCpu(await watcher.stop(), tickets, drainSeconds),
+  };
 }

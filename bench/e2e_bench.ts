@@ -6,14 +6,12 @@
  */
 import { join } from "node:path";
 import { messageOf } from "../lib/errors.ts";
-import { consumerApplicationName } from "../lib/pipeline/consumer.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import {
   benchName,
   CleanupScope,
   countRows,
   freshPipeline,
-  openDatabase,
   perSecond,
   progress,
   ratio,
@@ -25,14 +23,7 @@ import {
   tail,
 } from "./common.ts";
 import { startConsumer } from "./consumer_process.ts";
-import {
-  backendsNamed,
-  brokerPid,
-  CpuWatcher,
-  describeDrainCpu,
-  type DrainCpu,
-  drainCpu,
-} from "./cpu.ts";
+import { describeDrainCpu, type DrainCpu, watchDrain } from "./cpu.ts";
 import type { ThroughputFigure } from "./producer_bench.ts";
 
 /** Seconds without a new message after which the consumer exits. */
@@ -120,22 +111,16 @@ async function drain(access: StackAccess, suffix: string, tickets: number) {
       ticketsPerSecond: perSecond(sent.sent, sent.seconds),
     };
     progress(`e2e: produced at ${Math.round(produce.ticketsPerSecond)} tickets/s; draining`);
-    const watchDb = await openDatabase(access, 1);
-    scope.add("close the CPU watcher's pool", () => watchDb.pool.end());
     const consumer = startConsumer(access, name, name, IDLE_TIMEOUT_SECONDS);
     scope.add("stop the consumer", async () => {
       consumer.stop();
       await consumer.wait().catch(() => {});
     });
-    const watcher = new CpuWatcher({
-      consumer: () => [consumer.pid],
-      postgres: backendsNamed(watchDb, consumerApplicationName(consumer.groupId)),
-      broker: brokerPid(join(ROOT, ".stack", "kafka", "kafka.pid")),
-    });
+    const watch = await watchDrain(access, scope, () => [consumer.pid], consumer.groupId);
     const run = await consumer.wait();
-    const cpuUse = await watcher.stop();
     const counts = await countRows(access, name);
     const summary = run.summary!;
+    const cpu = await watch.stop(summary.consumed, summary.seconds);
     const consume: ConsumeFigure = {
       tickets: summary.consumed,
       seconds: summary.seconds,
@@ -143,7 +128,7 @@ async function drain(access: StackAccess, suffix: string, tickets: number) {
       processSeconds: run.seconds,
       ...counts,
       exact: counts.rows === counts.distinctRows && counts.rows + counts.refused === tickets,
-      cpu: drainCpu(cpuUse, summary.consumed, summary.seconds),
+      cpu,
     };
     progress(
       `e2e: consumed at ${consume.ticketsPerSecond} tickets/s; table has ${counts.distinctRows} distinct rows + ${counts.refused} refused of ${tickets} (${

@@ -4,9 +4,8 @@
  * a member is killed (SIGKILL) or stopped (SIGTERM).
  * @module
  */
-import { join } from "node:path";
 import { createKafka, ensureTopic } from "../lib/kafka/kafka.ts";
-import { consumerApplicationName, defaultGroupId } from "../lib/pipeline/consumer.ts";
+import { defaultGroupId } from "../lib/pipeline/consumer.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import { quoteIdent } from "../lib/postgres/schema.ts";
 import { setupDatabase } from "../lib/postgres/setup.ts";
@@ -18,20 +17,12 @@ import {
   perSecond,
   progress,
   releaseAccess,
-  ROOT,
   type StackAccess,
   stackAccess,
   storedSpan,
 } from "./common.ts";
 import { ConsumerProcess } from "./consumer_process.ts";
-import {
-  backendsNamed,
-  brokerPid,
-  CpuWatcher,
-  describeDrainCpu,
-  type DrainCpu,
-  drainCpu,
-} from "./cpu.ts";
+import { describeDrainCpu, type DrainCpu, watchDrain } from "./cpu.ts";
 import { parseConsumerSummary } from "./parse.ts";
 import { tableRows } from "./sink_bench.ts";
 
@@ -180,20 +171,18 @@ async function drainWith(
     for (const c of consumers) c.stop();
     await Promise.all(consumers.map((c) => c.exit()));
   });
-  const watchDb = await openDatabase(access, 1);
-  scope.add(`close the CPU watcher's pool of ${table}`, () => watchDb.pool.end());
-  const watcher = new CpuWatcher({
-    consumer: () => consumers.map((c) => c.pid),
-    postgres: backendsNamed(watchDb, consumerApplicationName(defaultGroupId("public", table))),
-    broker: brokerPid(join(ROOT, ".stack", "kafka", "kafka.pid")),
-  });
+  const watch = await watchDrain(
+    access,
+    scope,
+    () => consumers.map((c) => c.pid),
+    defaultGroupId("public", table),
+  );
   let runs;
   try {
     runs = await Promise.all(consumers.map((c) => c.wait()));
   } finally {
     for (const c of consumers) c.stop();
   }
-  const cpuUse = await watcher.stop();
   const wallSeconds = (performance.now() - started) / 1000;
   const counts = await countRows(access, table);
   const span = await storedSpan(access, table);
@@ -216,7 +205,7 @@ async function drainWith(
     })),
     wallSeconds,
     exact: counts.rows === counts.distinctRows && counts.rows + counts.refused === tickets,
-    cpu: drainCpu(cpuUse, counts.rows + counts.refused, seconds),
+    cpu: await watch.stop(counts.rows + counts.refused, seconds),
   };
   progress(
     `scale: ${members} member(s): ${Math.round(ticketsPerSecond)} tickets/s first row to last ` +
