@@ -188,6 +188,11 @@ export function brokerPid(pidFile: string): PidSource {
   };
 }
 
+/** µs a ticket as shown in the report: the number, or "?" without a figure. */
+export function microsText(micros: number | undefined): string {
+  return micros === undefined ? "?" : String(micros);
+}
+
 /** Microseconds of CPU a ticket; undefined without a figure. */
 export function microsPerTicket(seconds: number | undefined, tickets: number): number | undefined {
   return seconds === undefined || tickets <= 0 ? undefined : Math.round(seconds / tickets * 1e6);
@@ -225,10 +230,9 @@ export function drainCpu(use: CpuUse, tickets: number, drainSeconds: number): Dr
 /** One line: µs of CPU a ticket per process, the cores they kept busy, the steal. */
 export function describeDrainCpu(cpu: DrainCpu): string {
   const m = cpu.microsPerTicket;
-  const µs = (v: number | undefined) => v === undefined ? "?" : String(v);
   const steal = cpu.stealShare === undefined ? "?" : `${(cpu.stealShare * 100).toFixed(1)}%`;
-  return `consumer ${µs(m.consumer)} / PostgreSQL ${µs(m.postgres)} / broker ${
-    µs(m.broker)
+  return `consumer ${microsText(m.consumer)} / PostgreSQL ${microsText(m.postgres)} / broker ${
+    microsText(m.broker)
   } µs a ticket; ${cpu.coresBusy?.toFixed(2) ?? "?"} cores busy; steal ${steal}`;
 }
 

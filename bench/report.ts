@@ -11,7 +11,7 @@ import type { LatencyResults } from "./latency_bench.ts";
 import type { ProducerResults } from "./producer_bench.ts";
 import type { ScaleResults } from "./scale_bench.ts";
 import type { RowsFigure, SinkResults } from "./sink_bench.ts";
-import { describeDrainCpu, microsPerTicket } from "./cpu.ts";
+import { describeDrainCpu, microsPerTicket, microsText } from "./cpu.ts";
 
 /** A section that failed: its error instead of figures. */
 export interface SectionError {
@@ -257,10 +257,7 @@ function sinkRows(s: SinkResults, targets: TargetResult[]): Row[] {
 }
 
 /** A sink figure's server CPU in µs a ticket, or "?" where /proc could not be read. */
-function cpuMicros(f: RowsFigure): string {
-  const micros = microsPerTicket(f.serverCpuSeconds, f.tickets);
-  return micros === undefined ? "?" : String(micros);
-}
+const cpuMicros = (f: RowsFigure) => microsText(microsPerTicket(f.serverCpuSeconds, f.tickets));
 
 function e2eRows(e: EndToEndResults, targets: TargetResult[]): Row[] {
   const python = "error" in e.python
