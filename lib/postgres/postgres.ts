@@ -211,7 +211,8 @@ export function storedApplicationName(name: string): string {
   let bytes = 0;
   let end = 0;
   for (const char of name) {
-    const size = new TextEncoder().encode(char).length;
+    const code = char.codePointAt(0)!;
+    const size = code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
     if (bytes + size > NAME_BYTES) break;
     bytes += size;
     end += char.length;
