@@ -5,12 +5,18 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { copyFrom, CopyWriter } from "../postgres/copy.ts";
+import { copyQuery, CopyWriter } from "../postgres/copy.ts";
 import { messageOf } from "../errors.ts";
 import { log } from "../log.ts";
 import type { PoolClient } from "../postgres/postgres.ts";
 import { uuidv7s } from "../model/uuid.ts";
-import { PAID, type QualifiedNames, REFUNDED, SOURCE_COLUMN_NAMES } from "../postgres/schema.ts";
+import {
+  PAID,
+  type QualifiedNames,
+  quoteLiteral,
+  REFUNDED,
+  SOURCE_COLUMN_NAMES,
+} from "../postgres/schema.ts";
 import { type Cancel, type TicketStatus, UNKNOWN_TICKET } from "../model/message.ts";
 import {
   columnTexter,
@@ -141,13 +147,31 @@ export function sinkStatements(q: QualifiedNames) {
      * this partition after the batch's first offset is stored (`behind`: a replay, whose
      * purchases are judged as of their position by the careful path).
      */
-    claimOffset: `INSERT INTO ${q.offsets} AS o (group_id, topic, partition, next_offset)
-      VALUES ($1, $2, $3, $4)
-      ON CONFLICT (group_id, topic, partition)
-      DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
-      WHERE o.next_offset = $5
-      RETURNING EXISTS (SELECT FROM ${q.tickets} t WHERE t.cancel_topic = $2
-        AND t.cancel_partition = $3 AND t.cancel_offset > $5) AS behind`,
+    claimOffset: claimOffsetSql(q, ["$1", "$2", "$3", "$4", "$5"]),
+    /**
+     * The claim as a statement of the fast path's one Query: a DO block that raises
+     * {@linkcode FENCED} when the stored offset was elsewhere, {@linkcode BEHIND} for a replay.
+     */
+    claimBlock: (batch: Batch) => {
+      const claim = claimOffsetSql(q, [
+        quoteLiteral(batch.groupId),
+        quoteLiteral(batch.topic),
+        String(batch.partition),
+        batch.nextOffset.toString(),
+        batch.expectedOffset.toString(),
+      ]);
+      return `DO ${
+        quoteLiteral(`DECLARE behind boolean; BEGIN
+        ${claim} INTO behind;
+        IF NOT FOUND THEN
+          RAISE EXCEPTION 'the stored offset moved' USING ERRCODE = '${FENCED}';
+        END IF;
+        IF behind THEN
+          RAISE EXCEPTION 'a later cancellation is stored' USING ERRCODE = '${BEHIND}';
+        END IF;
+      END`)
+      }`;
+    },
     insertTickets: insertTicketsSql(q),
     /**
      * Inserts the free seats of the batch's tickets and returns, for each seat of each ticket
@@ -249,6 +273,28 @@ export function sinkStatements(q: QualifiedNames) {
       ON CONFLICT DO NOTHING`,
   };
 }
+
+/**
+ * Moves the offset (no row: another consumer moved it) and says whether a cancellation of the
+ * partition after the batch's first offset is stored (`behind`: a replay, whose purchases are
+ * judged as of their position by the careful path). The values, as SQL (placeholders or
+ * literals): group, topic, partition, the batch's next offset, the offset it expects stored.
+ */
+function claimOffsetSql(q: QualifiedNames, values: readonly string[]): string {
+  const [group, topic, partition, next, expected] = values;
+  return `INSERT INTO ${q.offsets} AS o (group_id, topic, partition, next_offset)
+      VALUES (${group}, ${topic}, ${partition}, ${next})
+      ON CONFLICT (group_id, topic, partition)
+      DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
+      WHERE o.next_offset = ${expected}
+      RETURNING EXISTS (SELECT FROM ${q.tickets} t WHERE t.cancel_topic = ${topic}
+        AND t.cancel_partition = ${partition} AND t.cancel_offset > ${expected}) AS behind`;
+}
+
+/** SQLSTATE the fast path's claim raises when the stored offset moved (another member wrote). */
+const FENCED = "TK001";
+/** SQLSTATE the fast path's claim raises for a replay behind a stored cancellation. */
+const BEHIND = "TK002";
 
 /** SQL of a table's batch writes. */
 export type SinkStatements = ReturnType<typeof sinkStatements>;
@@ -650,7 +696,7 @@ export async function endStalledCopies(client: PoolClient): Promise<number> {
       `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
        WHERE pid <> pg_backend_pid() AND datname = current_database()
          AND usename = current_user AND application_name = current_setting('application_name')
-         AND state = 'active' AND wait_event = 'ClientRead' AND query LIKE 'COPY %'
+         AND state = 'active' AND wait_event = 'ClientRead' AND query LIKE '%COPY %'
          AND query_start < clock_timestamp() - current_setting('lock_timeout')::interval`,
     );
     if (ended.rowCount) {
@@ -663,49 +709,47 @@ export async function endStalledCopies(client: PoolClient): Promise<number> {
   }
 }
 
-/** The fast path of {@linkcode writeBatch}; undefined when the batch must go the careful way. */
+/**
+ * The fast path of {@linkcode writeBatch}; undefined when the batch must go the careful way. The
+ * transaction goes as one simple-protocol Query (BEGIN, the offset claim, the three COPYs, and
+ * COMMIT unless dead letters follow) with the COPYs' data streamed right behind it: the server
+ * goes from one statement to the next without waiting for this process, whose event loop may be
+ * busy elsewhere (a fetch decoded, a slice parsed, a GC) whenever a statement ends.
+ */
 async function writeFast(
   client: PoolClient,
   sql: SinkStatements,
   batch: Batch,
 ): Promise<BatchResult | undefined> {
   const result = emptyResult();
-  const begun = client.query("BEGIN");
-  // the claim runs only inside the transaction: sent once BEGIN succeeded (never on its own,
-  // which would move the stored offset past a batch whose rows are not written)
-  const claiming = begun.then(() => claimOffset(client, sql, batch));
-  claiming.catch(() => {}); // awaited below; a failed BEGIN's error comes through it
+  const pieces = copyPieces(batch); // its first piece goes out with the Query
+  const commitNow = batch.deadLetters.length === 0;
+  const text = `BEGIN; ${sql.claimBlock(batch)};
+    COPY ${sql.copy.seats} FROM STDIN; COPY ${sql.copy.tickets} FROM STDIN;
+    COPY ${sql.copy.transactions} FROM STDIN;${commitNow ? " COMMIT;" : ""}`;
   try {
-    const pieces = copyPieces(batch); // its first piece is made while BEGIN and the claim travel
-    const claim = await claiming;
-    if (!claim) {
-      await client.query("ROLLBACK");
-      return result;
+    await copyQuery(client, text, [pieces.seats, pieces.tickets, pieces.payments]);
+    if (!commitNow) {
+      result.deadLetters = await insertDeadLetters(client, sql, batch, batch.deadLetters);
+      await client.query("COMMIT");
     }
-    // a replay behind a stored cancellation: its purchases are judged as of their position
-    if (claim.behind) {
-      await client.query("ROLLBACK");
-      return undefined;
-    }
-    await copyFrom(client, sql.copy.seats, pieces.seats);
-    await copyFrom(client, sql.copy.tickets, pieces.tickets);
-    await copyFrom(client, sql.copy.transactions, pieces.payments);
-    result.deadLetters = await insertDeadLetters(client, sql, batch, batch.deadLetters);
-    await client.query("COMMIT");
     result.committed = true;
     result.stored = batch.rows.length;
     return result;
   } catch (error) {
-    // a claim still on its way runs before the ROLLBACK, inside the transaction it undoes
-    await claiming.catch(() => {});
     await client.query("ROLLBACK").catch(() => {});
-    const code = (error as { code?: string }).code;
-    if (code === UNIQUE_VIOLATION) return undefined;
-    if (code === FEATURE_NOT_SUPPORTED) {
-      sql.copy.supported = false;
-      return undefined;
+    switch ((error as { code?: string }).code) {
+      case FENCED:
+        return result;
+      case BEHIND: // a replay behind a stored cancellation: judged as of its position
+      case UNIQUE_VIOLATION:
+        return undefined;
+      case FEATURE_NOT_SUPPORTED:
+        sql.copy.supported = false;
+        return undefined;
+      default:
+        throw error;
     }
-    throw error;
   }
 }
 

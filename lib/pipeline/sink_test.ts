@@ -182,13 +182,13 @@ Deno.test("a session frozen mid-COPY is ended by the next writer of its partitio
     const owner = await ownerDb.pool.connect();
     const gen = new TicketGenerator();
     try {
-      // the zombie claimed offsets 0-1 and froze after the server asked for its COPY data
-      await zombie.query("BEGIN");
-      await zombie.query(sql.claimOffset, [`g_${table}`, "t", 0, "2", "0"]);
+      // the zombie claimed offsets 0-1 and froze after the server asked for its COPY data (its
+      // Query begun as the fast path's)
+      const batch = { ...batchOf(table, 0n, [gen.next(), gen.next()]), expectedOffset: 0n };
       const stalled = new Promise<string>((resolve) => {
         (zombie as unknown as { query(q: unknown): void }).query({
           submit: (c: { query(text: string): void }) =>
-            c.query(`COPY ${sql.copy.seats} FROM STDIN`),
+            c.query(`BEGIN; ${sql.claimBlock(batch)}; COPY ${sql.copy.seats} FROM STDIN;`),
           handleCopyInResponse: () => resolve("waiting"), // and never sends the data
           handleError: () => {},
           handleReadyForQuery: () => {},
@@ -196,7 +196,6 @@ Deno.test("a session frozen mid-COPY is ended by the next writer of its partitio
         });
       });
       assert.equal(await stalled, "waiting");
-      const batch = { ...batchOf(table, 0n, [gen.next(), gen.next()]), expectedOffset: 0n };
       await assert.rejects(writeBatch(owner, sql, batch), { code: "55P03" });
       // the stalled session is gone: the retry goes through
       const retry = await writeBatch(owner, sql, batch);
@@ -398,19 +397,31 @@ Deno.test("writeBatch() decides eleven new versions of stored tickets wanting on
   });
 });
 
-Deno.test("writeBatch() never moves the offset when BEGIN fails on a live connection (the claim runs only inside the transaction)", async () => {
+Deno.test("writeBatch() never moves the offset when BEGIN fails on a live connection (the claim runs only inside the transaction), on either path", async () => {
   await withTable(async (table, q, pool) => {
     const sql = sinkStatements(q);
     const client = await pool.connect();
     const query = client.query.bind(client);
     try {
-      // BEGIN fails with a statement error (as a cancel landing on it would); the session lives
-      (client as unknown as { query: unknown }).query = (text: unknown, ...rest: unknown[]) =>
-        (query as (...a: unknown[]) => unknown)(text === "BEGIN" ? "SELECT 1/0" : text, ...rest);
-      await assert.rejects(
-        writeBatch(client, sql, batchOf(table, 0n, [new TicketGenerator({ seed: 5 }).next()])),
-        { code: "22012" },
-      );
+      // BEGIN fails with a statement error (as a cancel landing on it would); the session lives.
+      // The fast path sends it at the head of its one Query (an object), the careful path alone.
+      (client as unknown as { query: unknown }).query = (text: unknown, ...rest: unknown[]) => {
+        const fast = text as { text?: string };
+        if (typeof fast.text === "string" && fast.text.startsWith("BEGIN;")) {
+          fast.text = fast.text.replace("BEGIN;", "SELECT 1/0;");
+        }
+        return (query as (...a: unknown[]) => unknown)(
+          text === "BEGIN" ? "SELECT 1/0" : text,
+          ...rest,
+        );
+      };
+      for (const copy of [true, false]) {
+        sql.copy.supported = copy;
+        await assert.rejects(
+          writeBatch(client, sql, batchOf(table, 0n, [new TicketGenerator({ seed: 5 }).next()])),
+          { code: "22012" },
+        );
+      }
       (client as unknown as { query: unknown }).query = query;
       await new Promise((resolve) => setTimeout(resolve, 200)); // a stray claim would be done
       assert.equal((await storedOffsets(client, q, `g_${table}`, "t")).get(0), undefined);

@@ -127,53 +127,64 @@ export type CopySource = string | Uint8Array | Iterable<Uint8Array>;
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
- * A query object node-postgres runs like its own (`client.query(new CopyIn(...))`): sends the
- * statement, answers the server's CopyInResponse with the data and CopyDone, and reports the
- * row count of `COPY n` when the server is ready again. Data given as pieces is streamed: each
- * piece is sent, the event loop runs once (the write leaves, the server starts on it), and only
- * then is the next piece asked for, so that making piece n+1 overlaps the server storing piece
- * n. Errors (a unique violation, say) arrive as the callback's error, after which the connection
- * is usable (within a failed transaction); no piece is asked for after one.
+ * A query object node-postgres runs like its own (`client.query(new CopyQuery(...))`): sends a
+ * simple-protocol Query whose COPY FROM STDIN statements take `data`'s sources in order, and
+ * streams every source followed by CopyDone right behind it, without waiting for the server's
+ * CopyInResponse: the server reads a COPY's data when it reaches that statement, so it goes from
+ * one statement to the next without waiting for the client. A piece is sent, the event loop runs
+ * once (the write leaves, the server starts on it), and only then is the next piece asked for,
+ * so that making piece n+1 overlaps the server storing piece n. An error (a unique violation, an
+ * exception raised by a statement before the COPYs) ends the Query: the server skips its other
+ * statements and ignores the COPY data that still arrives (the protocol says so), no piece is
+ * asked for after it, and the connection is usable (within a failed transaction, if one was
+ * begun). Reports the row counts of the `COPY n` completions once the server is ready again.
  */
-class CopyIn {
-  callback?: (error: Error | null, rows?: number) => void;
-  #rows = 0;
+class CopyQuery {
+  callback?: (error: Error | null, rows?: number[]) => void;
+  readonly #rows: number[] = [];
   #failed = false;
 
-  constructor(readonly text: string, readonly data: Iterable<Uint8Array>) {}
+  constructor(readonly text: string, readonly data: Iterable<Uint8Array>[]) {}
 
   submit(connection: CopyConnection): void {
     connection.query(this.text);
-  }
-
-  handleCopyInResponse(connection: CopyConnection): void {
     void this.#send(connection);
   }
 
   async #send(connection: CopyConnection): Promise<void> {
-    try {
-      for (const piece of this.data) {
-        if (this.#failed) return;
-        for (let at = 0; at < piece.length; at += CHUNK_BYTES) { // none for an empty piece
-          const part = piece.subarray(at, at + CHUNK_BYTES);
-          connection.sendCopyFromChunk(Buffer.from(part.buffer, part.byteOffset, part.length));
+    for (const source of this.data) {
+      try {
+        for (const piece of source) {
+          if (this.#failed) return;
+          for (let at = 0; at < piece.length; at += CHUNK_BYTES) { // none for an empty piece
+            const part = piece.subarray(at, at + CHUNK_BYTES);
+            connection.sendCopyFromChunk(Buffer.from(part.buffer, part.byteOffset, part.length));
+          }
+          await nextTurn();
+          if (this.#failed) return; // not one more piece asked for
         }
-        await nextTurn();
-        if (this.#failed) return;
+      } catch (error) {
+        // making a piece failed: the server ends the COPY with an error naming it
+        if (!this.#failed) {
+          connection.sendCopyFail(`the client could not make the COPY data: ${messageOf(error)}`);
+        }
+        return;
       }
+      if (this.#failed) return;
       connection.endCopyFrom();
-    } catch (error) {
-      // making a piece failed: the server ends the COPY with an error naming it
-      connection.sendCopyFail(`the client could not make the COPY data: ${messageOf(error)}`);
     }
   }
 
+  /** The data is on its way already. */
+  handleCopyInResponse(): void {}
+
   handleCommandComplete(message: { text?: string }): void {
-    this.#rows = Number(/^COPY (\d+)/.exec(message.text ?? "")?.[1] ?? 0);
+    const copied = /^COPY (\d+)/.exec(message.text ?? "");
+    if (copied) this.#rows.push(Number(copied[1]));
   }
 
   handleReadyForQuery(): void {
-    this.callback?.(null, this.#rows);
+    if (!this.#failed) this.callback?.(null, this.#rows);
   }
 
   handleError(error: Error): void {
@@ -181,7 +192,7 @@ class CopyIn {
     this.callback?.(error);
   }
 
-  // messages a COPY FROM STDIN does not get; present because node-postgres may route them here
+  // messages these statements do not get; present because node-postgres may route them here
   handleRowDescription(): void {}
   handleDataRow(): void {}
   handleEmptyQuery(): void {}
@@ -189,22 +200,46 @@ class CopyIn {
   handleCopyData(): void {}
 }
 
-/**
- * Runs `COPY <target> FROM STDIN` with `data` as its data: text (lines from
- * {@linkcode copyLine}), bytes (from {@linkcode CopyWriter}), or pieces of bytes made one at a
- * time while the server stores the ones before (see {@linkcode CopyIn}). Returns the number of
- * rows the server stored. `target` is trusted SQL (quoted names, column list).
- */
-export function copyFrom(client: PoolClient, target: string, data: CopySource): Promise<number> {
-  const pieces = typeof data === "string"
+/** The pieces of a COPY's data. */
+function piecesOf(data: CopySource): Iterable<Uint8Array> {
+  return typeof data === "string"
     ? [Buffer.from(data, "utf8")]
     : data instanceof Uint8Array
     ? [data]
     : data;
-  const copy = new CopyIn(`COPY ${target} FROM STDIN`, pieces);
-  return new Promise<number>((resolve, reject) => {
-    copy.callback = (error, rows) => error ? reject(error) : resolve(rows ?? 0);
+}
+
+/**
+ * Runs `text`, one or more SQL statements in one simple-protocol Query, of which the statements
+ * `COPY ... FROM STDIN` take `data`'s sources in order (one each: as many sources as such
+ * statements), streamed right behind the Query (see {@linkcode CopyQuery}). Returns the row
+ * counts of the COPYs the server completed. `text` is trusted SQL: no parameters, literals
+ * quoted by the caller.
+ */
+export function copyQuery(
+  client: PoolClient,
+  text: string,
+  data: CopySource[],
+): Promise<number[]> {
+  const query = new CopyQuery(text, data.map(piecesOf));
+  return new Promise<number[]>((resolve, reject) => {
+    query.callback = (error, rows) => error ? reject(error) : resolve(rows ?? []);
     // node-postgres accepts any object with submit(); its typings only know its own
-    (client as unknown as { query(q: CopyIn): void }).query(copy);
+    (client as unknown as { query(q: CopyQuery): void }).query(query);
   });
+}
+
+/**
+ * Runs `COPY <target> FROM STDIN` with `data` as its data: text (lines from
+ * {@linkcode copyLine}), bytes (from {@linkcode CopyWriter}), or pieces of bytes made one at a
+ * time while the server stores the ones before (see {@linkcode CopyQuery}). Returns the number
+ * of rows the server stored. `target` is trusted SQL (quoted names, column list).
+ */
+export async function copyFrom(
+  client: PoolClient,
+  target: string,
+  data: CopySource,
+): Promise<number> {
+  const [rows] = await copyQuery(client, `COPY ${target} FROM STDIN`, [data]);
+  return rows ?? 0;
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { copyField, copyFrom, copyLine, CopyWriter } from "./copy.ts";
+import { copyField, copyFrom, copyLine, copyQuery, CopyWriter } from "./copy.ts";
 import { createPool } from "./postgres.ts";
 import { stackInfo } from "../../testing/testing.ts";
 
@@ -105,6 +105,53 @@ Deno.test("copyFrom() streams pieces as they are made, stops asking after a refu
     });
     const { rows } = await client.query("SELECT array_agg(id ORDER BY id) AS ids FROM copy_stream");
     assert.deepEqual(rows[0].ids, [1, 2, 3, 4, 5]);
+  } finally {
+    client.release();
+    await db.pool.end();
+  }
+});
+
+Deno.test("copyQuery() runs a transaction of several COPYs as one Query with their data sent ahead; an error before or between them stores nothing and the next Query finds the connection idle", async () => {
+  const info = stackInfo();
+  const db = await createPool({ uri: info.postgresUri, certPath: info.certPath, max: 1 });
+  const client = await db.pool.connect();
+  const lines = (ids: number[]) => ids.map((id) => copyLine([id, `v${id}`])).join("");
+  const count = async () =>
+    (await client.query(
+      "SELECT (SELECT count(*) FROM qa)::int + (SELECT count(*) FROM qb)::int AS n",
+    ))
+      .rows[0].n;
+  try {
+    await client.query("CREATE TEMP TABLE qa (id int PRIMARY KEY, v text)");
+    await client.query("CREATE TEMP TABLE qb (id int PRIMARY KEY, v text)");
+    const both = "COPY qa (id, v) FROM STDIN; COPY qb (id, v) FROM STDIN;";
+    assert.deepEqual(
+      await copyQuery(client, `BEGIN; ${both} COMMIT;`, [lines([1, 2]), lines([1, 2, 3])]),
+      [2, 3],
+    );
+    // a statement before the COPYs raises: the rest of the Query is skipped and the data sent
+    // behind it is ignored, with 40,000 rows of it in flight
+    const many = Array.from({ length: 20_000 }, (_, i) => i + 10);
+    await assert.rejects(
+      copyQuery(
+        client,
+        `BEGIN; DO 'BEGIN RAISE EXCEPTION ''fenced'' USING ERRCODE = ''TK001''; END'; ${both} COMMIT;`,
+        [lines(many), lines(many)],
+      ),
+      { code: "TK001" },
+    );
+    await client.query("ROLLBACK");
+    assert.equal(await count(), 5);
+    // the second COPY meets a stored key: the first one's rows go with the transaction
+    await assert.rejects(
+      copyQuery(client, `BEGIN; ${both} COMMIT;`, [lines(many), lines([3])]),
+      { code: "23505" },
+    );
+    await client.query("ROLLBACK");
+    assert.equal(await count(), 5);
+    // and the connection is idle, in no transaction, for the next statement
+    const { rows } = await client.query("SELECT now() = statement_timestamp() AS outside");
+    assert.equal(rows[0].outside, true);
   } finally {
     client.release();
     await db.pool.end();

@@ -28,9 +28,15 @@ export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-/** A string as an SQL literal (for names already checked by {@linkcode checkIdentifier}). */
-function quoteLiteral(text: string): string {
-  return `'${text.replaceAll("'", "''")}'`;
+/**
+ * A string as an SQL literal, right whatever `standard_conforming_strings` says: quotes doubled,
+ * and a text with a backslash written as an `E''` string with its backslashes doubled. A NUL,
+ * which no PostgreSQL text holds, is refused.
+ */
+export function quoteLiteral(text: string): string {
+  if (text.includes("\0")) throw new AppError("BAD_INPUT", "a text for PostgreSQL holds a NUL");
+  const quoted = `'${text.replaceAll("'", "''")}'`;
+  return text.includes("\\") ? `E${quoted.replaceAll("\\", "\\\\")}` : quoted;
 }
 
 /** Where the pipeline's tables live. */

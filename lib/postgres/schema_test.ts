@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { AppError } from "../errors.ts";
-import { checkIdentifier, qualify, schemaStatements } from "./schema.ts";
+import fc from "fast-check";
+import { checkIdentifier, qualify, quoteLiteral, schemaStatements } from "./schema.ts";
+import { createPool } from "./postgres.ts";
+import { stackInfo } from "../../testing/testing.ts";
 
 for (
   const bad of [
@@ -38,4 +41,28 @@ Deno.test("schemaStatements() keeps the original columns and seats as text", () 
     assert.match(ddl, new RegExp(`\\b${column}\\s+text NOT NULL`), column);
   }
   assert.match(ddl, /IF NOT EXISTS/);
+});
+
+Deno.test("quoteLiteral() gives back any text the server reads, whatever standard_conforming_strings says; a NUL is refused", async () => {
+  assert.throws(() => quoteLiteral("a\0b"), AppError);
+  const info = stackInfo();
+  const db = await createPool({ uri: info.postgresUri, certPath: info.certPath, max: 1 });
+  const client = await db.pool.connect();
+  try {
+    const text = fc.string({ unit: "binary", maxLength: 40 }).filter((t) => !t.includes("\0"));
+    const awkward = fc.stringMatching(/^[a-z'\\$ ]{0,12}$/);
+    for (const conforming of ["on", "off"]) {
+      await client.query(`SET standard_conforming_strings = ${conforming}`);
+      await fc.assert(
+        fc.asyncProperty(fc.oneof(text, awkward), async (value) => {
+          const { rows } = await client.query(`SELECT ${quoteLiteral(value)} AS v`);
+          assert.equal(rows[0].v, value);
+        }),
+        { numRuns: 300 },
+      );
+    }
+  } finally {
+    client.release();
+    await db.pool.end();
+  }
 });
