@@ -241,6 +241,13 @@ function sinkRows(s: SinkResults, targets: TargetResult[]): Row[] {
     ],
     [
       "",
+      `${s.remote.roundTripMs} ms round trip (a proxy): writeBatch 1 connection / \\copy`,
+      `${sinkRate(s.remote.ours)} / ${int(s.remote.copy.ticketsPerSecond)} tickets/s`,
+      `ours ${times(s.remote.vsCopy)}`,
+      "",
+    ],
+    [
+      "",
       "PostgreSQL backend CPU a ticket: writeBatch 1 connection / 3 in parallel / \\copy",
       `${cpuMicros(s.ours)} / ${cpuMicros(s.oursParallel)} / ${cpuMicros(s.copy)} µs`,
       "",

@@ -38,11 +38,17 @@ import {
   timed,
 } from "./common.ts";
 import { backendsNamed, CpuWatcher } from "./cpu.ts";
+import { startDelayProxy } from "./delay_proxy.ts";
 
 /** Tickets per `writeBatch` call, as the consumer's default batch size. */
 export const SINK_BATCH_SIZE = CONSUMER_DEFAULTS.batchSize;
 /** Partitions written in parallel in the consumer-shaped variant (the topic default). */
 const PARALLEL_PARTITIONS = PRODUCER_DEFAULTS.partitions;
+/**
+ * Round trip to PostgreSQL, in milliseconds, of the figures across a network (a proxy holding
+ * each direction for half of it): a managed database in a nearby region. Loopback has ~0.05 ms.
+ */
+export const REMOTE_ROUND_TRIP_MS = 5;
 /** Tries of one batch that lost a seat race or a deadlock to another partition's batch. */
 const MAX_ATTEMPTS = 10;
 
@@ -81,6 +87,16 @@ export interface SinkResults {
   rowAtATime: RowsFigure;
   /** `psql \copy` time as psql's `\timing` reports it; `wallSeconds` adds start and connection. */
   copy: RowsFigure & { wallSeconds: number };
+  /**
+   * writeBatch on one connection and `psql \copy`, both through a proxy adding
+   * {@linkcode REMOTE_ROUND_TRIP_MS} to every round trip; `vsCopy` ours ÷ theirs.
+   */
+  remote: {
+    roundTripMs: number;
+    ours: WriteBatchFigure;
+    copy: RowsFigure & { wallSeconds: number };
+    vsCopy: number | null;
+  };
   /** ours ÷ theirs, in rows/s (every path writes the same rows per ticket). */
   ratios: { vsRowAtATime: number | null; vsCopy: number | null; parallelVsCopy: number | null };
 }
@@ -121,12 +137,14 @@ export async function benchSink(suffix: string, sizes: SinkSizes): Promise<SinkR
       access,
       (scope) => insertRowAtATime(access, scope, suffix, rows.slice(0, sizes.rowAtATimeRows)),
     );
+    const remote = await acrossNetwork(access, suffix, rows);
     return {
       batchSize: SINK_BATCH_SIZE,
       ours,
       oursParallel,
       rowAtATime,
       copy,
+      remote,
       ratios: {
         vsRowAtATime: ratio(ours.rowsPerSecond, rowAtATime.rowsPerSecond),
         vsCopy: ratio(ours.rowsPerSecond, copy.rowsPerSecond),
@@ -135,6 +153,42 @@ export async function benchSink(suffix: string, sizes: SinkSizes): Promise<SinkR
     };
   } finally {
     await releaseAccess(access);
+  }
+}
+
+/**
+ * `\copy` and writeBatch on one connection again, through a proxy that adds
+ * {@linkcode REMOTE_ROUND_TRIP_MS} to each round trip: what the protocol's waits cost where the
+ * database is not on the same machine (each waits for the server only between its statements).
+ */
+async function acrossNetwork(
+  access: StackAccess,
+  suffix: string,
+  rows: IncomingRow[],
+): Promise<SinkResults["remote"]> {
+  const target = new URL(access.connection.postgresUri);
+  const proxy = await startDelayProxy(
+    target.hostname,
+    Number(target.port || 5432),
+    REMOTE_ROUND_TRIP_MS / 2,
+  );
+  try {
+    target.port = String(proxy.port);
+    const far = { ...access, connection: { ...access.connection, postgresUri: target.toString() } };
+    progress(`sink: the same through a proxy adding ${REMOTE_ROUND_TRIP_MS} ms a round trip`);
+    const copy = await inOwnScope(access, (scope) => psqlCopy(far, scope, `${suffix}_far`, rows));
+    const ours = await inOwnScope(
+      access,
+      (scope) => oursSequential(far, scope, `${suffix}_far`, rows),
+    );
+    return {
+      roundTripMs: REMOTE_ROUND_TRIP_MS,
+      ours,
+      copy,
+      vsCopy: ratio(ours.rowsPerSecond, copy.rowsPerSecond),
+    };
+  } finally {
+    await proxy.close();
   }
 }
 

@@ -23,6 +23,11 @@ const FIGURES: Record<string, string[]> = {
     // the backend CPU of the 1-connection path (its pid is asked); psql's and the parallel
     // pool's sessions may end before a tiny run's watcher looks for them
     "ours.serverCpuSeconds",
+    // the same through the proxy adding a network's round trip
+    "remote.roundTripMs",
+    "remote.ours.ticketsPerSecond",
+    "remote.copy.ticketsPerSecond",
+    "remote.vsCopy",
   ],
   e2e: [
     "produce.ticketsPerSecond",
