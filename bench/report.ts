@@ -201,6 +201,10 @@ function producerRows(p: ProducerResults, targets: TargetResult[]): Row[] {
 
 const refusedNote = (refused: number | undefined) => refused ? ` (${int(refused)} SEAT_TAKEN)` : "";
 
+/** `2 (31.5k, 40.8k)`: how many runs, and their tickets/s. */
+const runsNote = (rates: number[]) =>
+  `${rates.length} (${rates.map((r) => `${(r / 1000).toFixed(1)}k`).join(", ")})`;
+
 /** `tickets/s (rows/s)` of a sink figure. */
 const sinkRate = (f: RowsFigure) =>
   `${int(f.ticketsPerSecond)} tickets/s = ${int(f.rowsPerSecond)} rows/s`;
@@ -211,7 +215,7 @@ function sinkRows(s: SinkResults, targets: TargetResult[]): Row[] {
       "sink",
       `writeBatch, ${int(s.batchSize)}/batch, 1 connection, ${int(s.ours.tickets)} tickets${
         refusedNote(s.ours.refused)
-      }`,
+      }, fastest of ${runsNote(s.rounds.ours)}`,
       sinkRate(s.ours),
       "",
       "",
@@ -234,7 +238,7 @@ function sinkRows(s: SinkResults, targets: TargetResult[]): Row[] {
     ],
     [
       "",
-      `psql \\copy from CSV, ${int(s.copy.tickets)} tickets`,
+      `psql \\copy from CSV, ${int(s.copy.tickets)} tickets, fastest of ${runsNote(s.rounds.copy)}`,
       sinkRate(s.copy),
       `ours ${times(s.ratios.vsCopy)}`,
       status(targets, "sink.vsCopy"),

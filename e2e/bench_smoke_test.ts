@@ -23,6 +23,8 @@ const FIGURES: Record<string, string[]> = {
     // the backend CPU of the 1-connection path (its pid is asked); psql's and the parallel
     // pool's sessions may end before a tiny run's watcher looks for them
     "ours.serverCpuSeconds",
+    "rounds.ours.1",
+    "rounds.copy.1",
     // the same through the proxy adding a network's round trip
     "remote.roundTripMs",
     "remote.ours.ticketsPerSecond",
