@@ -46,6 +46,7 @@ import {
   type WriteCounts,
 } from "./sink.ts";
 import { GroupOffsetMirror } from "./group_offsets.ts";
+import { startPruning } from "./prune.ts";
 import {
   lagOf,
   type OffsetStore,
@@ -559,9 +560,11 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   const { run, db, admin } = parts;
   let idleTimer: ReturnType<typeof setInterval> | undefined;
   let server: MetricsServer | undefined;
+  let stopPruning = () => {};
   try {
     if (run.prometheus) server = serveMetrics(run.prometheus, options.prometheus!);
     run.start(await startConsuming(options, parts, end));
+    stopPruning = startPruning(parts.store);
     if (options.idleTimeoutSeconds !== undefined) {
       idleTimer = watchDrain({
         store: parts.store,
@@ -578,6 +581,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     end.finish(error);
   } finally {
     clearInterval(idleTimer);
+    stopPruning();
     end.unwatch();
     await stopParts(options, parts, end);
     await within(server?.close().catch(() => {}) ?? Promise.resolve(), 1_000);
