@@ -28,6 +28,7 @@ import {
 } from "../observe/prometheus.ts";
 import { MAX_TICKET_BYTES } from "../model/ticket.ts";
 import { UNKNOWN_TICKET } from "../model/message.ts";
+import { md5Hex } from "../model/md5.ts";
 import {
   createPool,
   type Database,
@@ -130,9 +131,16 @@ export const CONSUMER_DEFAULTS = {
   sessionTimeoutSeconds: 10,
 } as const satisfies Partial<ConsumerOptions>;
 
-/** The application_name of a consumer group's database sessions, as PostgreSQL shows it. */
+/**
+ * The application_name of a consumer group's database sessions, as PostgreSQL shows it: the
+ * group's id, or for an id too long for PostgreSQL's 63 bytes its start and a digest of the
+ * whole, so that two groups never share a name (ending a frozen session looks for this name).
+ */
 export function consumerApplicationName(groupId: string): string {
-  return storedApplicationName(`tickets-consumer ${groupId}`);
+  const name = `tickets-consumer ${groupId}`;
+  if (storedApplicationName(name) === name) return name;
+  const digest = `~${md5Hex(groupId).slice(0, 12)}`;
+  return storedApplicationName(name, 63 - digest.length) + digest;
 }
 
 /** Default consumer group of a table. */

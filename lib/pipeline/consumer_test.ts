@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { formatConsumerSummary } from "./consumer.ts";
+import fc from "fast-check";
+import { consumerApplicationName, formatConsumerSummary } from "./consumer.ts";
+import { storedApplicationName } from "../postgres/postgres.ts";
 
 Deno.test("formatConsumerSummary() names cancellations, fenced batches, refusals by reason and lost messages", () => {
   const line = formatConsumerSummary({
@@ -42,4 +44,25 @@ Deno.test("formatConsumerSummary() leaves out cancelled when no cancellation was
     activeSeconds: 1,
   });
   assert.match(line, /: stored 2, duplicates 0, conflicts 0, dead letters 0, fenced 0$/);
+});
+
+Deno.test("consumerApplicationName(): a name PostgreSQL keeps whole, the group's id when it fits, and never the same for two groups", () => {
+  assert.equal(
+    consumerApplicationName("tickets-sink-public-t"),
+    "tickets-consumer tickets-sink-public-t",
+  );
+  const shared = "g".repeat(60);
+  assert.notEqual(consumerApplicationName(`${shared}a`), consumerApplicationName(`${shared}b`));
+  fc.assert(
+    fc.property(
+      fc.string({ unit: "binary", minLength: 1, maxLength: 200 }),
+      fc.string({ unit: "binary", minLength: 1, maxLength: 200 }),
+      (a, b) => {
+        const [na, nb] = [consumerApplicationName(a), consumerApplicationName(b)];
+        assert.equal(storedApplicationName(na), na, "PostgreSQL would cut it");
+        if (a !== b) assert.notEqual(na, nb);
+      },
+    ),
+    { numRuns: 2000 },
+  );
 });

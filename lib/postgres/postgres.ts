@@ -206,14 +206,15 @@ const NAME_BYTES = 63;
 /**
  * A session name as PostgreSQL stores it (`pg_stat_activity.application_name`): cut to 63 bytes
  * of UTF-8 at a character's boundary. Compare with this, never with the name as given.
+ * `maxBytes` cuts shorter, to leave room for something after it.
  */
-export function storedApplicationName(name: string): string {
+export function storedApplicationName(name: string, maxBytes = NAME_BYTES): string {
   let bytes = 0;
   let end = 0;
   for (const char of name) {
     const code = char.codePointAt(0)!;
     const size = code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
-    if (bytes + size > NAME_BYTES) break;
+    if (bytes + size > Math.min(maxBytes, NAME_BYTES)) break;
     bytes += size;
     end += char.length;
   }
