@@ -94,6 +94,8 @@ ensure_packages() { # [parts]: PostgreSQL's package only when the server is amon
   command -v openssl >/dev/null || need+=(openssl)
   if [[ " ${1:-postgres} " == *" postgres "* ]]; then
     { [[ -n "$(pg_bin_dir)" ]] && command -v psql >/dev/null && getent passwd postgres >/dev/null; } || need+=(postgresql)
+    # the tests put PgBouncer (transaction mode, as managed services offer it) in front of it
+    [[ -x /usr/sbin/pgbouncer ]] || command -v pgbouncer >/dev/null || need+=(pgbouncer)
   fi
   command -v java >/dev/null || [[ -n "${JAVA_HOME:-}" ]] || need+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || need+=(maven)

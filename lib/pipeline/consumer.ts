@@ -449,7 +449,7 @@ async function wireParts(options: ConsumerOptions, end: RunEnd): Promise<Consume
   });
   const writer = new BatchWriter({
     db,
-    sql: sinkStatements(q),
+    sql: sinkStatements(q, db),
     table: q.tickets,
     retryMs: (options.dbRetrySeconds ?? CONSUMER_DEFAULTS.dbRetrySeconds) * 1000,
     stopping: end.stopping.signal,

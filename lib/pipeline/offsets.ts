@@ -93,7 +93,7 @@ export async function resetStoredOffsets(
   const done: Record<string, { from: string | null; to: string }> = {};
   const client = await s.db.pool.connect();
   try {
-    await client.query("BEGIN");
+    await client.query(s.db.begin);
     const stored = await storedOffsets(client, s.q, s.groupId, s.topic);
     for (const o of offsets) {
       const [low, high] = [BigInt(o.low), BigInt(o.high)];

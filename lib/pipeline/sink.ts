@@ -8,7 +8,7 @@ import { Buffer } from "node:buffer";
 import { copyQuery, CopyWriter } from "../postgres/copy.ts";
 import { messageOf } from "../errors.ts";
 import { log } from "../log.ts";
-import type { PoolClient } from "../postgres/postgres.ts";
+import type { Database, PoolClient } from "../postgres/postgres.ts";
 import { uuidv7s } from "../model/uuid.ts";
 import {
   PAID,
@@ -139,9 +139,19 @@ export interface BatchResult extends WriteCounts {
 const toBuffer = (bytes: Uint8Array | null) =>
   bytes === null ? null : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
-/** Builds the SQL of the batch writes once per table. */
-export function sinkStatements(q: QualifiedNames) {
+/**
+ * Builds the SQL of the batch writes once per table; each transaction starts with the pool's
+ * `begin` (its timeouts), plain BEGIN without one.
+ */
+export function sinkStatements(
+  q: QualifiedNames,
+  db: Pick<Database, "begin" | "lockTimeoutMs"> = { begin: "BEGIN" },
+) {
   return {
+    /** Starts a batch's transaction: BEGIN and the pool's timeouts. */
+    begin: db.begin,
+    /** The lock timeout the transactions have, if any (see `endStalledCopies`). */
+    lockTimeoutMs: db.lockTimeoutMs,
     /**
      * Moves the offset (no row: another consumer moved it) and says whether a cancellation of
      * this partition after the batch's first offset is stored (`behind`: a replay, whose
@@ -675,7 +685,9 @@ export async function writeBatch(
     }
     return await writeCarefully(client, sql, batch);
   } catch (error) {
-    if ((error as { code?: string }).code === LOCK_NOT_AVAILABLE) await endStalledCopies(client);
+    if ((error as { code?: string }).code === LOCK_NOT_AVAILABLE && sql.lockTimeoutMs) {
+      await endStalledCopies(client, sql.lockTimeoutMs);
+    }
     throw error;
   }
 }
@@ -690,14 +702,15 @@ export async function writeBatch(
  * (a lock timeout is the session timeout, 10 s by default): only a frozen one qualifies.
  * Called after a lock wait timed out; the caller's retry then gets the locks. Returns how many.
  */
-export async function endStalledCopies(client: PoolClient): Promise<number> {
+export async function endStalledCopies(client: PoolClient, lockTimeoutMs: number): Promise<number> {
   try {
     const ended = await client.query(
       `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
        WHERE pid <> pg_backend_pid() AND datname = current_database()
          AND usename = current_user AND application_name = current_setting('application_name')
          AND state = 'active' AND wait_event = 'ClientRead' AND query LIKE '%COPY %'
-         AND query_start < clock_timestamp() - current_setting('lock_timeout')::interval`,
+         AND query_start < clock_timestamp() - make_interval(secs => $1::float8 / 1000)`,
+      [lockTimeoutMs],
     );
     if (ended.rowCount) {
       log("warn", `ended ${ended.rowCount} session(s) of this pipeline stalled in a COPY`);
@@ -724,7 +737,7 @@ async function writeFast(
   const result = emptyResult();
   const pieces = copyPieces(batch); // its first piece goes out with the Query
   const commitNow = batch.deadLetters.length === 0;
-  const text = `BEGIN; ${sql.claimBlock(batch)};
+  const text = `${sql.begin}; ${sql.claimBlock(batch)};
     COPY ${sql.copy.seats} FROM STDIN; COPY ${sql.copy.tickets} FROM STDIN;
     COPY ${sql.copy.transactions} FROM STDIN;${commitNow ? " COMMIT;" : ""}`;
   try {
@@ -958,7 +971,7 @@ async function writeCarefullyOnce(
   known: Map<string, KnownTicket>,
 ): Promise<BatchResult | undefined> {
   const result = emptyResult();
-  await client.query("BEGIN");
+  await client.query(sql.begin);
   try {
     const claim = await claimOffset(client, sql, batch);
     if (!claim) {

@@ -165,7 +165,6 @@ Deno.test("writeBatch() stores a ticket sent twice in one batch once, and a new 
 
 Deno.test("a session frozen mid-COPY is ended by the next writer of its partition once a lock wait times out", async () => {
   await withTable(async (table, q) => {
-    const sql = sinkStatements(q);
     const info = stackInfo();
     const connect = (lockTimeoutMs?: number) =>
       createPool({
@@ -180,6 +179,7 @@ Deno.test("a session frozen mid-COPY is ended by the next writer of its partitio
     const zombie = await zombieDb.pool.connect();
     zombie.on("error", () => {}); // it is about to be terminated
     const owner = await ownerDb.pool.connect();
+    const sql = sinkStatements(q, ownerDb); // its transactions wait 1 s for a lock
     const gen = new TicketGenerator();
     try {
       // the zombie claimed offsets 0-1 and froze after the server asked for its COPY data (its

@@ -31,12 +31,14 @@ export interface PoolOptions {
   applicationName?: string;
   /**
    * The server ends a transaction left idle this long (a frozen or partitioned client), so its
-   * locks cannot block the other consumers for ever. @default {30000}
+   * locks cannot block the other consumers for ever; transactions begun with the pool's `begin`.
+   * @default {30000}
    */
   idleInTransactionTimeoutMs?: number;
   /**
    * A statement waiting this long for a lock fails with lock_not_available (55P03), so the caller
-   * can end what holds it (see `endStalledCopies` in sink.ts). @default {no limit}
+   * can end what holds it (see `endStalledCopies` in sink.ts); transactions begun with the pool's
+   * `begin`. @default {no limit}
    */
   lockTimeoutMs?: number;
 }
@@ -47,6 +49,33 @@ export interface Database {
   target: PostgresTarget;
   /** `user@host:port/db`, safe to print. */
   label: string;
+  /**
+   * What starts a transaction on this pool: BEGIN and the pool's timeouts as `SET LOCAL` (see
+   * {@linkcode transactionStart}). No parameters: it may head a multi-statement Query.
+   */
+  begin: string;
+  /** The lock timeout its transactions have, if any. */
+  lockTimeoutMs?: number;
+}
+
+/**
+ * BEGIN, then the idle-in-transaction and lock timeouts for that transaction alone. Set in each
+ * transaction rather than once per session (a startup parameter or a SET after connecting) so
+ * that they hold behind a connection pooler: PgBouncer refuses startup parameters it does not
+ * know, and in its transaction mode a session's SET lands on whichever server connection the
+ * statement got, leaving ours without it and changing another client's.
+ */
+export function transactionStart(
+  options: Pick<PoolOptions, "idleInTransactionTimeoutMs" | "lockTimeoutMs">,
+): string {
+  const ms = (value: number) => `'${Math.max(0, Math.round(value))}ms'`;
+  let begin = `BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${
+    ms(options.idleInTransactionTimeoutMs ?? 30_000)
+  }`;
+  if (options.lockTimeoutMs !== undefined) {
+    begin += `; SET LOCAL lock_timeout = ${ms(options.lockTimeoutMs)}`;
+  }
+  return begin;
 }
 
 function readCa(target: PostgresTarget, certPath: string | undefined): string | undefined {
@@ -237,8 +266,7 @@ function poolConfig(
     connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
     application_name: options.applicationName ?? "movie-tickets",
     keepAlive: true,
-    idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? 30_000,
-    lock_timeout: options.lockTimeoutMs,
+    // the timeouts are set in each transaction (transactionStart), not as startup parameters
   };
 }
 
@@ -287,7 +315,13 @@ export async function createPool(options: PoolOptions): Promise<Database> {
       throw describePgError(error2, target);
     }
   }
-  return { pool, target, label: describeTarget(target) };
+  return {
+    pool,
+    target,
+    label: describeTarget(target),
+    begin: transactionStart(options),
+    lockTimeoutMs: options.lockTimeoutMs,
+  };
 }
 
 /**

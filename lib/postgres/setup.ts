@@ -20,7 +20,7 @@ export async function setupDatabase(connection: Connection, names: TableNames): 
   try {
     const client = await db.pool.connect();
     try {
-      await client.query("BEGIN");
+      await client.query(db.begin);
       // Two db_setup runs at once must not race on CREATE ... IF NOT EXISTS.
       await client.query("SELECT pg_advisory_xact_lock(hashtext('movie-tickets-db-setup'))");
       for (const sql of statements) await client.query(sql);
