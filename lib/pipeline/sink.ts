@@ -652,6 +652,10 @@ async function applyCancels(
 const UNIQUE_VIOLATION = "23505";
 /** PostgreSQL's feature_not_supported: the server does not take COPY FROM STDIN. */
 const FEATURE_NOT_SUPPORTED = "0A000";
+/** PostgreSQL's insufficient_privilege, e.g. no USAGE on the plpgsql language. */
+const INSUFFICIENT_PRIVILEGE = "42501";
+/** PostgreSQL's undefined_object, e.g. a server without the plpgsql language. */
+const UNDEFINED_OBJECT = "42704";
 /** PostgreSQL's lock_not_available: a lock wait exceeded lock_timeout. */
 const LOCK_NOT_AVAILABLE = "55P03";
 
@@ -693,13 +697,21 @@ export async function writeBatch(
 }
 
 /**
- * Ends the sessions of this pipeline (same database, role and application name) that sit in a
- * COPY FROM STDIN waiting for their client longer than the lock timeout: a consumer frozen
- * mid-COPY (SIGSTOP, a paused VM) holds its batch's locks, which neither statement_timeout nor
+ * What the fast path's statement string starts with, so that `pg_stat_activity.query` (cut to
+ * `track_activity_query_size`, 1 kB by default) shows it whatever the names' lengths.
+ */
+const FAST_PATH_MARK = "/* tickets: batch by COPY */";
+
+/**
+ * Ends the sessions of this pipeline (same database, role and application name) that sit in the
+ * fast path's COPY FROM STDIN waiting for their client: a consumer frozen mid-COPY (SIGSTOP, a
+ * paused VM) holds its batch's locks, which neither statement_timeout nor
  * idle_in_transaction_session_timeout can free while the server waits for COPY data. A live
  * consumer streams a batch's rows in pieces, each made in about a millisecond while the server
- * stores the one before, so its COPY waits for it only briefly and lasts a fraction of a second
- * (a lock timeout is the session timeout, 10 s by default): only a frozen one qualifies.
+ * stores the one before, so its COPY waits for it only briefly, and its whole statement string
+ * lasts less than the lock timeout it may wait in its claim plus a fraction of a second: only a
+ * session whose string began more than twice the lock timeout ago qualifies (a frozen one is
+ * ended at the second timed-out wait for its locks, never a live one that waited in its claim).
  * Called after a lock wait timed out; the caller's retry then gets the locks. Returns how many.
  */
 export async function endStalledCopies(client: PoolClient, lockTimeoutMs: number): Promise<number> {
@@ -708,9 +720,9 @@ export async function endStalledCopies(client: PoolClient, lockTimeoutMs: number
       `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
        WHERE pid <> pg_backend_pid() AND datname = current_database()
          AND usename = current_user AND application_name = current_setting('application_name')
-         AND state = 'active' AND wait_event = 'ClientRead' AND query LIKE '%COPY %'
-         AND query_start < clock_timestamp() - make_interval(secs => $1::float8 / 1000)`,
-      [lockTimeoutMs],
+         AND state = 'active' AND wait_event = 'ClientRead' AND starts_with(query, $1)
+         AND query_start < clock_timestamp() - make_interval(secs => $2::float8 / 1000 * 2)`,
+      [FAST_PATH_MARK, lockTimeoutMs],
     );
     if (ended.rowCount) {
       log("warn", `ended ${ended.rowCount} session(s) of this pipeline stalled in a COPY`);
@@ -737,11 +749,12 @@ async function writeFast(
   const result = emptyResult();
   const pieces = copyPieces(batch); // its first piece goes out with the Query
   const commitNow = batch.deadLetters.length === 0;
-  const text = `${sql.begin}; ${sql.claimBlock(batch)};
-    COPY ${sql.copy.seats} FROM STDIN; COPY ${sql.copy.tickets} FROM STDIN;
-    COPY ${sql.copy.transactions} FROM STDIN;${commitNow ? " COMMIT;" : ""}`;
   try {
-    await copyQuery(client, text, [pieces.seats, pieces.tickets, pieces.payments]);
+    await copyQuery(client, fastPathText(sql, batch), [
+      pieces.seats,
+      pieces.tickets,
+      pieces.payments,
+    ]);
     if (!commitNow) {
       result.deadLetters = await insertDeadLetters(client, sql, batch, batch.deadLetters);
       await client.query("COMMIT");
@@ -757,13 +770,27 @@ async function writeFast(
       case BEHIND: // a replay behind a stored cancellation: judged as of its position
       case UNIQUE_VIOLATION:
         return undefined;
+      // no COPY FROM STDIN (the embedded PGlite), no DO block (no USAGE on plpgsql): the
+      // careful path's plain statements from now on; one they need too fails there, named
       case FEATURE_NOT_SUPPORTED:
+      case INSUFFICIENT_PRIVILEGE:
+      case UNDEFINED_OBJECT:
         sql.copy.supported = false;
         return undefined;
       default:
         throw error;
     }
   }
+}
+
+/**
+ * The fast path's statement string for a batch: its mark, BEGIN with the pool's timeouts, the
+ * claim, the COPYs of seats, tickets and payments, and COMMIT unless dead letters follow.
+ */
+export function fastPathText(sql: SinkStatements, batch: Batch): string {
+  return `${FAST_PATH_MARK} ${sql.begin}; ${sql.claimBlock(batch)};
+    COPY ${sql.copy.seats} FROM STDIN; COPY ${sql.copy.tickets} FROM STDIN;
+    COPY ${sql.copy.transactions} FROM STDIN;${batch.deadLetters.length === 0 ? " COMMIT;" : ""}`;
 }
 
 /** Tickets per piece of a streamed COPY: the client makes one while the server stores one. */
