@@ -463,3 +463,57 @@ Deno.test("writeBatch(): a batch whose COPY lines cannot be made is rolled back,
     }
   });
 });
+
+Deno.test("a database without USAGE on plpgsql (no DO block) gets every batch the careful way, stored all the same", async () => {
+  const info = stackInfo();
+  assert.ok(info.postgresAdminUri, "the stack's superuser URI is needed to revoke the language");
+  const name = `nolang_${uniqueSuffix()}`;
+  const inDatabase = (uri: string, database: string) => {
+    const url = new URL(uri);
+    url.pathname = `/${database}`;
+    return url.toString();
+  };
+  const admin = await createPool({ uri: info.postgresAdminUri, certPath: info.certPath, max: 1 });
+  const user = decodeURIComponent(new URL(info.postgresUri).username);
+  await admin.pool.query(`CREATE DATABASE ${name} OWNER "${user}"`);
+  try {
+    // db_setup's migrations use DO blocks themselves: the language goes after it
+    const connection = { ...await stackConnection() };
+    connection.postgresUri = inDatabase(info.postgresUri, name);
+    await setupDatabase(connection, { schema: "public", table: "t" });
+    const there = await createPool({
+      uri: inDatabase(info.postgresAdminUri, name),
+      certPath: info.certPath,
+      max: 1,
+    });
+    await there.pool.query("REVOKE USAGE ON LANGUAGE plpgsql FROM PUBLIC");
+    await there.pool.end();
+    const db = await createPool({ uri: connection.postgresUri, certPath: info.certPath, max: 1 });
+    try {
+      const q = qualify({ schema: "public", table: "t" });
+      const sql = sinkStatements(q, db);
+      const client = await db.pool.connect();
+      try {
+        const gen = new TicketGenerator({ seed: 8 });
+        let from = 0n;
+        for (const size of [50, 70]) {
+          const batch = ticketBatch("t", from, Array.from({ length: size }, () => gen.next()));
+          const written = await writeBatch(client, sql, batch);
+          assert.deepEqual([written.committed, written.stored], [true, size]);
+          from = batch.nextOffset;
+        }
+        assert.equal(sql.copy.supported, false, "the fast path was given up");
+        const { rows } = await client.query(`SELECT count(*)::int AS n FROM ${q.tickets}`);
+        assert.equal(rows[0].n, 120);
+        assert.equal((await storedOffsets(client, q, "g_t", "t")).get(0), 120n);
+      } finally {
+        client.release();
+      }
+    } finally {
+      await db.pool.end();
+    }
+  } finally {
+    await admin.pool.query(`DROP DATABASE ${name} WITH (FORCE)`);
+    await admin.pool.end();
+  }
+});
