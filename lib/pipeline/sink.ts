@@ -748,14 +748,13 @@ async function writeFast(
 ): Promise<BatchResult | undefined> {
   const result = emptyResult();
   const pieces = copyPieces(batch); // its first piece goes out with the Query
-  const commitNow = batch.deadLetters.length === 0;
   try {
     await copyQuery(client, fastPathText(sql, batch), [
       pieces.seats,
       pieces.tickets,
       pieces.payments,
     ]);
-    if (!commitNow) {
+    if (!commitsInQuery(batch)) {
       result.deadLetters = await insertDeadLetters(client, sql, batch, batch.deadLetters);
       await client.query("COMMIT");
     }
@@ -790,8 +789,11 @@ async function writeFast(
 export function fastPathText(sql: SinkStatements, batch: Batch): string {
   return `${FAST_PATH_MARK} ${sql.begin}; ${sql.claimBlock(batch)};
     COPY ${sql.copy.seats} FROM STDIN; COPY ${sql.copy.tickets} FROM STDIN;
-    COPY ${sql.copy.transactions} FROM STDIN;${batch.deadLetters.length === 0 ? " COMMIT;" : ""}`;
+    COPY ${sql.copy.transactions} FROM STDIN;${commitsInQuery(batch) ? " COMMIT;" : ""}`;
 }
+
+/** True when the fast path's statement string ends with COMMIT: no dead letters follow it. */
+const commitsInQuery = (batch: Batch) => batch.deadLetters.length === 0;
 
 /** Tickets per piece of a streamed COPY: the client makes one while the server stores one. */
 const COPY_PIECE_TICKETS = 250;
