@@ -33,6 +33,7 @@ import {
   createPool,
   type Database,
   describePgError,
+  NAME_BYTES,
   sqlStateOf,
   storedApplicationName,
 } from "../postgres/postgres.ts";
@@ -140,7 +141,7 @@ export function consumerApplicationName(groupId: string): string {
   const name = `tickets-consumer ${groupId}`;
   if (storedApplicationName(name) === name) return name;
   const digest = `~${md5Hex(groupId).slice(0, 12)}`;
-  return storedApplicationName(name, 63 - digest.length) + digest;
+  return storedApplicationName(name, NAME_BYTES - digest.length) + digest;
 }
 
 /** Default consumer group of a table. */

@@ -230,7 +230,7 @@ export function describePgError(error: unknown, target: PostgresTarget): AppErro
 }
 
 /** PostgreSQL keeps the first 63 bytes of a name (NAMEDATALEN - 1), application_name included. */
-const NAME_BYTES = 63;
+export const NAME_BYTES = 63;
 
 /**
  * A session name as PostgreSQL stores it (`pg_stat_activity.application_name`): cut to 63 bytes
