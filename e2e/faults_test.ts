@@ -11,6 +11,13 @@ import { setupDatabase } from "../lib/postgres/setup.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
 import { qualify } from "../lib/postgres/schema.ts";
+import { createKafka } from "../lib/kafka/kafka.ts";
+import {
+  AclOperationTypes,
+  AclPermissionTypes,
+  AclResourceTypes,
+  ResourcePatternTypes,
+} from "kafkajs";
 import {
   collect,
   consumerArgs as consumerArgsOf,
@@ -258,7 +265,7 @@ Deno.test("broker restarted mid-stream: producer retries and reports, consumer r
     const consumer = collect(spawnScript("consumer.ts", c.consumerArgs("--idle-timeout", "15")));
     await waitFor("first rows", async () => (await rowCount(c.table)) >= 5_000);
     await stack("down", "kafka");
-    await new Promise((r) => setTimeout(r, 2_000));
+    await new Promise((r) => setTimeout(r, 12_000));
     await stack("up", "kafka");
     const pStatus = await producer.done;
     const summary = /sent (\d+) tickets/.exec(producer.stdout() + producer.stderr());
@@ -272,6 +279,61 @@ Deno.test("broker restarted mid-stream: producer retries and reports, consumer r
     // a send the producer retried may be in the topic twice: the copy is a duplicate, once
     await assertExact(c, [consumerCounts(consumer.stdout())], undefined, true);
     assert.ok((await rowCount(c.table)) >= Number(summary[1]));
+  });
+});
+
+/** Denies every principal the use of consumer group `groupId` (an ACL), until the returned undo. */
+async function denyGroup(connection: Connection, groupId: string): Promise<() => Promise<void>> {
+  const admin = createKafka(connection.kafka).admin();
+  await admin.connect();
+  const acl = {
+    resourceType: AclResourceTypes.GROUP,
+    resourceName: groupId,
+    resourcePatternType: ResourcePatternTypes.LITERAL,
+    principal: "User:*",
+    host: "*",
+    operation: AclOperationTypes.ALL,
+    permissionType: AclPermissionTypes.DENY,
+  };
+  try {
+    await admin.createAcls({ acl: [acl] });
+  } finally {
+    await admin.disconnect();
+  }
+  return async () => {
+    const admin = createKafka(connection.kafka).admin();
+    await admin.connect();
+    try {
+      await admin.deleteAcls({ filters: [acl] });
+    } finally {
+      await admin.disconnect();
+    }
+  };
+}
+
+// KafkaJS finds no coordinator when no broker answers for the group (all restarting; here an
+// ACL makes every broker refuse) and its consumer then crashes for good; ours joins again
+Deno.test("a group no broker answers for: the consumer keeps joining, and stores all once a broker does", async () => {
+  await withCase("nocoordinator", async (c) => {
+    await runProducer({ kafka: c.connection.kafka, topic: c.topic, num: 3_000 });
+    const allow = await denyGroup(c.connection, defaultGroupId("public", c.table));
+    let consumer;
+    try {
+      consumer = collect(spawnScript("consumer.ts", c.consumerArgs("--idle-timeout", "3")));
+      let exited = false;
+      consumer.done.then(() => exited = true);
+      await waitFor("two attempts to join", () => {
+        assert.ok(!exited, `the consumer ended: ${consumer!.stderr()}`);
+        return Promise.resolve(consumer!.stderr().split("joining again").length > 2);
+      });
+      assert.equal(await rowCount(c.table), 0);
+    } finally {
+      await allow();
+    }
+    const status = await consumer.done;
+    assert.equal(status.code, 0, consumer.stderr());
+    assert.match(consumer.stderr(), /no broker answers as the group's coordinator/);
+    await assertExact(c, [consumerCounts(consumer.stdout())], 3_000);
   });
 });
 

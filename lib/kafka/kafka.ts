@@ -110,6 +110,15 @@ export function isRetriableKafkaError(error: unknown): boolean {
   return true;
 }
 
+/**
+ * Whether KafkaJS gave up finding the consumer group's coordinator: it asks every broker it knows
+ * and, when none answers (all restarting), throws a non-retriable error, so its consumer crashes
+ * without restarting. A member can rejoin once a broker is back.
+ */
+export function isCoordinatorNotFound(error: unknown): boolean {
+  return chainValue(error, "name").includes("KafkaJSGroupCoordinatorNotFound");
+}
+
 /** First value of `key` along the error's chain (`code`, `name`, `type`). */
 function chainValue(error: unknown, key: string): string[] {
   return errorChain(error).map((link) => link[key]).filter((v): v is string =>
@@ -181,6 +190,12 @@ export function describeKafkaError(error: unknown, settings: KafkaSettings): App
     return make(
       "KAFKA_UNREACHABLE",
       `Kafka at ${where} closed the connection (${msg}); check --security-protocol (${settings.securityProtocol}), the port, and that the broker accepts the client certificate`,
+    );
+  }
+  if (isCoordinatorNotFound(error)) {
+    return make(
+      "KAFKA",
+      `no broker at ${where} answered as the group's coordinator; check that the brokers are up and that the user may use the consumer group`,
     );
   }
   return make("KAFKA", `Kafka error at ${where}: ${msg}`);

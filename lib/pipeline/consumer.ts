@@ -14,6 +14,7 @@ import {
   type Consumer,
   createKafka,
   describeKafkaError,
+  isCoordinatorNotFound,
   probeKafka,
   withDeadline,
 } from "../kafka/kafka.ts";
@@ -501,6 +502,7 @@ async function startConsuming(options: ConsumerOptions, p: ConsumerParts, end: R
   await withDeadline(consumer.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
   consumer.on(consumer.events.GROUP_JOIN, (event) => {
+    rejoin.joined();
     run.lastActivity = performance.now();
     const partitions = event.payload.memberAssignment[topic] ?? [];
     mirror.assigned(partitions);
@@ -512,13 +514,12 @@ async function startConsuming(options: ConsumerOptions, p: ConsumerParts, end: R
   consumer.on(consumer.events.END_BATCH_PROCESS, (event: { payload: BatchEndEvent }) => {
     source.filtered(event.payload);
   });
+  const rejoin = new Rejoin(() => consumer.run(config).catch(end.finish), end);
   consumer.on(consumer.events.CRASH, (event) => {
-    if (!event.payload.restart) end.finish(event.payload.error);
+    if (!event.payload.restart) rejoin.crashed(event.payload.error);
   });
   end.watch(options.signal);
-  // run() resolves once the group is joined, which can take a session timeout when a dead
-  // member is still in it: a stop must not wait for that
-  const running = consumer.run({
+  const config: Parameters<Consumer["run"]>[0] = {
     // must stay off: KafkaJS would commit the offsets the source resolves as it queues chunks,
     // ahead of what PostgreSQL stores; the mirror commits only what PostgreSQL stored
     autoCommit: false,
@@ -533,9 +534,54 @@ async function startConsuming(options: ConsumerOptions, p: ConsumerParts, end: R
         throw error;
       }
     },
-  });
-  running.catch(end.finish);
+  };
+  // run() resolves once the group is joined, which can take a session timeout when a dead
+  // member is still in it: a stop must not wait for that
+  consumer.run(config).catch(end.finish);
   return reset;
+}
+
+/** How long a member keeps rejoining its group while no broker answers as its coordinator. */
+const REJOIN_BUDGET_MS = 300_000;
+/** The pause before each rejoin. */
+const REJOIN_PAUSE_MS = 2_000;
+
+/**
+ * Starts KafkaJS's consumer again after a crash it does not restart from itself: finding no group
+ * coordinator while every broker restarts ({@linkcode isCoordinatorNotFound}). Any other such
+ * crash, or no join within {@linkcode REJOIN_BUDGET_MS}, ends the run.
+ */
+class Rejoin {
+  #since: number | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  readonly #start: () => unknown;
+  readonly #end: RunEnd;
+
+  constructor(start: () => unknown, end: RunEnd) {
+    this.#start = start;
+    this.#end = end;
+    end.stopping.signal.addEventListener("abort", () => clearTimeout(this.#timer), { once: true });
+  }
+
+  /** The group was joined: a later loss of the coordinator has the whole budget again. */
+  joined(): void {
+    this.#since = undefined;
+  }
+
+  crashed(error: unknown): void {
+    const now = performance.now();
+    this.#since ??= now;
+    if (
+      this.#end.stopping.signal.aborted || !isCoordinatorNotFound(error) ||
+      now - this.#since > REJOIN_BUDGET_MS
+    ) return this.#end.finish(error);
+    log(
+      "warn",
+      `no broker answers as the group's coordinator; joining again in ${REJOIN_PAUSE_MS / 1000} s`,
+    );
+    this.#timer = setTimeout(this.#start, REJOIN_PAUSE_MS);
+  }
 }
 
 /**
