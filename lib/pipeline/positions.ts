@@ -25,6 +25,8 @@ export interface PartitionState {
   check?: bigint;
   /** Another consumer moved the stored offset: queued writes are dropped, the state reloaded. */
   fenced: boolean;
+  /** An offset is stored, or a queued write creates it (see `Batch.offsetStored`). */
+  offsetStored: boolean;
   /** A check of the log's bounds that the partition's next batch waits for. */
   pending?: Promise<void>;
 }
@@ -90,7 +92,12 @@ export class Positions {
       heartbeat,
     )).get(partition);
     const { low, high } = await this.bounds(partition);
-    const state: PartitionState = { next: stored ?? low, fetchFrom: stored ?? low, fenced: false };
+    const state: PartitionState = {
+      next: stored ?? low,
+      fetchFrom: stored ?? low,
+      fenced: false,
+      offsetStored: stored !== undefined,
+    };
     if (stored !== undefined && stored > high) throw pastTheEnd(store, partition, stored, high);
     if (stored !== undefined && stored < low) this.markLost(state, partition, low, heartbeat);
     else if (stored !== undefined && stored > low) state.check = state.fetchFrom = stored - 1n;
@@ -118,6 +125,7 @@ export class Positions {
       partition,
       expectedOffset: state.next,
       nextOffset,
+      offsetStored: state.offsetStored,
       ...content,
     };
     this.#o.writer.enqueue(batch, {
@@ -129,11 +137,13 @@ export class Positions {
         if (this.isCurrent(partition, state)) this.#positions.delete(partition);
         log(
           "warn",
-          `partition ${partition}: stored offset moved by another consumer; re-reading it`,
+          `partition ${partition}: the stored offset is not where this member left it ` +
+            `(another consumer moved it, or the database lost its last commits); re-reading it`,
         );
       },
     });
     state.next = nextOffset;
+    state.offsetStored = true;
   }
 
   /**

@@ -81,6 +81,13 @@ export interface Batch {
   expectedOffset: bigint;
   /** Next offset to store: last offset of the batch + 1. */
   nextOffset: bigint;
+  /**
+   * The group has an offset stored for the partition, which the claim must find at
+   * `expectedOffset`. Without it the claim may create one: only the first write after a load
+   * that found none, or a database that lost its last commits (a crash, a failover to a standby
+   * behind) would have the offset created past messages it no longer holds. @default {false}
+   */
+  offsetStored?: boolean;
   rows: IncomingRow[];
   /** Cancellations, applied in offset order with the rows (none: the batch may take COPY). */
   cancels?: IncomingCancel[];
@@ -147,17 +154,19 @@ export function sinkStatements(
   q: QualifiedNames,
   db: Pick<Database, "begin" | "lockTimeoutMs"> = { begin: "BEGIN" },
 ) {
+  const params = ["$1", "$2", "$3", "$4", "$5"];
+  const createOrMove = claimOffsetSql(q, params), move = claimOffsetSql(q, params, true);
   return {
     /** Starts a batch's transaction: BEGIN and the pool's timeouts. */
     begin: db.begin,
     /** The lock timeout the transactions have, if any (see `endStalledCopies`). */
     lockTimeoutMs: db.lockTimeoutMs,
     /**
-     * Moves the offset (no row: another consumer moved it) and says whether a cancellation of
-     * this partition after the batch's first offset is stored (`behind`: a replay, whose
-     * purchases are judged as of their position by the careful path).
+     * Moves the offset (no row: another consumer moved it, or the database lost it) and says
+     * whether a cancellation of this partition after the batch's first offset is stored
+     * (`behind`: a replay, whose purchases are judged as of their position by the careful path).
      */
-    claimOffset: claimOffsetSql(q, ["$1", "$2", "$3", "$4", "$5"]),
+    claimOffset: (batch: Batch) => batch.offsetStored ? move : createOrMove,
     /**
      * The claim as a statement of the fast path's one Query: a DO block that raises
      * {@linkcode FENCED} when the stored offset was elsewhere, {@linkcode BEHIND} for a replay.
@@ -169,7 +178,7 @@ export function sinkStatements(
         String(batch.partition),
         batch.nextOffset.toString(),
         batch.expectedOffset.toString(),
-      ]);
+      ], batch.offsetStored);
       return `DO ${
         quoteLiteral(`DECLARE behind boolean; BEGIN
         ${claim} INTO behind;
@@ -285,18 +294,24 @@ export function sinkStatements(
 }
 
 /**
- * Moves the offset (no row: another consumer moved it) and says whether a cancellation of the
- * partition after the batch's first offset is stored (`behind`: a replay, whose purchases are
- * judged as of their position by the careful path). The values, as SQL (placeholders or
- * literals): group, topic, partition, the batch's next offset, the offset it expects stored.
+ * Moves the offset (no row: it was elsewhere) and says whether a cancellation of the partition
+ * after the batch's first offset is stored (`behind`: a replay, whose purchases are judged as of
+ * their position by the careful path). The values, as SQL (placeholders or literals): group,
+ * topic, partition, the batch's next offset, the offset it expects stored. `stored`: only move
+ * an offset that exists (see `Batch.offsetStored`); otherwise create it when there is none.
  */
-function claimOffsetSql(q: QualifiedNames, values: readonly string[]): string {
+function claimOffsetSql(q: QualifiedNames, values: readonly string[], stored = false): string {
   const [group, topic, partition, next, expected] = values;
-  return `INSERT INTO ${q.offsets} AS o (group_id, topic, partition, next_offset)
+  const claim = stored
+    ? `UPDATE ${q.offsets} AS o SET next_offset = ${next}, updated_at = now()
+      WHERE o.group_id = ${group} AND o.topic = ${topic} AND o.partition = ${partition}
+        AND o.next_offset = ${expected}`
+    : `INSERT INTO ${q.offsets} AS o (group_id, topic, partition, next_offset)
       VALUES (${group}, ${topic}, ${partition}, ${next})
       ON CONFLICT (group_id, topic, partition)
       DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
-      WHERE o.next_offset = ${expected}
+      WHERE o.next_offset = ${expected}`;
+  return `${claim}
       RETURNING EXISTS (SELECT FROM ${q.tickets} t WHERE t.cancel_topic = ${topic}
         AND t.cancel_partition = ${partition} AND t.cancel_offset > ${expected}) AS behind`;
 }
@@ -917,7 +932,7 @@ async function claimOffset(
   sql: SinkStatements,
   batch: Batch,
 ): Promise<{ behind: boolean } | undefined> {
-  const claim = await client.query<{ behind: boolean }>(sql.claimOffset, [
+  const claim = await client.query<{ behind: boolean }>(sql.claimOffset(batch), [
     batch.groupId,
     batch.topic,
     batch.partition,
