@@ -354,6 +354,20 @@ Deno.test("the database loses its last commits (failover, crash): the consumer r
   });
 });
 
+// ... and on a partition where nothing new comes, no claim finds out: the member's own check does
+Deno.test("the database loses its last commits on a quiet topic: the consumer's check reads them again; exact table", async () => {
+  await withCase("losttailquiet", async (c) => {
+    await runProducer({ kafka: c.connection.kafka, topic: c.topic, num: 6_000 });
+    const consumer = collect(spawnScript("consumer.ts", c.consumerArgs("--idle-timeout", "5")));
+    await waitFor("every message stored", async () => (await committedOffsets(c)) === 6_000);
+    await loseLastCommits(c);
+    const status = await consumer.done;
+    assert.equal(status.code, 0, consumer.stderr());
+    await assertExact(c, "replayed", 6_000);
+    assert.match(consumer.stderr(), /partition 0: the stored offset is not where this member/);
+  });
+});
+
 /** Denies every principal the use of consumer group `groupId` (an ACL), until the returned undo. */
 async function denyGroup(connection: Connection, groupId: string): Promise<() => Promise<void>> {
   const admin = createKafka(connection.kafka).admin();

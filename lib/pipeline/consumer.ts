@@ -614,12 +614,14 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   const parts = await wireParts(options, end);
   const { run, db, admin } = parts;
   let idleTimer: ReturnType<typeof setInterval> | undefined;
+  let recheckTimer: ReturnType<typeof setInterval> | undefined;
   let server: MetricsServer | undefined;
   let stopPruning = () => {};
   try {
     if (run.prometheus) server = serveMetrics(run.prometheus, options.prometheus!);
     run.start(await startConsuming(options, parts, end));
     stopPruning = startPruning(parts.store);
+    recheckTimer = recheckEvery(parts.source, RECHECK_MS);
     if (options.idleTimeoutSeconds !== undefined) {
       idleTimer = watchDrain({
         store: parts.store,
@@ -636,6 +638,7 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
     end.finish(error);
   } finally {
     clearInterval(idleTimer);
+    clearInterval(recheckTimer);
     stopPruning();
     end.unwatch();
     await stopParts(options, parts, end);
@@ -645,6 +648,21 @@ export async function runConsumer(options: ConsumerOptions): Promise<ConsumerSum
   }
   if (end.failure !== undefined) throw describeFailure(end.failure, db, options.connection.kafka);
   return run.summary;
+}
+
+/** How often a member checks that the stored offsets are where its writes left them. */
+const RECHECK_MS = 10_000;
+
+/** Runs `source.recheck()` every `ms`, one at a time; a failed check is tried again next time. */
+function recheckEvery(source: KafkaSource, ms: number): ReturnType<typeof setInterval> {
+  let checking = false;
+  return setInterval(() => {
+    if (checking) return;
+    checking = true;
+    source.recheck().catch((error) => {
+      log("warn", `could not check the stored offsets (tried again later): ${messageOf(error)}`);
+    }).finally(() => checking = false);
+  }, ms);
 }
 
 /** The run's error as one line for the user: PostgreSQL's errors named as such. */

@@ -132,18 +132,51 @@ export class Positions {
       heartbeat,
       lost,
       isFenced: () => state.fenced,
-      fence: () => {
-        state.fenced = true;
-        if (this.isCurrent(partition, state)) this.#positions.delete(partition);
-        log(
-          "warn",
-          `partition ${partition}: the stored offset is not where this member left it ` +
-            `(another consumer moved it, or the database lost its last commits); re-reading it`,
-        );
-      },
+      fence: () => this.#fence(partition, state),
     });
     state.next = nextOffset;
     state.offsetStored = true;
+  }
+
+  #fence(partition: number, state: PartitionState): void {
+    state.fenced = true;
+    if (this.isCurrent(partition, state)) this.#positions.delete(partition);
+    log(
+      "warn",
+      `partition ${partition}: the stored offset is not where this member left it ` +
+        `(another consumer moved it, or the database lost its last commits); re-reading it`,
+    );
+  }
+
+  /**
+   * Fences the positions whose stored offset is behind where this member's landed writes left
+   * it (or gone), and returns their partitions. Only a database that lost its last commits (a
+   * crash, a failover to a standby behind) moves an offset back; the next claim would find out,
+   * but on a quiet partition no claim comes. An offset ahead was moved by the member the
+   * partition is moving to: the rebalance deals with it. Partitions with writes queued or made
+   * meanwhile are left to their claims.
+   */
+  async lostCommits(): Promise<number[]> {
+    const { store, writer } = this.#o;
+    const quiet = () =>
+      [...this.#positions].filter(([partition, state]) =>
+        !state.fenced && state.offsetStored && writer.idle(partition)
+      );
+    const seen = new Map(quiet().map(([partition, state]) => [partition, state.next]));
+    if (seen.size === 0) return [];
+    const stored = await writer.withRetry(
+      "checking stored offsets",
+      (client) => storedOffsets(client, store.q, store.groupId, store.topic),
+      () => Promise.resolve(),
+    );
+    const lost: number[] = [];
+    for (const [partition, state] of quiet()) {
+      const at = stored.get(partition);
+      if (seen.get(partition) !== state.next || (at !== undefined && at >= state.next)) continue;
+      this.#fence(partition, state);
+      lost.push(partition);
+    }
+    return lost;
   }
 
   /**

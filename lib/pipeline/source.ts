@@ -65,18 +65,32 @@ export class KafkaSource {
     this.#p.clear();
     // a recreated topic stops the run even when its partitions are empty, and a partition that
     // holds only markers still gets its offset moved
-    for (const partition of partitions) {
-      this.#p.ensure(partition, noHeartbeat).then((state) => {
-        if (!this.#p.isCurrent(partition, state)) return;
-        try {
-          // saves a fetch from the wrong place; the first batch seeks anyway if this fails
-          // (KafkaJS refuses while it rebuilds its consumer group after a restart)
-          this.#seek(partition, state.fetchFrom);
-        } catch (error) {
-          log("debug", `partition ${partition}: no early seek (${String(error)})`);
-        }
-      }).catch(this.#o.onError);
-    }
+    for (const partition of partitions) this.#load(partition);
+  }
+
+  /**
+   * Reloads and seeks the partitions whose stored offset the database lost (see
+   * `Positions.lostCommits`): on a quiet partition no batch comes to do it.
+   */
+  async recheck(): Promise<void> {
+    for (const partition of await this.#p.lostCommits()) this.#load(partition);
+  }
+
+  /** Loads the partition's position and seeks there now. */
+  #load(partition: number): void {
+    this.#p.ensure(partition, noHeartbeat).then((state) => {
+      if (!this.#p.isCurrent(partition, state)) return;
+      try {
+        // saves a fetch from the wrong place; the first batch seeks anyway if this fails
+        // (KafkaJS refuses while it rebuilds its consumer group after a restart)
+        this.#seek(partition, state.fetchFrom);
+      } catch (error) {
+        log("debug", `partition ${partition}: no early seek (${String(error)})`);
+      }
+    }).catch((error) => {
+      // once the run stops, its Kafka and database clients close under loads still running
+      if (!this.#o.stopping.aborted) this.#o.onError(error);
+    });
   }
 
   /** Cuts a fetched batch into chunks for the writer (KafkaJS's eachBatch). */

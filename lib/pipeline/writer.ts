@@ -68,6 +68,8 @@ export class BatchWriter {
   readonly #wakers: (() => void)[] = [];
   #queued = 0;
   #enqueued = 0;
+  /** Chunks queued and not yet written, per partition. */
+  readonly #pending = new Map<number, number>();
 
   constructor(options: WriterOptions) {
     this.#o = options;
@@ -76,6 +78,11 @@ export class BatchWriter {
   /** Chunks queued and not yet written. */
   get queued(): number {
     return this.#queued;
+  }
+
+  /** True when no chunk of the partition waits to be written. */
+  idle(partition: number): boolean {
+    return !this.#pending.get(partition);
   }
 
   /** Messages queued or written and not fenced: what `--max-messages` counts. */
@@ -154,6 +161,8 @@ export class BatchWriter {
       (lost > 0 ? 1 : 0);
     this.#queued++;
     this.#enqueued += count;
+    const { partition } = batch;
+    this.#pending.set(partition, (this.#pending.get(partition) ?? 0) + 1);
     const previous = this.#chains.get(batch.partition) ?? Promise.resolve();
     const next = previous.then(async () => {
       if (context.isFenced()) {
@@ -179,6 +188,7 @@ export class BatchWriter {
       throw error;
     }).finally(() => {
       this.#queued--;
+      this.#pending.set(partition, this.#pending.get(partition)! - 1);
       for (const wake of this.#wakers.splice(0)) wake();
     });
     this.#chains.set(batch.partition, next);
