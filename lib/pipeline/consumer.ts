@@ -432,6 +432,8 @@ interface ConsumerParts {
   source: KafkaSource;
   /** When the broker last answered a fetch. */
   lastFetch: number;
+  /** A start of KafkaJS's consumer after a crash, while it joins (see {@linkcode Rejoin}). */
+  joining?: Promise<unknown>;
 }
 
 /** Makes the clients and wires the parts; nothing is connected yet. */
@@ -514,7 +516,7 @@ async function startConsuming(options: ConsumerOptions, p: ConsumerParts, end: R
   consumer.on(consumer.events.END_BATCH_PROCESS, (event: { payload: BatchEndEvent }) => {
     source.filtered(event.payload);
   });
-  const rejoin = new Rejoin(() => consumer.run(config).catch(end.finish), end);
+  const rejoin = new Rejoin(() => p.joining = consumer.run(config).catch(end.finish), end);
   consumer.on(consumer.events.CRASH, (event) => {
     if (!event.payload.restart) rejoin.crashed(event.payload.error);
   });
@@ -572,13 +574,13 @@ class Rejoin {
   crashed(error: unknown): void {
     const now = performance.now();
     this.#since ??= now;
-    if (
-      this.#end.stopping.signal.aborted || !isCoordinatorNotFound(error) ||
-      now - this.#since > REJOIN_BUDGET_MS
-    ) return this.#end.finish(error);
+    const coordinator = isCoordinatorNotFound(error);
+    if (coordinator && this.#end.stopping.signal.aborted) return; // a join the stop cut short
+    if (!coordinator || now - this.#since > REJOIN_BUDGET_MS) return this.#end.finish(error);
     log(
       "warn",
-      `no broker answers as the group's coordinator; joining again in ${REJOIN_PAUSE_MS / 1000} s`,
+      `no broker answers as the group's coordinator (brokers restarting, or an ACL denies the ` +
+        `group); joining again in ${REJOIN_PAUSE_MS / 1000} s`,
     );
     this.#timer = setTimeout(this.#start, REJOIN_PAUSE_MS);
   }
@@ -592,6 +594,8 @@ async function stopParts(options: ConsumerOptions, p: ConsumerParts, end: RunEnd
   const stopBy = performance.now() + STOP_BUDGET_MS;
   const left = () => Math.max(0, stopBy - performance.now());
   await within(p.mirror.flush(), Math.min(2_000, left()));
+  // a rejoin still joining would go on after disconnect() (KafkaJS stops only a running runner)
+  await within(p.joining ?? Promise.resolve(), Math.min(2_000, left()));
   await within(p.consumer.disconnect().catch(() => {}), left());
   const settled = await within(p.writer.settledAll().then(() => true), left());
   if (!settled && end.failure === undefined) {

@@ -98,6 +98,8 @@ export async function writeIsolating(
     const middle = offsets[offsets.length >> 1]!;
     const first = await writeIsolating(slice(batch, batch.expectedOffset, middle), write);
     if (!first.committed) return first;
-    return add(first, await writeIsolating(slice(batch, middle, batch.nextOffset), write));
+    // the first part stored the offset: the second must find it (see Batch.offsetStored)
+    const second = { ...slice(batch, middle, batch.nextOffset), offsetStored: true };
+    return add(first, await writeIsolating(second, write));
   }
 }

@@ -53,6 +53,7 @@ Deno.test("writeIsolating() stores every ticket but the ones PostgreSQL refuses,
     });
     const sinkSql = sinkStatements(q);
     let writes = 0;
+    const parts: { offsetStored: boolean; committed: boolean }[] = [];
     try {
       await sql(
         `INSERT INTO ${q.offsets} (group_id, topic, partition, next_offset) VALUES ($1, $2, 0, 100)`,
@@ -62,7 +63,9 @@ Deno.test("writeIsolating() stores every ticket but the ones PostgreSQL refuses,
         writes++;
         const client = await db.pool.connect();
         try {
-          return await writeBatch(client, sinkSql, part);
+          const written = await writeBatch(client, sinkSql, part);
+          parts.push({ offsetStored: part.offsetStored === true, committed: written.committed });
+          return written;
         } finally {
           client.release();
         }
@@ -74,6 +77,9 @@ Deno.test("writeIsolating() stores every ticket but the ones PostgreSQL refuses,
       );
       // bisection, not one write per message
       assert.ok(writes < 50, `${writes} writes`);
+      // once a part has stored the offset, the later parts only move it (Batch.offsetStored)
+      const first = parts.findIndex((part) => part.committed);
+      assert.deepEqual(parts.slice(first + 1).filter((part) => !part.offsetStored), []);
       const letters = await sql<{ offset: string; reason: string; detail: string }>(
         `SELECT "offset", reason, detail FROM ${q.deadLetters} WHERE target_table = $1
          ORDER BY "offset"`,

@@ -39,6 +39,8 @@ export class Positions {
   readonly #positions = new Map<number, PartitionState>();
   /** Loads in progress, so that a partition is loaded once however many ask. */
   readonly #loading = new Map<number, Promise<PartitionState>>();
+  /** Counts assignments: a load begun before the last one must not set a position. */
+  #assignment = 0;
 
   constructor(store: OffsetStore, writer: BatchWriter) {
     this.#o = { store, writer };
@@ -48,6 +50,7 @@ export class Positions {
   clear(): void {
     this.#positions.clear();
     this.#loading.clear();
+    this.#assignment++;
   }
 
   /** The position in hand, if any. */
@@ -84,6 +87,7 @@ export class Positions {
 
   async #load(partition: number, heartbeat: () => Promise<void>): Promise<PartitionState> {
     const { store, writer } = this.#o;
+    const assignment = this.#assignment;
     // Writes still queued from before a rebalance land (or are fenced) before we read the offset.
     await writer.settled(partition);
     const stored = (await writer.withRetry(
@@ -95,9 +99,11 @@ export class Positions {
     const state: PartitionState = {
       next: stored ?? low,
       fetchFrom: stored ?? low,
-      fenced: false,
+      // an assignment came meanwhile: the partition may be another member's now
+      fenced: assignment !== this.#assignment,
       offsetStored: stored !== undefined,
     };
+    if (state.fenced) return state;
     if (stored !== undefined && stored > high) throw pastTheEnd(store, partition, stored, high);
     if (stored !== undefined && stored < low) this.markLost(state, partition, low, heartbeat);
     else if (stored !== undefined && stored > low) state.check = state.fetchFrom = stored - 1n;

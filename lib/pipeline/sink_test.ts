@@ -63,6 +63,39 @@ Deno.test("writeBatch() with a stale offset writes no row and no offset (zombie 
   });
 });
 
+Deno.test("writeBatch() with offsetStored only moves an offset that exists: where the database lost it, nothing is written, on either path", async () => {
+  await withTable(async (table, q, pool) => {
+    const sql = sinkStatements(q);
+    const gen = new TicketGenerator({ seed: 9 });
+    const client = await pool.connect();
+    const stored = async () => (await storedOffsets(client, q, `g_${table}`, "t")).get(0);
+    try {
+      for (const copy of [true, false]) {
+        sql.copy.supported = copy;
+        // the member had stored up to 4; the database lost all of it (a failover): no offset
+        const lost = await writeBatch(client, sql, {
+          ...batchOf(table, 4n, [gen.next()]),
+          offsetStored: true,
+        });
+        assert.equal(lost.committed, false, `fast path: ${copy}`);
+        assert.equal(await stored(), undefined);
+        // ... or kept only up to 2: the claim that expects 4 is fenced as well
+        const first = await writeBatch(client, sql, batchOf(table, 0n, [gen.next(), gen.next()]));
+        assert.equal(first.committed, true);
+        const behind = { ...batchOf(table, 4n, [gen.next()]), offsetStored: true };
+        assert.equal((await writeBatch(client, sql, behind)).committed, false);
+        const next = { ...batchOf(table, 2n, [gen.next()]), offsetStored: true };
+        assert.equal((await writeBatch(client, sql, next)).committed, true);
+        assert.equal(await stored(), 3n);
+        await client.query(`DELETE FROM ${q.offsets} WHERE group_id = $1`, [`g_${table}`]);
+        await client.query(`TRUNCATE ${q.tickets}, ${q.seats}, ${q.transactions}`);
+      }
+    } finally {
+      client.release();
+    }
+  });
+});
+
 Deno.test("writeBatch() keeps the first of a ticket_id: same content is a duplicate, other content a recorded conflict", async () => {
   await withTable(async (table, q, pool) => {
     const sql = sinkStatements(q);
