@@ -64,6 +64,23 @@ async function withCase(name: string, fn: (c: Case) => Promise<void>): Promise<v
   }
 }
 
+/** The producer as a process, publishing `num` tickets at `rate` a second to the case's topic. */
+function pacedProducer(c: Case, num: number, rate: number) {
+  return collect(
+    spawnScript("producer.ts", [
+      "--creds",
+      c.creds,
+      "--topic-name",
+      c.topic,
+      "--num",
+      String(num),
+      "--rate",
+      String(rate),
+      "--no-metrics-log",
+    ]),
+  );
+}
+
 /** Rows in the ticket table (ticket_id is its primary key: a duplicate row cannot exist). */
 async function rowCount(table: string): Promise<number> {
   const [row] = await sql<{ n: number }>(
@@ -249,19 +266,7 @@ Deno.test("connections killed by pg_terminate_backend are replaced; exact table"
 
 Deno.test("broker restarted mid-stream: producer retries and reports, consumer resumes; exact table", async () => {
   await withCase("kafkarestart", async (c) => {
-    const producer = collect(
-      spawnScript("producer.ts", [
-        "--creds",
-        c.creds,
-        "--topic-name",
-        c.topic,
-        "--num",
-        "40000",
-        "--rate",
-        "5000",
-        "--no-metrics-log",
-      ]),
-    );
+    const producer = pacedProducer(c, 40_000, 5_000);
     await new Promise((r) => setTimeout(r, 3_000)); // the producer creates the topic
     const consumer = collect(spawnScript("consumer.ts", c.consumerArgs("--idle-timeout", "15")));
     await waitFor("first rows", async () => (await rowCount(c.table)) >= 5_000);
@@ -319,19 +324,7 @@ async function loseLastCommits(c: Case): Promise<void> {
 // claim to create the offset row afresh, partition 0 would skip every message it lost.
 Deno.test("the database loses its last commits (failover, crash): the consumer reads them again; exact table", async () => {
   await withCase("losttail", async (c) => {
-    const producer = collect(
-      spawnScript("producer.ts", [
-        "--creds",
-        c.creds,
-        "--topic-name",
-        c.topic,
-        "--num",
-        "30000",
-        "--rate",
-        "3000",
-        "--no-metrics-log",
-      ]),
-    );
+    const producer = pacedProducer(c, 30_000, 3_000);
     await new Promise((r) => setTimeout(r, 2_000)); // the producer creates the topic
     const consumer = collect(
       spawnScript("consumer.ts", c.consumerArgs("--batch-size", "200", "--idle-timeout", "5")),
@@ -425,19 +418,7 @@ Deno.test("a group no broker answers for: the consumer keeps joining, and stores
 
 Deno.test("three consumers in one group, started and stopped while data flows: exact table", async () => {
   await withCase("rebalance", async (c) => {
-    const producer = collect(
-      spawnScript("producer.ts", [
-        "--creds",
-        c.creds,
-        "--topic-name",
-        c.topic,
-        "--num",
-        "60000",
-        "--rate",
-        "8000",
-        "--no-metrics-log",
-      ]),
-    );
+    const producer = pacedProducer(c, 60_000, 8_000);
     await waitFor("topic", async () => {
       const admin = (await import("../lib/kafka/kafka.ts")).createKafka(c.connection.kafka).admin();
       await admin.connect();
