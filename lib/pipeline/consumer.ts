@@ -503,24 +503,6 @@ async function startConsuming(options: ConsumerOptions, p: ConsumerParts, end: R
     : undefined;
   await withDeadline(consumer.connect(), settings.connectTimeoutMs + 2_000, "connecting to Kafka");
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  consumer.on(consumer.events.GROUP_JOIN, (event) => {
-    rejoin.joined();
-    run.lastActivity = performance.now();
-    const partitions = event.payload.memberAssignment[topic] ?? [];
-    mirror.assigned(partitions);
-    source.assigned(partitions);
-  });
-  consumer.on(consumer.events.FETCH, () => {
-    p.lastFetch = performance.now();
-  });
-  consumer.on(consumer.events.END_BATCH_PROCESS, (event: { payload: BatchEndEvent }) => {
-    source.filtered(event.payload);
-  });
-  const rejoin = new Rejoin(() => p.joining = consumer.run(config).catch(end.finish), end);
-  consumer.on(consumer.events.CRASH, (event) => {
-    if (!event.payload.restart) rejoin.crashed(event.payload.error);
-  });
-  end.watch(options.signal);
   const config: Parameters<Consumer["run"]>[0] = {
     // must stay off: KafkaJS would commit the offsets the source resolves as it queues chunks,
     // ahead of what PostgreSQL stores; the mirror commits only what PostgreSQL stored
@@ -537,6 +519,24 @@ async function startConsuming(options: ConsumerOptions, p: ConsumerParts, end: R
       }
     },
   };
+  const rejoin = new Rejoin(() => p.joining = consumer.run(config).catch(end.finish), end);
+  consumer.on(consumer.events.GROUP_JOIN, (event) => {
+    rejoin.joined();
+    run.lastActivity = performance.now();
+    const partitions = event.payload.memberAssignment[topic] ?? [];
+    mirror.assigned(partitions);
+    source.assigned(partitions);
+  });
+  consumer.on(consumer.events.FETCH, () => {
+    p.lastFetch = performance.now();
+  });
+  consumer.on(consumer.events.END_BATCH_PROCESS, (event: { payload: BatchEndEvent }) => {
+    source.filtered(event.payload);
+  });
+  consumer.on(consumer.events.CRASH, (event) => {
+    if (!event.payload.restart) rejoin.crashed(event.payload.error);
+  });
+  end.watch(options.signal);
   // run() resolves once the group is joined, which can take a session timeout when a dead
   // member is still in it: a stop must not wait for that
   consumer.run(config).catch(end.finish);
