@@ -11,6 +11,7 @@ import { quoteIdent } from "../lib/postgres/schema.ts";
 import type { Database } from "../lib/postgres/postgres.ts";
 import {
   benchName,
+  checkpoint,
   CleanupScope,
   countRows,
   freshPipeline,
@@ -197,6 +198,7 @@ async function drainOurs(
     seed: PEER_SEED,
     partitions: sizes.partitions,
   });
+  await checkpoint(access);
   const consumer = startConsumer(access, name, name, 3);
   scope.add("stop the consumer", async () => {
     consumer.stop();
@@ -266,6 +268,7 @@ async function connectRun(
   const db = await openDatabase(access, 1);
   scope.add("close the polling connection", () => db.pool.end());
   await db.pool.query(connectTableDdl(run.table));
+  await checkpoint(access);
   const { worker, shown } = await ConnectWorker.start(access, dir, run, pluginPath);
   scope.add(`stop the worker of ${run.name}`, () => worker.stop());
   const spawnedMs = worker.spawnedMs;

@@ -9,6 +9,7 @@ import { messageOf } from "../lib/errors.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import {
   benchName,
+  checkpoint,
   CleanupScope,
   countRows,
   freshPipeline,
@@ -111,6 +112,7 @@ async function drain(access: StackAccess, suffix: string, tickets: number) {
       ticketsPerSecond: perSecond(sent.sent, sent.seconds),
     };
     progress(`e2e: produced at ${Math.round(produce.ticketsPerSecond)} tickets/s; draining`);
+    await checkpoint(access);
     const consumer = startConsumer(access, name, name, IDLE_TIMEOUT_SECONDS);
     scope.add("stop the consumer", async () => {
       consumer.stop();

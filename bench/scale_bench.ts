@@ -11,6 +11,7 @@ import { quoteIdent } from "../lib/postgres/schema.ts";
 import { setupDatabase } from "../lib/postgres/setup.ts";
 import {
   benchName,
+  checkpoint,
   CleanupScope,
   countRows,
   openDatabase,
@@ -162,6 +163,7 @@ async function drainWith(
   previous: ScaleRun[],
 ): Promise<ScaleRun> {
   progress(`scale: ${members} consumer process(es) in group ${defaultGroupId("public", table)}`);
+  await checkpoint(access);
   const started = performance.now();
   const consumers = Array.from(
     { length: members },
