@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { messageOf } from "../lib/errors.ts";
+import { setupDatabase } from "../lib/postgres/setup.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import {
   benchName,
@@ -26,6 +27,8 @@ import {
 import { startConsumer } from "./consumer_process.ts";
 import { describeDrainCpu, type DrainCpu, watchDrain } from "./cpu.ts";
 import type { ThroughputFigure } from "./producer_bench.ts";
+import { copyFiles, exportRows, timedCopies } from "./psql_copy.ts";
+import { type RowsFigure, tableRows } from "./sink_bench.ts";
 
 /** Seconds without a new message after which the consumer exits. */
 const IDLE_TIMEOUT_SECONDS = 3;
@@ -64,8 +67,14 @@ export interface EndToEndResults {
   listener: "SSL";
   produce: ThroughputFigure;
   consume: ConsumeFigure;
+  /**
+   * `psql \copy` of the rows the drain stored, loaded again into fresh tables on one connection:
+   * the database's limit for the same rows at the same size.
+   */
+  copy: RowsFigure & { wallSeconds: number };
   python: PythonFigure;
-  ratios: { vsPython: number | null };
+  /** ours ÷ theirs in tickets/s. */
+  ratios: { vsPython: number | null; vsCopy: number | null };
 }
 
 /** The consumer's memory during the drain. */
@@ -81,7 +90,7 @@ export async function benchEndToEnd(
 ): Promise<{ e2e: EndToEndResults; memory: MemoryResults }> {
   const access = await stackAccess("SSL");
   try {
-    const { produce, consume, peakRssMiB } = await drain(access, suffix, sizes.tickets);
+    const { produce, consume, copy, peakRssMiB } = await drain(access, suffix, sizes.tickets);
     const python = await pythonBaseline(access, suffix, sizes.pythonTickets);
     const pythonRate = "error" in python ? undefined : python.ticketsPerSecond;
     return {
@@ -90,8 +99,12 @@ export async function benchEndToEnd(
         listener: "SSL",
         produce,
         consume,
+        copy,
         python,
-        ratios: { vsPython: ratio(consume.ticketsPerSecond, pythonRate) },
+        ratios: {
+          vsPython: ratio(consume.ticketsPerSecond, pythonRate),
+          vsCopy: ratio(consume.ticketsPerSecond, copy.ticketsPerSecond),
+        },
       },
       memory: { tickets: sizes.tickets, consumerPeakRssMiB: peakRssMiB },
     };
@@ -138,10 +151,46 @@ async function drain(access: StackAccess, suffix: string, tickets: number) {
       }); consumer peak RSS ${run.peakRssMiB.toFixed(0)} MiB`,
     );
     if (consume.cpu) progress(`e2e: CPU ${describeDrainCpu(consume.cpu)}`);
-    return { produce, consume, peakRssMiB: run.peakRssMiB };
+    const copy = await copyDrained(access, scope, suffix, name, counts.distinctRows);
+    return { produce, consume, copy, peakRssMiB: run.peakRssMiB };
   } finally {
     await scope.close();
   }
+}
+
+/**
+ * Loads the rows the drain stored in `drained` into fresh tables with `psql \copy`, after a
+ * CHECKPOINT as the drain had: the same rows, at the same size, from empty tables.
+ */
+async function copyDrained(
+  access: StackAccess,
+  scope: CleanupScope,
+  suffix: string,
+  drained: string,
+  tickets: number,
+): Promise<RowsFigure & { wallSeconds: number }> {
+  const table = benchName("e2e_copy", suffix);
+  scope.table(access, table);
+  await setupDatabase(access.connection, { schema: "public", table });
+  const dir = await Deno.makeTempDir({ prefix: "tickets-e2e-" });
+  scope.add("remove the CSV files", () => Deno.remove(dir, { recursive: true }));
+  const files = copyFiles(table, dir);
+  await exportRows(access, drained, files);
+  await checkpoint(access);
+  progress(`e2e: psql \\copy of the drained rows (${tickets} tickets) into fresh tables`);
+  const timing = await timedCopies(access, table, files);
+  const rows = await tableRows(access, table);
+  const figure = {
+    tickets,
+    rows,
+    seconds: timing.seconds,
+    ticketsPerSecond: perSecond(tickets, timing.seconds),
+    rowsPerSecond: perSecond(rows, timing.seconds),
+    serverCpuSeconds: timing.serverCpuSeconds,
+    wallSeconds: timing.wallSeconds,
+  };
+  progress(`e2e: psql \\copy ${Math.round(figure.ticketsPerSecond)} tickets/s`);
+  return figure;
 }
 
 /** Installs kafka-python and psycopg2 for the system Python when missing (idempotent). */

@@ -126,8 +126,8 @@ export function evaluateTargets(sections: BenchResults["sections"]): TargetResul
     target("e2e.vsPython", "end to end ≥ 20x Python baseline", e2e?.ratios.vsPython, ">=", 20),
     target(
       "e2e.vsCopy",
-      "end to end ≥ 0.9x psql \\copy of the same rows (the sink section's)",
-      ratio(e2e?.consume.ticketsPerSecond, sink?.copy.ticketsPerSecond),
+      "end to end ≥ 0.9x psql \\copy of the same rows at the same size",
+      e2e?.ratios.vsCopy,
       ">=",
       0.9,
     ),
@@ -294,9 +294,9 @@ function e2eRows(e: EndToEndResults, targets: TargetResult[]): Row[] {
     ],
     [
       "",
-      "against psql \\copy of the same rows (the sink section's, same run)",
-      "",
-      times(targets.find((t) => t.id === "e2e.vsCopy")?.value),
+      `psql \\copy of the drained rows into fresh tables, 1 connection`,
+      `${int(e.copy.ticketsPerSecond)} tickets/s = ${int(e.copy.rowsPerSecond)} rows/s`,
+      `ours ${times(e.ratios.vsCopy)}`,
       status(targets, "e2e.vsCopy"),
     ],
     ...(e.consume.cpu

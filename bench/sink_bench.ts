@@ -5,9 +5,7 @@
  * per seat and one payment transaction, into a fresh set of tables dropped afterwards.
  * @module
  */
-import { join } from "node:path";
 import { setupDatabase } from "../lib/postgres/setup.ts";
-import { parsePostgresUri } from "../lib/config/postgres_uri.ts";
 import type { PoolClient } from "../lib/postgres/postgres.ts";
 import { qualify } from "../lib/postgres/schema.ts";
 import { CONSUMER_DEFAULTS } from "../lib/pipeline/consumer.ts";
@@ -30,14 +28,19 @@ import {
   progress,
   ratio,
   releaseAccess,
-  runProcess,
   sampleTickets,
   type StackAccess,
   stackAccess,
-  tail,
   timed,
 } from "./common.ts";
 import { backendsNamed, CpuWatcher } from "./cpu.ts";
+import {
+  copyFiles,
+  SEAT_COPY_COLUMNS,
+  TICKET_COPY_COLUMNS,
+  timedCopies,
+  TRANSACTION_COPY_COLUMNS,
+} from "./psql_copy.ts";
 import { startDelayProxy } from "./delay_proxy.ts";
 
 /** Tickets per `writeBatch` call, as the consumer's default batch size. */
@@ -118,24 +121,6 @@ export interface SinkResults {
   /** ours ÷ theirs, in rows/s (every path writes the same rows per ticket). */
   ratios: { vsRowAtATime: number | null; vsCopy: number | null; parallelVsCopy: number | null };
 }
-
-const COLUMNS = [
-  "ticket_id",
-  "theater",
-  "movie",
-  "name",
-  "email",
-  "phone_number",
-  "seats",
-  "showtime",
-  "price_amount",
-  "price_currency",
-  "purchased_at",
-  "kafka_topic",
-  "kafka_partition",
-  "kafka_offset",
-  "published_at",
-] as const;
 
 /** Runs the write paths on the same generated rows. */
 export async function benchSink(suffix: string, sizes: SinkSizes): Promise<SinkResults> {
@@ -394,7 +379,7 @@ async function oursInParallel(
   }
 }
 
-/** The column values of a row, in {@linkcode COLUMNS} order. */
+/** The column values of a row, in {@linkcode TICKET_COPY_COLUMNS} order. */
 function rowValues(row: IncomingRow, topic: string): (string | number | null)[] {
   const t: Ticket = row.ticket;
   return [
@@ -415,16 +400,6 @@ function rowValues(row: IncomingRow, topic: string): (string | number | null)[] 
     row.publishedAt?.toISOString() ?? null,
   ];
 }
-
-/** Columns of a seat row and of a transaction row, as the sink writes them. */
-const SEAT_COLUMNS = ["show_id", "seat", "ticket_id"] as const;
-const TRANSACTION_COLUMNS = [
-  "ticket_id",
-  "amount",
-  "currency",
-  "created_at",
-  "transaction_id",
-] as const;
 
 /** A ticket's rows in the three tables, in column order: its ticket row, seats, transaction. */
 function ticketRows(row: IncomingRow, topic: string) {
@@ -476,9 +451,9 @@ async function insertRowAtATime(
     `sink: one autocommitted INSERT per row (ticket, seats, transaction), ${rows.length} tickets`,
   );
   const q = qualify({ schema: "public", table });
-  const insertTicket = insertStatement(q.tickets, COLUMNS);
-  const insertSeat = insertStatement(q.seats, SEAT_COLUMNS);
-  const insertTransaction = insertStatement(q.transactions, TRANSACTION_COLUMNS);
+  const insertTicket = insertStatement(q.tickets, TICKET_COPY_COLUMNS);
+  const insertSeat = insertStatement(q.seats, SEAT_COPY_COLUMNS);
+  const insertTransaction = insertStatement(q.transactions, TRANSACTION_COPY_COLUMNS);
   const db = await openDatabase(access, 1);
   try {
     const { seconds } = await timed(async () => {
@@ -513,55 +488,21 @@ async function psqlCopy(
   const dir = await Deno.makeTempDir({ prefix: "tickets-bench-" });
   scope.add("remove the CSV files", () => Deno.remove(dir, { recursive: true }));
   const all = rows.map((row) => ticketRows(row, table));
-  const q = qualify({ schema: "public", table });
-  const files = [
-    { table: q.tickets, columns: COLUMNS, lines: all.map((r) => csvLine(r.ticket)) },
-    { table: q.seats, columns: SEAT_COLUMNS, lines: all.flatMap((r) => r.seats.map(csvLine)) },
-    {
-      table: q.transactions,
-      columns: TRANSACTION_COLUMNS,
-      lines: all.map((r) => csvLine(r.transaction)),
-    },
+  const files = copyFiles(table, dir);
+  const lines = [
+    all.map((r) => csvLine(r.ticket)),
+    all.flatMap((r) => r.seats.map(csvLine)),
+    all.map((r) => csvLine(r.transaction)),
   ];
-  const copies: string[] = [];
   for (const [i, f] of files.entries()) {
-    const csv = join(dir, `rows${i}.csv`);
-    await Deno.writeTextFile(csv, f.lines.join("\n") + "\n");
-    copies.push(`\\copy ${f.table} (${f.columns.join(", ")}) FROM '${csv}' WITH (FORMAT csv)`);
+    await Deno.writeTextFile(f.csv, lines[i]!.join("\n") + "\n");
   }
   progress(`sink: psql \\copy, ${rows.length} tickets into the three tables`);
-  const watchDb = await openDatabase(access, 1);
-  scope.add("close the watcher's pool", () => watchDb.pool.end());
-  const cpu = new CpuWatcher({ server: backendsNamed(watchDb, table) });
-  const out = await runProcess(
-    "psql",
-    ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", ...copies.flatMap((c) => ["-c", c])],
-    { env: { ...psqlEnvironment(access), PGAPPNAME: table } },
-  );
-  const serverCpuSeconds = (await cpu.stop()).seconds.server;
-  const times = [...out.stdout.matchAll(/Time: ([\d.]+) ms/g)].map((m) => Number(m[1]));
-  if (out.code !== 0 || times.length !== copies.length) {
-    throw new Error(`psql \\copy failed (exit ${out.code}): ${tail(out.stderr || out.stdout, 3)}`);
-  }
-  const seconds = times.reduce((a, b) => a + b, 0) / 1000;
+  const timing = await timedCopies(access, table, files);
   return {
-    ...report("psql \\copy", rows.length, await tableRows(access, table), seconds),
-    serverCpuSeconds,
-    wallSeconds: out.seconds,
-  };
-}
-
-/** libpq environment for psql: the password travels in PGPASSWORD, never on the command line. */
-function psqlEnvironment(access: StackAccess): Record<string, string> {
-  const target = parsePostgresUri(access.connection.postgresUri);
-  return {
-    PGHOST: target.host,
-    PGPORT: String(target.port),
-    PGUSER: target.user,
-    PGPASSWORD: target.password ?? "",
-    PGDATABASE: target.database,
-    PGSSLMODE: target.sslmode === "disable" ? "disable" : "require",
-    PGSSLROOTCERT: target.sslrootcert ?? join(access.certPath, "ca.pem"),
+    ...report("psql \\copy", rows.length, await tableRows(access, table), timing.seconds),
+    serverCpuSeconds: timing.serverCpuSeconds,
+    wallSeconds: timing.wallSeconds,
   };
 }
 

@@ -40,6 +40,10 @@ const FIGURES: Record<string, string[]> = {
     "consume.cpu.seconds.postgres",
     "consume.cpu.seconds.broker",
     "consume.cpu.coresBusy",
+    // psql \copy of the drained rows into fresh tables
+    "copy.ticketsPerSecond",
+    "copy.rowsPerSecond",
+    "ratios.vsCopy",
   ],
   latency: ["p50Ms", "p99Ms", "maxMs", "rows"],
   memory: ["consumerPeakRssMiB"],
@@ -101,7 +105,10 @@ Deno.test("bench/run.ts main() --smoke exits 0 and records every section's figur
         );
       }
     }
-    assert.equal(results.sections.e2e.consume.exact, true, "every ticket stored exactly once");
+    const { e2e } = results.sections;
+    assert.equal(e2e.consume.exact, true, "every ticket stored exactly once");
+    assert.equal(e2e.copy.tickets, e2e.consume.distinctRows, "\\copy loaded the drained tickets");
+    assert.ok(e2e.copy.rows > 2 * e2e.copy.tickets, "\\copy loaded their seats and payments");
     const { peer, scale } = results.sections;
     assert.equal(peer.ours.exact, true, "peer: ours stored every ticket exactly once");
     assert.deepEqual(
