@@ -12,6 +12,7 @@ import { runProducer } from "../lib/pipeline/producer.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
 import { qualify, quoteLiteral } from "../lib/postgres/schema.ts";
 import { createKafka } from "../lib/kafka/kafka.ts";
+import { createPool } from "../lib/postgres/postgres.ts";
 import {
   AclOperationTypes,
   AclPermissionTypes,
@@ -24,12 +25,14 @@ import {
   type ConsumerCounts,
   consumerCounts,
   deleteTopics,
+  describeGroup,
   dropPipeline,
   runScript,
   type ScriptResult,
   spawnScript,
   sql,
   stack,
+  stackInfo,
   stackConnection,
   uniqueSuffix,
   waitFor,
@@ -87,6 +90,17 @@ async function rowCount(table: string): Promise<number> {
     `SELECT count(*)::int AS n FROM ${qualify({ schema: "public", table }).tickets}`,
   );
   return row!.n;
+}
+
+/** The stored offsets of the case's group, by partition. */
+async function storedOffsets(c: Case): Promise<Map<number, bigint>> {
+  const rows = await sql<{ partition: number; next_offset: string }>(
+    `SELECT partition, next_offset::text FROM ${
+      qualify({ schema: "public", table: c.table }).offsets
+    } WHERE group_id = $1 AND topic = $2`,
+    [defaultGroupId("public", c.table), c.topic],
+  );
+  return new Map(rows.map((r) => [r.partition, BigInt(r.next_offset)]));
 }
 
 /** Sum of the stored offsets of the case's group: how many messages it has committed. */
@@ -347,13 +361,47 @@ Deno.test("the database loses its last commits (failover, crash): the consumer r
   });
 });
 
-// ... and on a partition where nothing new comes, no claim finds out: the member's own check does
+/**
+ * Holds `table` in SHARE mode (reads go on, writes wait) until the returned release: what the
+ * consumer reads again cannot be stored meanwhile.
+ */
+async function holdWrites(table: string): Promise<() => Promise<void>> {
+  const info = stackInfo();
+  const db = await createPool({ uri: info.postgresUri, certPath: info.certPath, max: 1 });
+  const client = await db.pool.connect();
+  await client.query(`BEGIN; LOCK TABLE ${table} IN SHARE MODE`);
+  return async () => {
+    await client.query("ROLLBACK");
+    client.release();
+    await db.pool.end();
+  };
+}
+
+// ... and on a partition where nothing new comes, no claim finds out: the member's own check does.
+// Kafka's group offsets (for lag tools) follow the stored offsets back, before the re-read stores
+// anything (its writes held meanwhile).
 Deno.test("the database loses its last commits on a quiet topic: the consumer's check reads them again; exact table", async () => {
   await withCase("losttailquiet", async (c) => {
     await runProducer({ kafka: c.connection.kafka, topic: c.topic, num: 6_000 });
     const consumer = collect(spawnScript("consumer.ts", c.consumerArgs("--idle-timeout", "5")));
     await waitFor("every message stored", async () => (await committedOffsets(c)) === 6_000);
+    const groupId = defaultGroupId("public", c.table);
+    await waitFor("Kafka's group offsets at the topic's end", async () => {
+      const rows = await describeGroup(groupId, c.topic);
+      return rows.length === 3 && rows.every((r) => r.current === r.logEnd);
+    });
     await loseLastCommits(c);
+    const release = await holdWrites(qualify({ schema: "public", table: c.table }).seats);
+    try {
+      const stored = await storedOffsets(c);
+      await waitFor("Kafka's group offsets of partitions 0 and 1 back at the stored ones", async () => {
+        const rows = await describeGroup(groupId, c.topic);
+        return [0, 1].every((p) => rows[p]?.current === (stored.get(p) ?? 0n));
+      }, 30_000);
+      assert.ok(stored.get(0) === undefined && (stored.get(1) ?? 0n) > 0n, `${[...stored]}`);
+    } finally {
+      await release();
+    }
     const status = await consumer.done;
     assert.equal(status.code, 0, consumer.stderr());
     await assertExact(c, "replayed", 6_000);

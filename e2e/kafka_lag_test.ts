@@ -4,52 +4,13 @@
  * never ahead of PostgreSQL, even after `--reset-offsets earliest`.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { createKafka } from "../lib/kafka/kafka.ts";
 import { defaultGroupId, runConsumer } from "../lib/pipeline/consumer.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
 import type { Connection } from "../lib/config/config.ts";
 import type { QualifiedNames } from "../lib/postgres/schema.ts";
-import { ROOT, sql, stackInfo, withPipeline } from "../testing/testing.ts";
-
-/** One partition's line of `ConsumerGroupCommand --describe`. */
-interface GroupRow {
-  partition: number;
-  /** The group's committed offset; undefined when it has none ("-"). */
-  current: bigint | undefined;
-  logEnd: bigint;
-  lag: string;
-}
-
-/** Kafka's view of the group's offsets on `topic`, by ConsumerGroupCommand. */
-async function describeGroup(groupId: string, topic: string): Promise<GroupRow[]> {
-  const out = await new Deno.Command("bash", {
-    args: [
-      join(ROOT, "dev/stack.sh"),
-      "tool",
-      "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-      "--bootstrap-server",
-      stackInfo().kafka.plaintext,
-      "--describe",
-      "--group",
-      groupId,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  assert.ok(out.success, `ConsumerGroupCommand failed: ${new TextDecoder().decode(out.stderr)}`);
-  return text.split("\n").map((line) => line.trim().split(/\s+/))
-    .filter((cols) => cols[1] === topic)
-    .map((cols) => ({
-      partition: Number(cols[2]),
-      current: cols[3] === "-" ? undefined : BigInt(cols[3]!),
-      logEnd: BigInt(cols[4]!),
-      lag: cols[5]!,
-    }))
-    .sort((a, b) => a.partition - b.partition);
-}
+import { describeGroup, sql, withPipeline } from "../testing/testing.ts";
 
 /** The offsets PostgreSQL stores for the group, by partition. */
 async function storedOffsets(q: QualifiedNames, groupId: string, topic: string) {

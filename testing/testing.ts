@@ -3,6 +3,7 @@
  * running the scripts as processes. Used by `*_test.ts` and `e2e/`.
  * @module
  */
+import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ROOT, stackInfo } from "../dev/stack_info.ts";
 import { type Connection, resolveConnection } from "../lib/config/config.ts";
@@ -369,4 +370,42 @@ export function freePort(): number {
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   return port;
+}
+
+/** One partition's line of `ConsumerGroupCommand --describe`. */
+export interface GroupRow {
+  partition: number;
+  /** The group's committed offset; undefined when it has none ("-"). */
+  current: bigint | undefined;
+  logEnd: bigint;
+  lag: string;
+}
+
+/** Kafka's view of the group's offsets on `topic`, by ConsumerGroupCommand. */
+export async function describeGroup(groupId: string, topic: string): Promise<GroupRow[]> {
+  const out = await new Deno.Command("bash", {
+    args: [
+      join(ROOT, "dev/stack.sh"),
+      "tool",
+      "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+      "--bootstrap-server",
+      stackInfo().kafka.plaintext,
+      "--describe",
+      "--group",
+      groupId,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.ok(out.success, `ConsumerGroupCommand failed: ${new TextDecoder().decode(out.stderr)}`);
+  return text.split("\n").map((line) => line.trim().split(/\s+/))
+    .filter((cols) => cols[1] === topic)
+    .map((cols) => ({
+      partition: Number(cols[2]),
+      current: cols[3] === "-" ? undefined : BigInt(cols[3]!),
+      logEnd: BigInt(cols[4]!),
+      lag: cols[5]!,
+    }))
+    .sort((a, b) => a.partition - b.partition);
 }

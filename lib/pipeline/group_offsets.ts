@@ -6,8 +6,9 @@
  * by the next one; nothing here is ever read back.
  *
  * What is committed is only ever an offset PostgreSQL has stored (a committed batch's next offset,
- * or the stored offset read when partitions are assigned), so Kafka's offset never runs ahead of
- * PostgreSQL's. Commits go one request at a time, in order, newest offset per partition, and only
+ * or the stored offset read when partitions are assigned or a position is loaded again), so Kafka's
+ * offset never runs ahead of PostgreSQL's once this member knows PostgreSQL's; where the database
+ * lost its last commits, it follows the stored offset back. Commits go one request at a time, in order, newest offset per partition, and only
  * for partitions this member holds.
  * @module
  */
@@ -78,6 +79,20 @@ export class GroupOffsetMirror {
     // (a read that raced a batch) would only make Kafka's lag look larger
     const latest = this.#latest.get(partition);
     if (latest !== undefined && next <= latest) return;
+    this.#latest.set(partition, next);
+    this.#pending.set(partition, next);
+    this.#sending ??= this.#send();
+  }
+
+  /**
+   * A position was loaded again from PostgreSQL (after a fence, or lost commits found): `next` is
+   * stored now. Kafka's offset follows it, also backwards: a database that lost its last commits
+   * stores less than this member had mirrored, and the messages in between are read again.
+   */
+  reloaded(partition: number, next: bigint): void {
+    if (!this.#assigned.has(partition)) return;
+    const latest = this.#latest.get(partition);
+    if (latest === undefined || next >= latest) return this.stored(partition, next);
     this.#latest.set(partition, next);
     this.#pending.set(partition, next);
     this.#sending ??= this.#send();

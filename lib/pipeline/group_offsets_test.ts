@@ -48,3 +48,23 @@ Deno.test("GroupOffsetMirror commits PostgreSQL's stored offsets on assignment, 
   await mirror.flush();
   assert.deepEqual(requests.slice(1), [["0@0"]]);
 });
+
+Deno.test("GroupOffsetMirror follows a reloaded offset back (the database lost commits), then forward again", async () => {
+  const { mirror, requests, release } = recordingMirror(new Map([[0, 10n]]));
+  mirror.assigned([0, 1]);
+  await new Promise((r) => setTimeout(r, 0));
+  mirror.stored(0, 40n);
+  release();
+  await new Promise((r) => setTimeout(r, 0));
+  mirror.reloaded(0, 25n); // the database stores less than was mirrored
+  mirror.reloaded(2, 1n); // not ours
+  release();
+  await new Promise((r) => setTimeout(r, 0));
+  mirror.stored(0, 30n); // re-read and stored again: forward from the reloaded offset
+  mirror.reloaded(1, 0n); // nothing stored: the log start
+  release();
+  await new Promise((r) => setTimeout(r, 0));
+  release();
+  await mirror.flush();
+  assert.deepEqual(requests, [["0@10"], ["0@40"], ["0@25"], ["0@30", "1@0"]]);
+});

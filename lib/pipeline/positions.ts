@@ -35,15 +35,24 @@ const keyDecoder = new TextDecoder();
 
 /** The positions of the partitions assigned to this member; see the module doc. */
 export class Positions {
-  readonly #o: { store: OffsetStore; writer: BatchWriter };
+  readonly #o: {
+    store: OffsetStore;
+    writer: BatchWriter;
+    onLoaded?: (partition: number, next: bigint) => void;
+  };
   readonly #positions = new Map<number, PartitionState>();
   /** Loads in progress, so that a partition is loaded once however many ask. */
   readonly #loading = new Map<number, Promise<PartitionState>>();
   /** Counts assignments: a load begun before the last one must not set a position. */
   #assignment = 0;
 
-  constructor(store: OffsetStore, writer: BatchWriter) {
-    this.#o = { store, writer };
+  /** `onLoaded` hears each position set from what the database stores (its `next`). */
+  constructor(
+    store: OffsetStore,
+    writer: BatchWriter,
+    onLoaded?: (partition: number, next: bigint) => void,
+  ) {
+    this.#o = { store, writer, onLoaded };
   }
 
   /** Forgets every position (a new assignment). */
@@ -108,6 +117,7 @@ export class Positions {
     if (stored !== undefined && stored < low) this.markLost(state, partition, low, heartbeat);
     else if (stored !== undefined && stored > low) state.check = state.fetchFrom = stored - 1n;
     this.#positions.set(partition, state);
+    this.#o.onLoaded?.(partition, state.next);
     return state;
   }
 

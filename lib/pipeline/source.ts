@@ -29,6 +29,8 @@ export interface SourceOptions {
   stopping: AbortSignal;
   /** A check that runs apart from a batch failed: the run must end. */
   onError(error: unknown): void;
+  /** A partition's position was loaded from the database: `next` is what it stores. */
+  onLoaded?(partition: number, next: bigint): void;
 }
 
 /** What KafkaJS reports after each fetched batch (END_BATCH_PROCESS). */
@@ -57,7 +59,7 @@ export class KafkaSource {
 
   constructor(options: SourceOptions) {
     this.#o = options;
-    this.#p = new Positions(options.store, options.writer);
+    this.#p = new Positions(options.store, options.writer, options.onLoaded?.bind(options));
   }
 
   /** A rebalance gave this member `partitions`: load their positions and seek there now. */
