@@ -32,8 +32,8 @@ import {
   spawnScript,
   sql,
   stack,
-  stackInfo,
   stackConnection,
+  stackInfo,
   uniqueSuffix,
   waitFor,
   writeStackCreds,
@@ -394,10 +394,14 @@ Deno.test("the database loses its last commits on a quiet topic: the consumer's 
     const release = await holdWrites(qualify({ schema: "public", table: c.table }).seats);
     try {
       const stored = await storedOffsets(c);
-      await waitFor("Kafka's group offsets of partitions 0 and 1 back at the stored ones", async () => {
-        const rows = await describeGroup(groupId, c.topic);
-        return [0, 1].every((p) => rows[p]?.current === (stored.get(p) ?? 0n));
-      }, 30_000);
+      await waitFor(
+        "Kafka's group offsets of partitions 0 and 1 back at the stored ones",
+        async () => {
+          const rows = await describeGroup(groupId, c.topic);
+          return [0, 1].every((p) => rows[p]?.current === (stored.get(p) ?? 0n));
+        },
+        30_000,
+      );
       assert.ok(stored.get(0) === undefined && (stored.get(1) ?? 0n) > 0n, `${[...stored]}`);
     } finally {
       await release();
