@@ -103,7 +103,12 @@ export function openDatabase(
  */
 export async function checkpoint(access: StackAccess): Promise<boolean> {
   const uri = stackInfo().postgresAdminUri;
-  if (!uri) return false;
+  if (!uri) {
+    progress(
+      "no superuser URI for this database: the next timed write starts without a CHECKPOINT",
+    );
+    return false;
+  }
   const db = await createPool({ uri, certPath: access.certPath, max: 1 });
   try {
     await db.pool.query("CHECKPOINT");

@@ -14,6 +14,8 @@ import {
   CleanupScope,
   countRows,
   freshPipeline,
+  openDatabase,
+  ownTables,
   perSecond,
   progress,
   ratio,
@@ -176,6 +178,13 @@ async function copyDrained(
   scope.add("remove the CSV files", () => Deno.remove(dir, { recursive: true }));
   const files = copyFiles(table, dir);
   await exportRows(access, drained, files);
+  // the drained tables go now: an autovacuum of theirs would run during the load
+  const db = await openDatabase(access, 1);
+  try {
+    await db.pool.query(`DROP TABLE IF EXISTS ${ownTables(drained).join(", ")}`);
+  } finally {
+    await db.pool.end();
+  }
   await checkpoint(access);
   progress(`e2e: psql \\copy of the drained rows (${tickets} tickets) into fresh tables`);
   const timing = await timedCopies(access, table, files);

@@ -473,7 +473,7 @@ async function wireParts(options: ConsumerOptions, end: RunEnd): Promise<Consume
     maxMessages: options.maxMessages,
     stopping: end.stopping.signal,
     onError: end.finish,
-    onLoaded: (partition, next) => mirror.reloaded(partition, next),
+    onLoad: (partition) => mirror.reloading(partition),
   });
   return { store, consumer, admin, db, run, mirror, writer, source, lastFetch: 0 };
 }

@@ -6,9 +6,10 @@
  * by the next one; nothing here is ever read back.
  *
  * What is committed is only ever an offset PostgreSQL has stored (a committed batch's next offset,
- * or the stored offset read when partitions are assigned or a position is loaded again), so Kafka's
- * offset never runs ahead of PostgreSQL's once this member knows PostgreSQL's; where the database
- * lost its last commits, it follows the stored offset back. Commits go one request at a time, in order, newest offset per partition, and only
+ * or the stored offset read when partitions are assigned or a position is loaded) or, where it
+ * stores none, the log start the member reads from; so Kafka's offset never runs ahead of
+ * PostgreSQL's once this member knows PostgreSQL's. Where the database lost its last commits, a
+ * load finds less than was mirrored, and Kafka's offset follows it back. Commits go one request at a time, in order, newest offset per partition, and only
  * for partitions this member holds.
  * @module
  */
@@ -39,6 +40,8 @@ export class GroupOffsetMirror {
   readonly #pending = new Map<number, bigint>();
   /** The newest offset queued per partition since the assignment. */
   #latest = new Map<number, bigint>();
+  /** Counts `stored` calls per partition: a load's read older than one of them must not win. */
+  readonly #stores = new Map<number, number>();
   /** Partitions this member holds now. */
   #assigned = new Set<number>();
   /** Bumped by each assignment: a read of stored offsets made before it is dropped. */
@@ -75,6 +78,7 @@ export class GroupOffsetMirror {
   /** PostgreSQL now stores `next` as the partition's next offset: commit it to Kafka too. */
   stored(partition: number, next: bigint): void {
     if (!this.#assigned.has(partition)) return;
+    this.#stores.set(partition, (this.#stores.get(partition) ?? 0) + 1);
     // stored offsets only move forward while this member holds the partition: an older value
     // (a read that raced a batch) would only make Kafka's lag look larger
     const latest = this.#latest.get(partition);
@@ -85,17 +89,24 @@ export class GroupOffsetMirror {
   }
 
   /**
-   * A position was loaded again from PostgreSQL (after a fence, or lost commits found): `next` is
-   * stored now. Kafka's offset follows it, also backwards: a database that lost its last commits
-   * stores less than this member had mirrored, and the messages in between are read again.
+   * A position load of `partition` begins its read of PostgreSQL's stored offset; the returned
+   * function takes what it found (the stored offset, or where the member starts without one).
+   * Kafka's offset follows it, also backwards (a database that lost its last commits stores less
+   * than this member mirrored: the messages in between are read again), unless an offset was
+   * stored meanwhile: that one is newer than the read, and the found offset may only move forward.
    */
-  reloaded(partition: number, next: bigint): void {
-    if (!this.#assigned.has(partition)) return;
-    const latest = this.#latest.get(partition);
-    if (latest === undefined || next >= latest) return this.stored(partition, next);
-    this.#latest.set(partition, next);
-    this.#pending.set(partition, next);
-    this.#sending ??= this.#send();
+  reloading(partition: number): (next: bigint) => void {
+    const stores = this.#stores.get(partition) ?? 0;
+    return (next) => {
+      if (!this.#assigned.has(partition)) return;
+      const latest = this.#latest.get(partition);
+      if (latest === undefined || next >= latest || this.#stores.get(partition) !== stores) {
+        return this.stored(partition, next);
+      }
+      this.#latest.set(partition, next);
+      this.#pending.set(partition, next);
+      this.#sending ??= this.#send();
+    };
   }
 
   /** Resolves once what is queued now has been committed (or has failed). */

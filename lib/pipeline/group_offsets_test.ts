@@ -56,15 +56,29 @@ Deno.test("GroupOffsetMirror follows a reloaded offset back (the database lost c
   mirror.stored(0, 40n);
   release();
   await new Promise((r) => setTimeout(r, 0));
-  mirror.reloaded(0, 25n); // the database stores less than was mirrored
-  mirror.reloaded(2, 1n); // not ours
+  mirror.reloading(0)(25n); // the database stores less than was mirrored
+  mirror.reloading(2)(1n); // not ours
   release();
   await new Promise((r) => setTimeout(r, 0));
-  mirror.stored(0, 30n); // re-read and stored again: forward from the reloaded offset
-  mirror.reloaded(1, 0n); // nothing stored: the log start
+  mirror.stored(0, 30n); // read again and stored: forward from the reloaded offset
+  mirror.reloading(1)(0n); // nothing stored: the log start
   release();
   await new Promise((r) => setTimeout(r, 0));
   release();
   await mirror.flush();
   assert.deepEqual(requests, [["0@10"], ["0@40"], ["0@25"], ["0@30", "1@0"]]);
+});
+
+Deno.test("GroupOffsetMirror: an offset stored while a load read is newer than the read, which may then only move forward", async () => {
+  const { mirror, requests, release } = recordingMirror(new Map([[0, 10n]]));
+  mirror.assigned([0]);
+  await new Promise((r) => setTimeout(r, 0));
+  const found = mirror.reloading(0); // the load reads 10
+  mirror.stored(0, 50n); // meanwhile a write stores 50
+  found(10n);
+  release();
+  await new Promise((r) => setTimeout(r, 0));
+  release();
+  await mirror.flush();
+  assert.deepEqual(requests, [["0@10"], ["0@50"]]);
 });

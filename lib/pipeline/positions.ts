@@ -38,7 +38,7 @@ export class Positions {
   readonly #o: {
     store: OffsetStore;
     writer: BatchWriter;
-    onLoaded?: (partition: number, next: bigint) => void;
+    onLoad?: (partition: number) => (next: bigint) => void;
   };
   readonly #positions = new Map<number, PartitionState>();
   /** Loads in progress, so that a partition is loaded once however many ask. */
@@ -46,13 +46,17 @@ export class Positions {
   /** Counts assignments: a load begun before the last one must not set a position. */
   #assignment = 0;
 
-  /** `onLoaded` hears each position set from what the database stores (its `next`). */
+  /**
+   * `onLoad` hears each load of a position begin its read of the stored offset; the function it
+   * returns gets what the read found (the stored offset, or the log start without one) once the
+   * position is set from it.
+   */
   constructor(
     store: OffsetStore,
     writer: BatchWriter,
-    onLoaded?: (partition: number, next: bigint) => void,
+    onLoad?: (partition: number) => (next: bigint) => void,
   ) {
-    this.#o = { store, writer, onLoaded };
+    this.#o = { store, writer, onLoad };
   }
 
   /** Forgets every position (a new assignment). */
@@ -99,6 +103,7 @@ export class Positions {
     const assignment = this.#assignment;
     // Writes still queued from before a rebalance land (or are fenced) before we read the offset.
     await writer.settled(partition);
+    const loaded = this.#o.onLoad?.(partition);
     const stored = (await writer.withRetry(
       "reading stored offsets",
       (client) => storedOffsets(client, store.q, store.groupId, store.topic),
@@ -117,7 +122,8 @@ export class Positions {
     if (stored !== undefined && stored < low) this.markLost(state, partition, low, heartbeat);
     else if (stored !== undefined && stored > low) state.check = state.fetchFrom = stored - 1n;
     this.#positions.set(partition, state);
-    this.#o.onLoaded?.(partition, state.next);
+    // what is stored, not `next`: markLost moves that before its write lands
+    loaded?.(stored ?? low);
     return state;
   }
 

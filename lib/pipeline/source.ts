@@ -29,8 +29,8 @@ export interface SourceOptions {
   stopping: AbortSignal;
   /** A check that runs apart from a batch failed: the run must end. */
   onError(error: unknown): void;
-  /** A partition's position was loaded from the database: `next` is what it stores. */
-  onLoaded?(partition: number, next: bigint): void;
+  /** A partition's position load begins; the function it returns gets the offset it found. */
+  onLoad?(partition: number): (next: bigint) => void;
 }
 
 /** What KafkaJS reports after each fetched batch (END_BATCH_PROCESS). */
@@ -59,7 +59,7 @@ export class KafkaSource {
 
   constructor(options: SourceOptions) {
     this.#o = options;
-    this.#p = new Positions(options.store, options.writer, options.onLoaded?.bind(options));
+    this.#p = new Positions(options.store, options.writer, options.onLoad?.bind(options));
   }
 
   /** A rebalance gave this member `partitions`: load their positions and seek there now. */
