@@ -34,6 +34,7 @@ import {
   stack,
   stackConnection,
   stackInfo,
+  storedGroupOffsets,
   uniqueSuffix,
   waitFor,
   writeStackCreds,
@@ -90,17 +91,6 @@ async function rowCount(table: string): Promise<number> {
     `SELECT count(*)::int AS n FROM ${qualify({ schema: "public", table }).tickets}`,
   );
   return row!.n;
-}
-
-/** The stored offsets of the case's group, by partition. */
-async function storedOffsets(c: Case): Promise<Map<number, bigint>> {
-  const rows = await sql<{ partition: number; next_offset: string }>(
-    `SELECT partition, next_offset::text FROM ${
-      qualify({ schema: "public", table: c.table }).offsets
-    } WHERE group_id = $1 AND topic = $2`,
-    [defaultGroupId("public", c.table), c.topic],
-  );
-  return new Map(rows.map((r) => [r.partition, BigInt(r.next_offset)]));
 }
 
 /** Sum of the stored offsets of the case's group: how many messages it has committed. */
@@ -429,7 +419,11 @@ Deno.test("the database loses its last commits on a quiet topic: the consumer's 
     });
     const release = await loseLastCommitsHoldingWrites(c);
     try {
-      const stored = await storedOffsets(c);
+      const stored = await storedGroupOffsets(
+        qualify({ schema: "public", table: c.table }),
+        groupId,
+        c.topic,
+      );
       assert.ok(stored.get(0) === undefined && (stored.get(1) ?? 0n) > 0n, `${[...stored]}`);
       await waitFor(
         "Kafka's group offsets of partitions 0 and 1 back at the stored ones",

@@ -9,17 +9,7 @@ import { defaultGroupId, runConsumer } from "../lib/pipeline/consumer.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
 import type { Connection } from "../lib/config/config.ts";
-import type { QualifiedNames } from "../lib/postgres/schema.ts";
-import { describeGroup, sql, withPipeline } from "../testing/testing.ts";
-
-/** The offsets PostgreSQL stores for the group, by partition. */
-async function storedOffsets(q: QualifiedNames, groupId: string, topic: string) {
-  const rows = await sql<{ partition: number; next_offset: string }>(
-    `SELECT partition, next_offset::text FROM ${q.offsets} WHERE group_id = $1 AND topic = $2`,
-    [groupId, topic],
-  );
-  return new Map(rows.map((r) => [r.partition, BigInt(r.next_offset)]));
-}
+import { describeGroup, storedGroupOffsets, withPipeline } from "../testing/testing.ts";
 
 /**
  * Offsets that hold no message at the log's end: a committed transaction on partition 1 (its
@@ -59,7 +49,7 @@ Deno.test("consumer commits its stored offsets to the Kafka group: ConsumerGroup
 
     const first = await runConsumer({ connection, topic, table, idleTimeoutSeconds: 2 });
     assert.equal(first.received, 1500 + committed);
-    const stored = await storedOffsets(q, groupId, topic);
+    const stored = await storedGroupOffsets(q, groupId, topic);
     const drained = await describeGroup(groupId, topic);
     assert.deepEqual(drained.map((r) => r.partition), [0, 1, 2]);
     for (const row of drained) {
@@ -80,7 +70,7 @@ Deno.test("consumer commits its stored offsets to the Kafka group: ConsumerGroup
       maxMessages: 10,
     });
     assert.equal(rerun.received, 10);
-    const reset = await storedOffsets(q, groupId, topic);
+    const reset = await storedGroupOffsets(q, groupId, topic);
     const after = await describeGroup(groupId, topic);
     assert.deepEqual(after.map((r) => r.partition), [0, 1, 2]);
     for (const row of after) {

@@ -12,7 +12,7 @@ import { createKafka } from "../lib/kafka/kafka.ts";
 import { createPool } from "../lib/postgres/postgres.ts";
 import { setupDatabase } from "../lib/postgres/setup.ts";
 import { type QualifiedNames, qualify } from "../lib/postgres/schema.ts";
-import type { Batch } from "../lib/pipeline/sink.ts";
+import { type Batch, storedOffsets } from "../lib/pipeline/sink.ts";
 import { consumerApplicationName } from "../lib/pipeline/consumer.ts";
 import type { Ticket } from "../lib/model/columns.ts";
 import { encodeTicket } from "../lib/model/ticket.ts";
@@ -52,6 +52,21 @@ export async function stackConnection(): Promise<Connection> {
   return resolveConnection({ creds: await writeStackCreds() }, { kafka: true, postgres: true }, {
     get: () => undefined,
   });
+}
+
+/** The offsets the stack's database stores for a group on a topic, by partition (the sink's read). */
+export async function storedGroupOffsets(
+  q: QualifiedNames,
+  groupId: string,
+  topic: string,
+): Promise<Map<number, bigint>> {
+  const info = stackInfo();
+  const db = await createPool({ uri: info.postgresUri, certPath: info.certPath, max: 1 });
+  try {
+    return await storedOffsets(db.pool, q, groupId, topic);
+  } finally {
+    await db.pool.end();
+  }
 }
 
 /** Runs one SQL statement against the stack's database. */

@@ -9,8 +9,8 @@
  * or the stored offset read when partitions are assigned or a position is loaded) or, where it
  * stores none, the log start the member reads from; so Kafka's offset never runs ahead of
  * PostgreSQL's once this member knows PostgreSQL's. Where the database lost its last commits, a
- * load finds less than was mirrored, and Kafka's offset follows it back. Commits go one request at a time, in order, newest offset per partition, and only
- * for partitions this member holds.
+ * load finds less than was mirrored, and Kafka's offset follows it back. Commits go one request
+ * at a time, in order, newest offset per partition, and only for partitions this member holds.
  * @module
  */
 import { log } from "../log.ts";
@@ -83,9 +83,7 @@ export class GroupOffsetMirror {
     // (a read that raced a batch) would only make Kafka's lag look larger
     const latest = this.#latest.get(partition);
     if (latest !== undefined && next <= latest) return;
-    this.#latest.set(partition, next);
-    this.#pending.set(partition, next);
-    this.#sending ??= this.#send();
+    this.#queue(partition, next);
   }
 
   /**
@@ -103,10 +101,15 @@ export class GroupOffsetMirror {
       if (latest === undefined || next >= latest || this.#stores.get(partition) !== stores) {
         return this.stored(partition, next);
       }
-      this.#latest.set(partition, next);
-      this.#pending.set(partition, next);
-      this.#sending ??= this.#send();
+      this.#queue(partition, next);
     };
+  }
+
+  /** Queues `next` as the partition's offset to commit, and starts sending if idle. */
+  #queue(partition: number, next: bigint): void {
+    this.#latest.set(partition, next);
+    this.#pending.set(partition, next);
+    this.#sending ??= this.#send();
   }
 
   /** Resolves once what is queued now has been committed (or has failed). */
