@@ -7,6 +7,7 @@
 import { en, Faker } from "@faker-js/faker";
 import { MAX_SEATS, type Ticket } from "./columns.ts";
 import { sfc32 } from "./random.ts";
+import { uuidv7Of } from "./uuid.ts";
 
 const fixturesDir = new URL("../../fixtures/", import.meta.url);
 
@@ -27,7 +28,6 @@ function fixtureLists() {
   return lists;
 }
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 const ROWS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const SHOW_HOURS = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21];
 const SHOW_DAYS = 30;
@@ -57,15 +57,6 @@ export interface GeneratorOptions {
    * rule at work. Otherwise a run never sells a seat twice. @default {0}
    */
   seatClashRate?: number;
-}
-
-/** A version 4 UUID from four random words (their bytes little-endian, as a Uint32Array's). */
-function uuidOf(a: number, b: number, c: number, d: number): string {
-  return HEX[a & 255]! + HEX[(a >>> 8) & 255] + HEX[(a >>> 16) & 255] + HEX[a >>> 24] + "-" +
-    HEX[b & 255] + HEX[(b >>> 8) & 255] + "-" + HEX[((b >>> 16) & 0x0f) | 0x40] +
-    HEX[b >>> 24] + "-" + HEX[(c & 0x3f) | 0x80] + HEX[(c >>> 8) & 255] + "-" +
-    HEX[(c >>> 16) & 255] + HEX[c >>> 24] + HEX[d & 255] + HEX[(d >>> 8) & 255] +
-    HEX[(d >>> 16) & 255] + HEX[d >>> 24];
 }
 
 /** `Date#toISOString` of times made over and over: show times kept, purchase seconds reused. */
@@ -159,8 +150,9 @@ export class TicketGenerator {
     return list[this.#next() % list.length]!;
   }
 
-  #uuid(): string {
-    return uuidOf(this.#next(), this.#next(), this.#next(), this.#next());
+  /** A version-7 UUID of the purchase time: ids sort by purchase, as a B-tree likes them. */
+  #uuid(purchased: number): string {
+    return uuidv7Of(purchased, this.#next(), this.#next(), this.#next());
   }
 
   /**
@@ -232,7 +224,7 @@ export class TicketGenerator {
     }
     const { theaters, movies } = this.#lists;
     const ticket: Ticket = {
-      ticket_id: this.#uuid(),
+      ticket_id: this.#uuid(purchased),
       theater: theaters[show.theater]!,
       movie: movies[show.movie]!,
       name: this.#names[person]!,

@@ -7,12 +7,12 @@ async function sha256(text: string): Promise<string> {
 }
 
 // SHA-256 of the first 30,000 tickets' JSON (one a line) of a seed, as the generator made them
-// before it was made faster (commit 8e10995): --seed gives the same tickets as before. A change
+// since ticket ids became version-7 UUIDs: --seed gives the same tickets as before. A change
 // of the tickets on purpose (or of faker's version) changes these; say so in the commit.
 const GOLDEN: [seed: number, seatClashRate: number, sha256: string][] = [
-  [1, 0, "1f980cdfa539965d8422777ffe9f53f372fc0af852d0062a60354e7dd7f556d2"],
-  [42, 0.1, "2530f04a4cbd5bc663e024499cf3ab27c4d3dc1cdba5ec5dfce2912fb60c402e"],
-  [7, 0.5, "1f30d50d12da130b1dcea9baafe97ad99c4e94d5070bb7f79b891770ae53abd4"],
+  [1, 0, "9d07c983b91593c6f8929962c620e57a4e35bd77fbc115ea3410979c011aa93d"],
+  [42, 0.1, "c1f4113dcef187d91d0aa5f7e565bedd1617ef517c2e92afe3e2d6c8cf5bfed6"],
+  [7, 0.5, "56c57f924359be7cc5b87871d9695dc62bd5a7a45362d0337f748cb719773b7c"],
 ];
 
 Deno.test("TicketGenerator() gives each seed the tickets it gave before", async () => {
@@ -20,6 +20,20 @@ Deno.test("TicketGenerator() gives each seed the tickets it gave before", async 
     const generator = new TicketGenerator({ seed, seatClashRate });
     const lines = Array.from({ length: 30_000 }, () => JSON.stringify(generator.next()));
     assert.equal(await sha256(lines.join("\n")), expected, `seed ${seed}`);
+  }
+});
+
+Deno.test("ticket ids are version-7 UUIDs of the purchase time: they sort in sale order", () => {
+  const generator = new TicketGenerator({ startTime: new Date("2026-12-03T10:00:00Z") });
+  const V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+  let previous = "";
+  for (let n = 0; n < 10_000; n++) {
+    const ticket = generator.next();
+    assert.match(ticket.ticket_id, V7);
+    const ms = parseInt(ticket.ticket_id.slice(0, 8) + ticket.ticket_id.slice(9, 13), 16);
+    assert.equal(ms, Date.parse(ticket.purchased_at), `ticket ${n}`);
+    assert.ok(ticket.ticket_id > previous, `ticket ${n}: ${ticket.ticket_id} after ${previous}`);
+    previous = ticket.ticket_id;
   }
 });
 

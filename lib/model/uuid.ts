@@ -32,3 +32,15 @@ export function uuidv7s(count: number, now = Date.now()): string[] {
   }
   return ids;
 }
+
+/**
+ * One version-7 UUID: the time `ms`, and three random 32-bit words for its random bits (a
+ * seeded generator's, so the same seed gives the same ids).
+ */
+export function uuidv7Of(ms: number, a: number, b: number, c: number): string {
+  return HEX[Math.floor(ms / 2 ** 40) & 0xff]! + HEX[Math.floor(ms / 2 ** 32) & 0xff] +
+    HEX[(ms >>> 24) & 0xff] + HEX[(ms >>> 16) & 0xff] + "-" + HEX[(ms >>> 8) & 0xff] +
+    HEX[ms & 0xff] + "-" + HEX[0x70 | ((a >>> 8) & 0x0f)] + HEX[a & 0xff] + "-" +
+    HEX[0x80 | ((b >>> 24) & 0x3f)] + HEX[(b >>> 16) & 0xff] + "-" + HEX[(b >>> 8) & 0xff] +
+    HEX[b & 0xff] + HEX[c >>> 24] + HEX[(c >>> 16) & 0xff] + HEX[(c >>> 8) & 0xff] + HEX[c & 0xff];
+}
