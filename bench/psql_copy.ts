@@ -1,45 +1,19 @@
 /**
- * `psql \copy`, the database's practical limit for our rows: the three tables' columns as the sink
- * writes them, timed loads of CSV files (psql's own `\timing`, process start and connection
- * excluded) and the export of a drained table's rows to such files.
+ * `psql \copy`, the database's practical limit for our rows: timed loads of CSV files into the
+ * columns the sink writes (psql's own `\timing`, process start and connection excluded) and the
+ * export of a drained table's rows to such files.
  * @module
  */
 import { join } from "node:path";
 import { parsePostgresUri } from "../lib/config/postgres_uri.ts";
-import { qualify } from "../lib/postgres/schema.ts";
+import {
+  PAYMENT_WRITE_COLUMNS,
+  qualify,
+  SEAT_WRITE_COLUMNS,
+  TICKET_WRITE_COLUMNS,
+} from "../lib/postgres/schema.ts";
 import { openDatabase, runProcess, type StackAccess, tail } from "./common.ts";
 import { backendsNamed, CpuWatcher } from "./cpu.ts";
-
-/** The ticket table's columns a producer's ticket fills (the others have defaults). */
-export const TICKET_COPY_COLUMNS = [
-  "ticket_id",
-  "theater",
-  "movie",
-  "name",
-  "email",
-  "phone_number",
-  "seats",
-  "showtime",
-  "price_amount",
-  "price_currency",
-  "purchased_at",
-  "kafka_topic",
-  "kafka_partition",
-  "kafka_offset",
-  "published_at",
-] as const;
-
-/** Columns of a seat row, as the sink writes them. */
-export const SEAT_COPY_COLUMNS = ["show_id", "seat", "ticket_id"] as const;
-
-/** Columns of a payment row, as the sink writes them. */
-export const TRANSACTION_COPY_COLUMNS = [
-  "ticket_id",
-  "amount",
-  "currency",
-  "created_at",
-  "transaction_id",
-] as const;
 
 /** One CSV file and where it goes. */
 export interface CopyFile {
@@ -66,9 +40,9 @@ export interface CopyTiming {
 export function copyFiles(table: string, dir: string): CopyFile[] {
   const q = qualify({ schema: "public", table });
   return [
-    { table: q.tickets, columns: TICKET_COPY_COLUMNS, csv: join(dir, "tickets.csv") },
-    { table: q.seats, columns: SEAT_COPY_COLUMNS, csv: join(dir, "seats.csv") },
-    { table: q.transactions, columns: TRANSACTION_COPY_COLUMNS, csv: join(dir, "payments.csv") },
+    { table: q.tickets, columns: TICKET_WRITE_COLUMNS, csv: join(dir, "tickets.csv") },
+    { table: q.seats, columns: SEAT_WRITE_COLUMNS, csv: join(dir, "seats.csv") },
+    { table: q.transactions, columns: PAYMENT_WRITE_COLUMNS, csv: join(dir, "payments.csv") },
   ];
 }
 

@@ -7,7 +7,13 @@
  */
 import { setupDatabase } from "../lib/postgres/setup.ts";
 import type { PoolClient } from "../lib/postgres/postgres.ts";
-import { qualify } from "../lib/postgres/schema.ts";
+import {
+  PAYMENT_WRITE_COLUMNS,
+  qualify,
+  SEAT_WRITE_COLUMNS,
+  TICKET_WRITE_COLUMNS,
+} from "../lib/postgres/schema.ts";
+import { uuidv7s } from "../lib/model/uuid.ts";
 import { CONSUMER_DEFAULTS } from "../lib/pipeline/consumer.ts";
 import { PRODUCER_DEFAULTS } from "../lib/pipeline/producer.ts";
 import {
@@ -17,7 +23,7 @@ import {
   sinkStatements,
   writeBatch,
 } from "../lib/pipeline/sink.ts";
-import { showId, type Ticket } from "../lib/model/columns.ts";
+import { columnTexter, showId, TICKET_COLUMN_NAMES, ticketTexts } from "../lib/model/columns.ts";
 import { encodeTicket, parseTicket } from "../lib/model/ticket.ts";
 import {
   benchName,
@@ -34,13 +40,7 @@ import {
   timed,
 } from "./common.ts";
 import { backendsNamed, CpuWatcher } from "./cpu.ts";
-import {
-  copyFiles,
-  SEAT_COPY_COLUMNS,
-  TICKET_COPY_COLUMNS,
-  timedCopies,
-  TRANSACTION_COPY_COLUMNS,
-} from "./psql_copy.ts";
+import { copyFiles, timedCopies } from "./psql_copy.ts";
 import { startDelayProxy } from "./delay_proxy.ts";
 
 /** Tickets per `writeBatch` call, as the consumer's default batch size. */
@@ -85,6 +85,8 @@ export interface RowsFigure {
   rowsPerSecond: number;
   /** CPU seconds of the PostgreSQL backend doing the writes (/proc; undefined if unreadable). */
   serverCpuSeconds?: number;
+  /** {@linkcode contentDigest} of what it stored, where the bench compares two paths' rows. */
+  digest?: string;
 }
 
 /** writeBatch's figure: also what it stored, refused (SEAT_TAKEN) and retried. */
@@ -118,6 +120,11 @@ export interface SinkResults {
     copy: RowsFigure & { wallSeconds: number };
     vsCopy: number | null;
   };
+  /**
+   * Every run of writeBatch on one connection and of `\copy`, here and through the proxy, stored
+   * the same rows (their {@linkcode contentDigest}s are equal); the bench fails otherwise.
+   */
+  sameRows: boolean;
   /** ours ÷ theirs, in rows/s (every path writes the same rows per ticket). */
   ratios: { vsRowAtATime: number | null; vsCopy: number | null; parallelVsCopy: number | null };
 }
@@ -146,6 +153,12 @@ export async function benchSink(suffix: string, sizes: SinkSizes): Promise<SinkR
       (scope) => insertRowAtATime(access, scope, suffix, rows.slice(0, sizes.rowAtATimeRows)),
     );
     const remote = await acrossNetwork(access, suffix, rows);
+    const digests = new Set(
+      [...copies, ...oursRuns, remote.copy, remote.ours].map((f) => f.digest),
+    );
+    if (digests.size !== 1) {
+      throw new Error(`writeBatch and \\copy stored different rows (${digests.size} digests)`);
+    }
     return {
       batchSize: SINK_BATCH_SIZE,
       ours,
@@ -153,6 +166,7 @@ export async function benchSink(suffix: string, sizes: SinkSizes): Promise<SinkR
       rowAtATime,
       copy,
       remote,
+      sameRows: true,
       rounds: {
         ours: oursRuns.map((f) => f.ticketsPerSecond),
         copy: copies.map((f) => f.ticketsPerSecond),
@@ -327,6 +341,7 @@ async function oursSequential(
         ...report("writeBatch", rows.length, written, seconds),
         serverCpuSeconds,
         ...value,
+        digest: await contentDigest(access, table),
       };
     } finally {
       client.release();
@@ -379,41 +394,19 @@ async function oursInParallel(
   }
 }
 
-/** The column values of a row, in {@linkcode TICKET_COPY_COLUMNS} order. */
-function rowValues(row: IncomingRow, topic: string): (string | number | null)[] {
-  const t: Ticket = row.ticket;
-  return [
-    t.ticket_id,
-    t.theater,
-    t.movie,
-    t.name,
-    t.email,
-    t.phone_number,
-    t.seats.join(","),
-    t.showtime,
-    t.price.amount,
-    t.price.currency,
-    t.purchased_at,
-    topic,
-    0,
-    row.offset,
-    row.publishedAt?.toISOString() ?? null,
-  ];
-}
+const amountText = columnTexter("price_amount"), currencyText = columnTexter("price_currency");
+const purchasedText = columnTexter("purchased_at");
 
-/** A ticket's rows in the three tables, in column order: its ticket row, seats, transaction. */
-function ticketRows(row: IncomingRow, topic: string) {
+/**
+ * A ticket's rows in the three tables, each in its `*_WRITE_COLUMNS` order, with the texts the
+ * sink writes (the column spec's) and a payment id of the sink's kind (`uuidv7s`): the same rows.
+ */
+function ticketRows(row: IncomingRow, topic: string, paymentId: string) {
   const t = row.ticket;
   return {
-    ticket: rowValues(row, topic),
+    ticket: [...ticketTexts(t), topic, 0, row.offset, row.publishedAt?.toISOString() ?? null],
     seats: t.seats.map((seat) => [showId(t), seat, t.ticket_id]),
-    transaction: [
-      t.ticket_id,
-      t.price.amount,
-      t.price.currency,
-      t.purchased_at,
-      crypto.randomUUID(),
-    ],
+    transaction: [t.ticket_id, amountText(t), currencyText(t), purchasedText(t), paymentId],
   };
 }
 
@@ -427,6 +420,31 @@ export async function tableRows(access: StackAccess, table: string): Promise<num
         + (SELECT count(*) FROM ${q.transactions}) AS n`,
     );
     return Number(rows[0]!.n);
+  } finally {
+    await db.pool.end();
+  }
+}
+
+/**
+ * A digest of what a ticket table and its seats and payments hold, without what differs between
+ * two loads of the same tickets by design (topic, payment ids, insert times): equal digests, the
+ * same rows. Lets the bench check that the paths it compares wrote the same data.
+ */
+async function contentDigest(access: StackAccess, table: string): Promise<string> {
+  const q = qualify({ schema: "public", table });
+  const ticketColumns = [...TICKET_COLUMN_NAMES, "kafka_partition", "kafka_offset", "published_at"];
+  const paymentColumns = PAYMENT_WRITE_COLUMNS.filter((c) => c !== "transaction_id");
+  const digest = (columns: readonly string[], from: string, order: string) =>
+    `(SELECT md5(coalesce(string_agg(r::text, E'\\n' ORDER BY ${order}), ''))
+      FROM (SELECT ${columns.join(", ")} FROM ${from}) r)`;
+  const db = await openDatabase(access, 1);
+  try {
+    const { rows } = await db.pool.query<{ d: string }>(
+      `SELECT ${digest(ticketColumns, q.tickets, "r.ticket_id")} || ${
+        digest(SEAT_WRITE_COLUMNS, q.seats, "r.show_id, r.seat")
+      } || ${digest(paymentColumns, q.transactions, "r.ticket_id")} AS d`,
+    );
+    return rows[0]!.d;
   } finally {
     await db.pool.end();
   }
@@ -451,14 +469,15 @@ async function insertRowAtATime(
     `sink: one autocommitted INSERT per row (ticket, seats, transaction), ${rows.length} tickets`,
   );
   const q = qualify({ schema: "public", table });
-  const insertTicket = insertStatement(q.tickets, TICKET_COPY_COLUMNS);
-  const insertSeat = insertStatement(q.seats, SEAT_COPY_COLUMNS);
-  const insertTransaction = insertStatement(q.transactions, TRANSACTION_COPY_COLUMNS);
+  const insertTicket = insertStatement(q.tickets, TICKET_WRITE_COLUMNS);
+  const insertSeat = insertStatement(q.seats, SEAT_WRITE_COLUMNS);
+  const insertTransaction = insertStatement(q.transactions, PAYMENT_WRITE_COLUMNS);
+  const paymentIds = uuidv7s(rows.length);
   const db = await openDatabase(access, 1);
   try {
     const { seconds } = await timed(async () => {
-      for (const row of rows) {
-        const r = ticketRows(row, table);
+      for (const [i, row] of rows.entries()) {
+        const r = ticketRows(row, table, paymentIds[i]!);
         await db.pool.query(insertTicket, r.ticket);
         for (const seat of r.seats) await db.pool.query(insertSeat, seat);
         await db.pool.query(insertTransaction, r.transaction);
@@ -487,7 +506,8 @@ async function psqlCopy(
   await freshTable(access, scope, table);
   const dir = await Deno.makeTempDir({ prefix: "tickets-bench-" });
   scope.add("remove the CSV files", () => Deno.remove(dir, { recursive: true }));
-  const all = rows.map((row) => ticketRows(row, table));
+  const paymentIds = uuidv7s(rows.length);
+  const all = rows.map((row, i) => ticketRows(row, table, paymentIds[i]!));
   const files = copyFiles(table, dir);
   const lines = [
     all.map((r) => csvLine(r.ticket)),
@@ -503,6 +523,7 @@ async function psqlCopy(
     ...report("psql \\copy", rows.length, await tableRows(access, table), timing.seconds),
     serverCpuSeconds: timing.serverCpuSeconds,
     wallSeconds: timing.wallSeconds,
+    digest: await contentDigest(access, table),
   };
 }
 

@@ -105,6 +105,7 @@ Deno.test("bench/run.ts main() --smoke exits 0 and records every section's figur
         );
       }
     }
+    assert.equal(results.sections.sink.sameRows, true, "sink: writeBatch and \\copy, same rows");
     const { e2e } = results.sections;
     assert.equal(e2e.consume.exact, true, "every ticket stored exactly once");
     assert.equal(e2e.copy.tickets, e2e.consume.distinctRows, "\\copy loaded the drained tickets");

@@ -12,10 +12,12 @@ import type { Database, PoolClient } from "../postgres/postgres.ts";
 import { uuidv7s } from "../model/uuid.ts";
 import {
   PAID,
+  PAYMENT_WRITE_COLUMNS,
   type QualifiedNames,
   quoteLiteral,
   REFUNDED,
-  SOURCE_COLUMN_NAMES,
+  SEAT_WRITE_COLUMNS,
+  TICKET_WRITE_COLUMNS,
 } from "../postgres/schema.ts";
 import { type Cancel, type TicketStatus, UNKNOWN_TICKET } from "../model/message.ts";
 import {
@@ -26,7 +28,6 @@ import {
   STORED_TICKET_SELECT,
   type StoredTicket,
   type Ticket,
-  TICKET_COLUMN_NAMES,
   TICKET_COLUMNS,
   ticketTexts,
 } from "../model/columns.ts";
@@ -202,7 +203,7 @@ export function sinkStatements(
         FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(show_id, id, seats, i),
           unnest(string_to_array(u.seats, ',')) WITH ORDINALITY AS s(seat, j)
       ), sold AS (
-        INSERT INTO ${q.seats} (show_id, seat, ticket_id)
+        INSERT INTO ${q.seats} (${SEAT_WRITE_COLUMNS.join(", ")})
         SELECT show_id, seat, id FROM wanted
         ON CONFLICT DO NOTHING
         RETURNING show_id, seat, ticket_id
@@ -210,8 +211,7 @@ export function sinkStatements(
       SELECT w.i::int AS i, w.j::int AS j, sold.ticket_id AS claimant,
         (min(w.i * ${SEAT_SLOTS} + w.j) OVER (PARTITION BY w.show_id, w.seat))::float8 AS seat
       FROM wanted w LEFT JOIN sold USING (show_id, seat)`,
-    insertTransactions:
-      `INSERT INTO ${q.transactions} (ticket_id, amount, currency, created_at, transaction_id)
+    insertTransactions: `INSERT INTO ${q.transactions} (${PAYMENT_WRITE_COLUMNS.join(", ")})
       SELECT * FROM unnest($1::text[], $2::numeric[], $3::text[], $4::timestamptz[], $5::uuid[])
       ON CONFLICT (ticket_id) DO NOTHING`,
     /**
@@ -221,9 +221,9 @@ export function sinkStatements(
     copy: {
       /** False once the server refused COPY FROM STDIN (the embedded PGlite does): no fast path. */
       supported: true,
-      tickets: `${q.tickets} (${[...TICKET_COLUMN_NAMES, ...SOURCE_COLUMN_NAMES].join(", ")})`,
-      seats: `${q.seats} (show_id, seat, ticket_id)`,
-      transactions: `${q.transactions} (ticket_id, amount, currency, created_at, transaction_id)`,
+      tickets: `${q.tickets} (${TICKET_WRITE_COLUMNS.join(", ")})`,
+      seats: `${q.seats} (${SEAT_WRITE_COLUMNS.join(", ")})`,
+      transactions: `${q.transactions} (${PAYMENT_WRITE_COLUMNS.join(", ")})`,
     },
     seatOwners: `SELECT u.n AS seat, s.ticket_id
       FROM unnest($1::uuid[], $2::text[], $3::float8[]) AS u(show_id, seat, n)
@@ -333,7 +333,7 @@ function insertTicketsSql(q: QualifiedNames): string {
   const u = TICKET_COLUMNS.map((_, i) => `u.c${i}`).join(", ");
   const arrays = TICKET_COLUMNS.map((c, i) => `$${i + 1}::${c.array}[]`).join(", ");
   const names = TICKET_COLUMNS.map((_, i) => `c${i}`).join(", ");
-  return `INSERT INTO ${q.tickets} (${[...TICKET_COLUMN_NAMES, ...SOURCE_COLUMN_NAMES].join(", ")})
+  return `INSERT INTO ${q.tickets} (${TICKET_WRITE_COLUMNS.join(", ")})
       SELECT ${u}, $${n + 1}, $${n + 2}, u.off, u.published
       FROM unnest(${arrays}, $${n + 3}::bigint[], $${n + 4}::timestamptz[])
         AS u(${names}, off, published)

@@ -4,7 +4,7 @@
  * @module
  */
 import { AppError } from "../errors.ts";
-import { showIdSql, ticketColumnsDdl } from "../model/columns.ts";
+import { showIdSql, TICKET_COLUMN_NAMES, ticketColumnsDdl } from "../model/columns.ts";
 import { cancelColumnsDdl, TICKET_STATUSES } from "../model/message.ts";
 
 /** Lower-case letters, digits and `_`, starting with a letter or `_`, at most 63 bytes. */
@@ -72,9 +72,27 @@ const SOURCE_COLUMNS_DDL = [
 ];
 
 /** The source columns the sink writes, in its order: topic, partition, offset, publish time. */
-export const SOURCE_COLUMN_NAMES: readonly string[] = SOURCE_COLUMNS_DDL.slice(0, 4).map((d) =>
+const SOURCE_COLUMN_NAMES: readonly string[] = SOURCE_COLUMNS_DDL.slice(0, 4).map((d) =>
   d.split(" ")[0]!
 );
+
+/** The ticket table's columns the sink writes, in its order: the model's, then the source's. */
+export const TICKET_WRITE_COLUMNS: readonly string[] = [
+  ...TICKET_COLUMN_NAMES,
+  ...SOURCE_COLUMN_NAMES,
+];
+
+/** The seats table's columns, in the order the sink writes them. */
+export const SEAT_WRITE_COLUMNS: readonly string[] = ["show_id", "seat", "ticket_id"];
+
+/** The payments table's columns the sink writes, in its order (status and refunds keep defaults). */
+export const PAYMENT_WRITE_COLUMNS: readonly string[] = [
+  "ticket_id",
+  "amount",
+  "currency",
+  "created_at",
+  "transaction_id",
+];
 
 /**
  * Columns of the ticket table that say where a ticket stands: `status` (`purchased` until a
