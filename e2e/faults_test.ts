@@ -10,7 +10,7 @@ import { consumerApplicationName, defaultGroupId } from "../lib/pipeline/consume
 import { setupDatabase } from "../lib/postgres/setup.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
-import { qualify, quoteLiteral } from "../lib/postgres/schema.ts";
+import { qualify, quoteIdent, quoteLiteral } from "../lib/postgres/schema.ts";
 import { createKafka } from "../lib/kafka/kafka.ts";
 import { createPool } from "../lib/postgres/postgres.ts";
 import {
@@ -444,6 +444,108 @@ Deno.test("the database loses its last commits on a quiet topic: the consumer's 
     assert.match(consumer.stderr(), /partition 0: the stored offset is not where this member/);
     const rows = await describeGroup(groupId, c.topic);
     assert.deepEqual(rows.map((r) => r.current), rows.map((r) => r.logEnd), "Kafka's at the end");
+  });
+});
+
+/**
+ * Everything the case's group has in the database, copied aside with the group's offset rows
+ * locked (so no batch of the group commits meanwhile: each claims its offset first); the returned
+ * function puts exactly that back in one transaction, behind the same lock, and drops the copy.
+ * Between the two the consumer goes on: purchases, cancellations (rows updated, seats freed,
+ * payments refunded) and dead letters. The restore is what a failover to a standby that stopped
+ * at the copy leaves, all of that included. `discard` drops the copy if it is still there.
+ */
+async function stateRestorer(
+  c: Case,
+): Promise<{ restore: () => Promise<void>; discard: () => Promise<void> }> {
+  const q = qualify({ schema: "public", table: c.table });
+  const group = quoteLiteral(defaultGroupId("public", c.table)), topic = quoteLiteral(c.topic);
+  const parts: [table: string, where: string][] = [
+    [q.tickets, "true"],
+    [q.seats, "true"],
+    [q.freedSeats, "true"],
+    [q.transactions, "true"],
+    [q.offsets, `group_id = ${group} AND topic = ${topic}`],
+    [q.deadLetters, `group_id = ${group} AND topic = ${topic}`],
+    [q.conflicts, `target_table = ${quoteLiteral(c.table)} AND topic = ${topic}`],
+  ];
+  const copy = (i: number) => `public.${quoteIdent(`snap_${i}_${c.table}`)}`;
+  const lock =
+    `PERFORM FROM ${q.offsets} WHERE group_id = ${group} AND topic = ${topic} FOR UPDATE`;
+  await sql(`DO $$ BEGIN ${lock};
+    ${
+    parts.map(([t, w], i) => `CREATE TABLE ${copy(i)} AS SELECT * FROM ${t} WHERE ${w};`).join("\n")
+  }
+  END $$`);
+  const discard = () =>
+    sql(parts.map((_, i) => `DROP TABLE IF EXISTS ${copy(i)}`).join("; ")).then(() => {});
+  const restore = async () => {
+    await sql(`DO $$ BEGIN ${lock};
+      ${
+      parts.map(([t, w], i) =>
+        `DELETE FROM ${t} WHERE ${w}; INSERT INTO ${t} SELECT * FROM ${copy(i)}; DROP TABLE ${
+          copy(i)
+        };`
+      ).join("\n")
+    }
+    END $$`);
+  };
+  return { restore, discard };
+}
+
+// The same with the whole lifecycle in flight: the lost commits held cancellations (rows
+// updated, seats freed, payments refunded), seats sold again after them, and dead letters. The
+// re-read must apply each once more, exactly as the manifest says.
+Deno.test("the database loses its last commits with cancellations, refunds and dead letters among them: verify --manifest passes", async () => {
+  await withCase("lostlifecycle", async (c) => {
+    const manifest = `${await Deno.makeTempDir()}/manifest.jsonl`;
+    const producer = collect(
+      spawnScript("producer.ts", [
+        ...["--creds", c.creds, "--topic-name", c.topic, "--num", "20000", "--rate", "2500"],
+        ...["--cancel-rate", "0.2", "--poison-rate", "0.05", "--seed", "31"],
+        ...["--manifest", manifest, "--no-metrics-log"],
+      ]),
+    );
+    await new Promise((r) => setTimeout(r, 2_000)); // the producer creates the topic
+    const consumer = collect(
+      spawnScript("consumer.ts", c.consumerArgs("--batch-size", "200", "--idle-timeout", "5")),
+    );
+    const offsetsPast = (n: number) => async () => {
+      const rows = await sql<{ next_offset: string }>(
+        `SELECT next_offset FROM ${qualify({ schema: "public", table: c.table }).offsets}
+         WHERE group_id = $1 AND topic = $2`,
+        [defaultGroupId("public", c.table), c.topic],
+      );
+      return rows.length === 3 && rows.every((r) => Number(r.next_offset) >= n);
+    };
+    const cancelled = async () =>
+      (await sql<{ n: number }>(
+        `SELECT count(*)::int AS n FROM ${
+          qualify({ schema: "public", table: c.table }).tickets
+        } WHERE status = 'cancelled'`,
+      ))[0]!.n;
+    await waitFor("every partition's offset past 1,000", offsetsPast(1_000));
+    const state = await stateRestorer(c);
+    const counts = { atCopy: 0, beforeLoss: 0 };
+    try {
+      counts.atCopy = await cancelled(); // the copy's (its group wrote nothing since)
+      await waitFor("every partition's offset past 3,000", offsetsPast(3_000));
+      counts.beforeLoss = await cancelled();
+      await state.restore();
+    } finally {
+      await state.discard();
+    }
+    assert.equal((await producer.done).code, 0, producer.stderr());
+    const status = await consumer.done;
+    assert.equal(status.code, 0, consumer.stderr());
+    assert.match(consumer.stderr(), /the stored offset is not where this member/);
+    // cancellations were stored before the copy, and more among the commits lost
+    assert.ok(0 < counts.atCopy && counts.atCopy < counts.beforeLoss, JSON.stringify(counts));
+    const verify = await runScript("verify.ts", [
+      ...["--creds", c.creds, "--table-name", c.table, "--manifest", manifest, "--examples", "5"],
+    ]);
+    assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+    assert.match(verify.stdout, /: 0 mismatches\nverify: OK/);
   });
 });
 
