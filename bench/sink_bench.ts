@@ -18,6 +18,7 @@ import { CONSUMER_DEFAULTS } from "../lib/pipeline/consumer.ts";
 import { PRODUCER_DEFAULTS } from "../lib/pipeline/producer.ts";
 import {
   type Batch,
+  COPY_PIECE_TICKETS,
   type IncomingRow,
   type SinkStatements,
   sinkStatements,
@@ -398,8 +399,23 @@ const amountText = columnTexter("price_amount"), currencyText = columnTexter("pr
 const purchasedText = columnTexter("purchased_at");
 
 /**
+ * `count` payment ids in the order the sink makes them: version 7, a clock reading per piece of
+ * {@linkcode COPY_PIECE_TICKETS} tickets (here one millisecond later each), random within a
+ * piece. Ids made with one reading would land in the payments' primary key in random order, which
+ * the sink's do not.
+ */
+function sinkPaymentIds(count: number): string[] {
+  const ids: string[] = [], start = Date.now();
+  for (let at = 0; at < count; at += COPY_PIECE_TICKETS) {
+    ids.push(...uuidv7s(Math.min(COPY_PIECE_TICKETS, count - at), start + at / COPY_PIECE_TICKETS));
+  }
+  return ids;
+}
+
+/**
  * A ticket's rows in the three tables, each in its `*_WRITE_COLUMNS` order, with the texts the
- * sink writes (the column spec's) and a payment id of the sink's kind (`uuidv7s`): the same rows.
+ * sink writes (the column spec's) and a payment id of the sink's kind (`sinkPaymentIds`): the same
+ * rows.
  */
 function ticketRows(row: IncomingRow, topic: string, paymentId: string) {
   const t = row.ticket;
@@ -432,8 +448,14 @@ export async function tableRows(access: StackAccess, table: string): Promise<num
  */
 async function contentDigest(access: StackAccess, table: string): Promise<string> {
   const q = qualify({ schema: "public", table });
-  const ticketColumns = [...TICKET_COLUMN_NAMES, "kafka_partition", "kafka_offset", "published_at"];
-  const paymentColumns = PAYMENT_WRITE_COLUMNS.filter((c) => c !== "transaction_id");
+  const ticketColumns = [
+    ...TICKET_COLUMN_NAMES,
+    ...["kafka_partition", "kafka_offset", "published_at", "status", "cancel_offset"],
+  ];
+  const paymentColumns = [
+    ...PAYMENT_WRITE_COLUMNS.filter((c) => c !== "transaction_id"),
+    ...["status", "refunded_at"],
+  ];
   const digest = (columns: readonly string[], from: string, order: string) =>
     `(SELECT md5(coalesce(string_agg(r::text, E'\\n' ORDER BY ${order}), ''))
       FROM (SELECT ${columns.join(", ")} FROM ${from}) r)`;
@@ -472,7 +494,7 @@ async function insertRowAtATime(
   const insertTicket = insertStatement(q.tickets, TICKET_WRITE_COLUMNS);
   const insertSeat = insertStatement(q.seats, SEAT_WRITE_COLUMNS);
   const insertTransaction = insertStatement(q.transactions, PAYMENT_WRITE_COLUMNS);
-  const paymentIds = uuidv7s(rows.length);
+  const paymentIds = sinkPaymentIds(rows.length);
   const db = await openDatabase(access, 1);
   try {
     const { seconds } = await timed(async () => {
@@ -506,7 +528,7 @@ async function psqlCopy(
   await freshTable(access, scope, table);
   const dir = await Deno.makeTempDir({ prefix: "tickets-bench-" });
   scope.add("remove the CSV files", () => Deno.remove(dir, { recursive: true }));
-  const paymentIds = uuidv7s(rows.length);
+  const paymentIds = sinkPaymentIds(rows.length);
   const all = rows.map((row, i) => ticketRows(row, table, paymentIds[i]!));
   const files = copyFiles(table, dir);
   const lines = [

@@ -10,8 +10,8 @@ import { consumerApplicationName, defaultGroupId } from "../lib/pipeline/consume
 import { setupDatabase } from "../lib/postgres/setup.ts";
 import { runProducer } from "../lib/pipeline/producer.ts";
 import { TicketGenerator } from "../lib/model/generator.ts";
-import { qualify, quoteIdent, quoteLiteral } from "../lib/postgres/schema.ts";
-import { createKafka } from "../lib/kafka/kafka.ts";
+import { qualify, quoteIdent, quoteLiteral, REFUNDED } from "../lib/postgres/schema.ts";
+import { createKafka, ensureTopic } from "../lib/kafka/kafka.ts";
 import { createPool } from "../lib/postgres/postgres.ts";
 import {
   AclOperationTypes,
@@ -449,15 +449,14 @@ Deno.test("the database loses its last commits on a quiet topic: the consumer's 
 
 /**
  * Everything the case's group has in the database, copied aside with the group's offset rows
- * locked (so no batch of the group commits meanwhile: each claims its offset first); the returned
- * function puts exactly that back in one transaction, behind the same lock, and drops the copy.
- * Between the two the consumer goes on: purchases, cancellations (rows updated, seats freed,
- * payments refunded) and dead letters. The restore is what a failover to a standby that stopped
- * at the copy leaves, all of that included. `discard` drops the copy if it is still there.
+ * locked (so no batch of the group commits meanwhile: each claims its offset first); `restore`
+ * puts exactly that back in one transaction, behind the same lock, and drops the copy. Between
+ * the two the consumer goes on: purchases, cancellations (rows updated, seats freed, payments
+ * refunded) and dead letters. The restore is what a failover to a standby that stopped at the
+ * copy leaves, all of that included. `counts` reads the copy's or the live tables' lifecycle
+ * counts; `discard` drops the copy if it is still there.
  */
-async function stateRestorer(
-  c: Case,
-): Promise<{ restore: () => Promise<void>; discard: () => Promise<void> }> {
+async function stateRestorer(c: Case) {
   const q = qualify({ schema: "public", table: c.table });
   const group = quoteLiteral(defaultGroupId("public", c.table)), topic = quoteLiteral(c.topic);
   const parts: [table: string, where: string][] = [
@@ -477,20 +476,32 @@ async function stateRestorer(
     parts.map(([t, w], i) => `CREATE TABLE ${copy(i)} AS SELECT * FROM ${t} WHERE ${w};`).join("\n")
   }
   END $$`);
-  const discard = () =>
-    sql(parts.map((_, i) => `DROP TABLE IF EXISTS ${copy(i)}`).join("; ")).then(() => {});
-  const restore = async () => {
-    await sql(`DO $$ BEGIN ${lock};
-      ${
-      parts.map(([t, w], i) =>
-        `DELETE FROM ${t} WHERE ${w}; INSERT INTO ${t} SELECT * FROM ${copy(i)}; DROP TABLE ${
-          copy(i)
-        };`
-      ).join("\n")
-    }
-    END $$`);
+  const from = (i: number, of: "copy" | "live") => of === "copy" ? copy(i) : parts[i]![0];
+  return {
+    /** Cancelled tickets, refunded payments and dead letters, in the copy or the live tables. */
+    counts: async (of: "copy" | "live") =>
+      (await sql<{ cancelled: number; refunded: number; deadLetters: number }>(
+        `SELECT (SELECT count(*)::int FROM ${from(0, of)} WHERE status = 'cancelled') AS cancelled,
+          (SELECT count(*)::int FROM ${from(3, of)} WHERE status = ${
+          quoteLiteral(REFUNDED)
+        }) AS refunded,
+          (SELECT count(*)::int FROM ${from(5, of)} WHERE ${parts[5]![1]}) AS "deadLetters"`,
+      ))[0]!,
+    restore: async () => {
+      await sql(`DO $$ BEGIN ${lock};
+        ${
+        parts.map(([t, w], i) =>
+          `DELETE FROM ${t} WHERE ${w}; INSERT INTO ${t} SELECT * FROM ${copy(i)}; DROP TABLE ${
+            copy(i)
+          };`
+        ).join("\n")
+      }
+      END $$`);
+    },
+    discard: async () => {
+      await sql(parts.map((_, i) => `DROP TABLE IF EXISTS ${copy(i)}`).join("; "));
+    },
   };
-  return { restore, discard };
 }
 
 // The same with the whole lifecycle in flight: the lost commits held cancellations (rows
@@ -498,54 +509,54 @@ async function stateRestorer(
 // re-read must apply each once more, exactly as the manifest says.
 Deno.test("the database loses its last commits with cancellations, refunds and dead letters among them: verify --manifest passes", async () => {
   await withCase("lostlifecycle", async (c) => {
-    const manifest = `${await Deno.makeTempDir()}/manifest.jsonl`;
-    const producer = collect(
-      spawnScript("producer.ts", [
-        ...["--creds", c.creds, "--topic-name", c.topic, "--num", "20000", "--rate", "2500"],
-        ...["--cancel-rate", "0.2", "--poison-rate", "0.05", "--seed", "31"],
-        ...["--manifest", manifest, "--no-metrics-log"],
-      ]),
-    );
-    await new Promise((r) => setTimeout(r, 2_000)); // the producer creates the topic
-    const consumer = collect(
-      spawnScript("consumer.ts", c.consumerArgs("--batch-size", "200", "--idle-timeout", "5")),
-    );
-    const offsetsPast = (n: number) => async () => {
-      const rows = await sql<{ next_offset: string }>(
-        `SELECT next_offset FROM ${qualify({ schema: "public", table: c.table }).offsets}
-         WHERE group_id = $1 AND topic = $2`,
-        [defaultGroupId("public", c.table), c.topic],
-      );
-      return rows.length === 3 && rows.every((r) => Number(r.next_offset) >= n);
-    };
-    const cancelled = async () =>
-      (await sql<{ n: number }>(
-        `SELECT count(*)::int AS n FROM ${
-          qualify({ schema: "public", table: c.table }).tickets
-        } WHERE status = 'cancelled'`,
-      ))[0]!.n;
-    await waitFor("every partition's offset past 1,000", offsetsPast(1_000));
-    const state = await stateRestorer(c);
-    const counts = { atCopy: 0, beforeLoss: 0 };
+    const dir = await Deno.makeTempDir();
     try {
-      counts.atCopy = await cancelled(); // the copy's (its group wrote nothing since)
-      await waitFor("every partition's offset past 3,000", offsetsPast(3_000));
-      counts.beforeLoss = await cancelled();
-      await state.restore();
+      const manifest = `${dir}/manifest.jsonl`;
+      await ensureTopic(createKafka(c.connection.kafka), c.topic, 3);
+      const producer = collect(
+        spawnScript("producer.ts", [
+          ...["--creds", c.creds, "--topic-name", c.topic, "--num", "20000", "--rate", "2500"],
+          ...["--cancel-rate", "0.2", "--poison-rate", "0.05", "--seed", "31"],
+          ...["--manifest", manifest, "--no-metrics-log"],
+        ]),
+      );
+      const consumer = collect(
+        spawnScript("consumer.ts", c.consumerArgs("--batch-size", "200", "--idle-timeout", "5")),
+      );
+      const offsetsPast = (n: number) => async () => {
+        const rows = await sql<{ next_offset: string }>(
+          `SELECT next_offset FROM ${qualify({ schema: "public", table: c.table }).offsets}
+           WHERE group_id = $1 AND topic = $2`,
+          [defaultGroupId("public", c.table), c.topic],
+        );
+        return rows.length === 3 && rows.every((r) => Number(r.next_offset) >= n);
+      };
+      await waitFor("every partition's offset past 1,000", offsetsPast(1_000));
+      const state = await stateRestorer(c);
+      let lost;
+      try {
+        await waitFor("every partition's offset past 3,000", offsetsPast(3_000));
+        lost = { copy: await state.counts("copy"), live: await state.counts("live") };
+        await state.restore();
+      } finally {
+        await state.discard();
+      }
+      assert.equal((await producer.done).code, 0, producer.stderr());
+      const status = await consumer.done;
+      assert.equal(status.code, 0, consumer.stderr());
+      assert.match(consumer.stderr(), /the stored offset is not where this member/);
+      // the copy held some of each, and the commits lost held more of each
+      for (const k of ["cancelled", "refunded", "deadLetters"] as const) {
+        assert.ok(0 < lost.copy[k] && lost.copy[k] < lost.live[k], `${k}: ${JSON.stringify(lost)}`);
+      }
+      const verify = await runScript("verify.ts", [
+        ...["--creds", c.creds, "--table-name", c.table, "--manifest", manifest, "--examples", "5"],
+      ]);
+      assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+      assert.match(verify.stdout, /: 0 mismatches\nverify: OK/);
     } finally {
-      await state.discard();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
-    assert.equal((await producer.done).code, 0, producer.stderr());
-    const status = await consumer.done;
-    assert.equal(status.code, 0, consumer.stderr());
-    assert.match(consumer.stderr(), /the stored offset is not where this member/);
-    // cancellations were stored before the copy, and more among the commits lost
-    assert.ok(0 < counts.atCopy && counts.atCopy < counts.beforeLoss, JSON.stringify(counts));
-    const verify = await runScript("verify.ts", [
-      ...["--creds", c.creds, "--table-name", c.table, "--manifest", manifest, "--examples", "5"],
-    ]);
-    assert.equal(verify.code, 0, verify.stdout + verify.stderr);
-    assert.match(verify.stdout, /: 0 mismatches\nverify: OK/);
   });
 });
 

@@ -36,7 +36,9 @@ export function uuidv7s(count: number, now = Date.now()): string[] {
 
 /**
  * One version-7 UUID: the time `ms`, and three random 32-bit words for its random bits (a
- * seeded generator's, so the same seed gives the same ids).
+ * seeded generator's, so the same seed gives the same ids). The time field holds `ms` modulo
+ * 2^48 (two's complement before 1970): outside 1970 to the year 10889 the id is still a valid
+ * UUID and ticket id, but no longer sorts by time.
  */
 export function uuidv7Of(ms: number, a: number, b: number, c: number): string {
   return HEX[Math.floor(ms / 2 ** 40) & 0xff]! + HEX[Math.floor(ms / 2 ** 32) & 0xff] +

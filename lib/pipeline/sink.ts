@@ -811,7 +811,7 @@ export function fastPathText(sql: SinkStatements, batch: Batch): string {
 const commitsInQuery = (batch: Batch) => batch.deadLetters.length === 0;
 
 /** Tickets per piece of a streamed COPY: the client makes one while the server stores one. */
-const COPY_PIECE_TICKETS = 250;
+export const COPY_PIECE_TICKETS = 250;
 
 /**
  * The batch's rows in COPY text format, in pieces of {@linkcode COPY_PIECE_TICKETS} tickets.
