@@ -29,6 +29,24 @@ const words = new Int32Array(16);
 
 /** The MD5 digest of `text`'s UTF-8 bytes as 32 lowercase hex digits. */
 export function md5Hex(text: string): string {
+  digest(text);
+  return hexLe(state[0]!) + hexLe(state[1]!) + hexLe(state[2]!) + hexLe(state[3]!);
+}
+
+/** The MD5 digest of `text`'s UTF-8 bytes as a UUID's text: its 32 hex digits, 8-4-4-4-12. */
+export function md5Uuid(text: string): string {
+  digest(text);
+  const b = state[1]!, c = state[2]!;
+  return hexLe(state[0]!) + "-" + HEX[b & 0xff]! + HEX[(b >>> 8) & 0xff]! + "-" +
+    HEX[(b >>> 16) & 0xff]! + HEX[b >>> 24]! + "-" + HEX[c & 0xff]! + HEX[(c >>> 8) & 0xff]! +
+    "-" + HEX[(c >>> 16) & 0xff]! + HEX[c >>> 24]! + hexLe(state[3]!);
+}
+
+/** The four words of the last digest (no allocation a call). */
+const state = new Int32Array(4);
+
+/** Computes the MD5 of `text`'s UTF-8 bytes into {@linkcode state}. */
+function digest(text: string): void {
   const room = text.length * 3 + 72; // UTF-8 bytes at most, plus padding and length
   if (scratch.length < room) scratch = new Uint8Array(room * 2);
   const bytes = scratch;
@@ -67,7 +85,10 @@ export function md5Hex(text: string): string {
     c0 = (c0 + c) | 0;
     d0 = (d0 + d) | 0;
   }
-  return hexLe(a0) + hexLe(b0) + hexLe(c0) + hexLe(d0);
+  state[0] = a0;
+  state[1] = b0;
+  state[2] = c0;
+  state[3] = d0;
 }
 
 /** A 32-bit word's bytes, least significant first, in hex. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import fc from "fast-check";
-import { md5Hex } from "./md5.ts";
+import { md5Hex, md5Uuid } from "./md5.ts";
 
 const reference = (text: string) => createHash("md5").update(text).digest("hex");
 
@@ -31,5 +31,18 @@ Deno.test("md5Hex: equals node:crypto's MD5 of the UTF-8 bytes, at every padding
       assert.equal(md5Hex(text), reference(text));
     }),
     { numRuns: 2000 },
+  );
+});
+
+Deno.test("md5Uuid: node:crypto's MD5 hex digits, split 8-4-4-4-12", () => {
+  const dashed = (hex: string) =>
+    `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${
+      hex.slice(20)
+    }`;
+  fc.assert(
+    fc.property(fc.string({ unit: "grapheme", maxLength: 120 }), (text) => {
+      assert.equal(md5Uuid(text), dashed(reference(text)));
+    }),
+    { numRuns: 1000 },
   );
 });

@@ -29,6 +29,7 @@ import {
   type StoredTicket,
   type Ticket,
   TICKET_COLUMNS,
+  ticketText,
   ticketTexts,
 } from "../model/columns.ts";
 import { printable } from "../model/values.ts";
@@ -876,7 +877,7 @@ const ticketLines: WriteLines = (out, batch, from, to) => {
   let publishedMs: number | undefined = NaN, published = "";
   for (let i = from; i < to; i++) {
     const { ticket, offset, publishedAt } = batch.rows[i]!;
-    for (const text of ticketTexts(ticket)) out.field(text);
+    for (let c = 0; c < TICKET_COLUMNS.length; c++) out.field(ticketText(ticket, c));
     out.field(batch.topic);
     out.field(partition);
     out.field(offset);
