@@ -524,12 +524,12 @@ Deno.test("the database loses its last commits with cancellations, refunds and d
         spawnScript("consumer.ts", c.consumerArgs("--batch-size", "200", "--idle-timeout", "5")),
       );
       const offsetsPast = (n: number) => async () => {
-        const rows = await sql<{ next_offset: string }>(
-          `SELECT next_offset FROM ${qualify({ schema: "public", table: c.table }).offsets}
-           WHERE group_id = $1 AND topic = $2`,
-          [defaultGroupId("public", c.table), c.topic],
+        const stored = await storedGroupOffsets(
+          qualify({ schema: "public", table: c.table }),
+          defaultGroupId("public", c.table),
+          c.topic,
         );
-        return rows.length === 3 && rows.every((r) => Number(r.next_offset) >= n);
+        return stored.size === 3 && [...stored.values()].every((next) => next >= BigInt(n));
       };
       await waitFor("every partition's offset past 1,000", offsetsPast(1_000));
       const state = await stateRestorer(c);

@@ -357,9 +357,7 @@ export function ticketText(ticket: Ticket, i: number): string {
 /** The text of every column of a ticket, in {@linkcode TICKET_COLUMNS} order. */
 export function ticketTexts(ticket: Ticket): string[] {
   const texts = new Array<string>(TICKET_COLUMNS.length);
-  for (let i = 0; i < texts.length; i++) {
-    texts[i] = TICKET_COLUMNS[i]!.text(GETTERS[i]!(ticket as never) as never);
-  }
+  for (let i = 0; i < texts.length; i++) texts[i] = ticketText(ticket, i);
   return texts;
 }
 
