@@ -42,7 +42,7 @@ import {
 } from "./common.ts";
 import { backendsNamed, CpuWatcher } from "./cpu.ts";
 import { copyFiles, timedCopies } from "./psql_copy.ts";
-import { startDelayProxy } from "./delay_proxy.ts";
+import { startTcpProxy } from "../testing/tcp_proxy.ts";
 
 /** Tickets per `writeBatch` call, as the consumer's default batch size. */
 export const SINK_BATCH_SIZE = CONSUMER_DEFAULTS.batchSize;
@@ -194,7 +194,7 @@ async function acrossNetwork(
   rows: IncomingRow[],
 ): Promise<SinkResults["remote"]> {
   const target = new URL(access.connection.postgresUri);
-  const proxy = await startDelayProxy(
+  const proxy = await startTcpProxy(
     target.hostname,
     Number(target.port || 5432),
     REMOTE_ROUND_TRIP_MS / 2,

@@ -57,7 +57,11 @@ export function batchOf(table: string, group: string, from: bigint, msgs: Msg[])
   return batch;
 }
 
-/** Writes `msgs` in batches of `size` for `group`, each of which must commit; their results. */
+/**
+ * Writes `msgs` in batches of `size` for `group`, each of which must commit; their results. Each
+ * batch is then written again under the same write id, as a try whose reply was lost would be:
+ * it must find the commit and read back the same counts (and, its claim failing, write nothing).
+ */
 export async function writeBatches(
   client: pg.PoolClient,
   q: QualifiedNames,
@@ -69,9 +73,13 @@ export async function writeBatches(
   const sql = sinkStatements(q);
   const results: BatchResult[] = [];
   for (let from = 0; from < msgs.length; from += size) {
-    const batch = batchOf(table, group, BigInt(from), msgs.slice(from, from + size));
+    const batch = {
+      ...batchOf(table, group, BigInt(from), msgs.slice(from, from + size)),
+      writeId: crypto.randomUUID(),
+    };
     const result = await writeBatch(client, sql, batch);
     assert.equal(result.committed, true);
+    assert.deepEqual(await writeBatch(client, sql, batch), result, `the retry of ${from}`);
     results.push(result);
   }
   return results;

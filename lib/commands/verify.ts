@@ -10,7 +10,7 @@ import { checkKey } from "../pipeline/transform.ts";
 import { LOST_REASON, MARKER_REASONS } from "../pipeline/sink.ts";
 import { AppError } from "../errors.ts";
 import { createKafka, describeKafkaError, readTopicToEnd, withDeadline } from "../kafka/kafka.ts";
-import { DB_REJECTED } from "../pipeline/isolate.ts";
+import { DB_REJECTED } from "../pipeline/sink.ts";
 import { createPool } from "../postgres/postgres.ts";
 import { qualify, REFUNDED } from "../postgres/schema.ts";
 import { rowKey, STORED_TICKET_SELECT, type StoredTicket, ticketKey } from "../model/columns.ts";

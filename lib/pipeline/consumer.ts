@@ -43,6 +43,7 @@ import {
   addWriteCounts,
   type Batch,
   type BatchResult,
+  DB_REJECTED,
   noWriteCounts,
   sinkStatements,
   storedOffsets,
@@ -59,7 +60,6 @@ import {
 } from "./offsets.ts";
 import { type BatchEndEvent, KafkaSource } from "./source.ts";
 import { BatchWriter } from "./writer.ts";
-import { DB_REJECTED } from "./isolate.ts";
 
 /** Options of {@linkcode runConsumer}. */
 export interface ConsumerOptions {

@@ -6,10 +6,13 @@
  * @module
  */
 import { classifyDbError } from "../postgres/postgres.ts";
-import { addWriteCounts, type Batch, type BatchResult, type DeadLetter } from "./sink.ts";
-
-/** Dead-letter reason of a message PostgreSQL refused although it parsed as a ticket. */
-export const DB_REJECTED = "DB_REJECTED";
+import {
+  addWriteCounts,
+  type Batch,
+  type BatchResult,
+  DB_REJECTED,
+  type DeadLetter,
+} from "./sink.ts";
 
 /**
  * True for errors of the data itself, which no retry heals and which splitting the batch can pin

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
-import { DB_REJECTED, isDataError, writeIsolating } from "./isolate.ts";
-import { type Batch, type BatchResult, sinkStatements, storedOffsets, writeBatch } from "./sink.ts";
+import { isDataError, writeIsolating } from "./isolate.ts";
+import {
+  type Batch,
+  type BatchResult,
+  DB_REJECTED,
+  sinkStatements,
+  storedOffsets,
+  writeBatch,
+} from "./sink.ts";
 import { sql, withPipeline } from "../../testing/testing.ts";
 import { TicketGenerator } from "../model/generator.ts";
 import { encodeTicket } from "../model/ticket.ts";

@@ -103,7 +103,8 @@ export async function resetStoredOffsets(
         `INSERT INTO ${s.q.offsets} (group_id, topic, partition, next_offset)
          VALUES ($1, $2, $3, $4)
          ON CONFLICT (group_id, topic, partition)
-         DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
+         DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now(),
+           write_id = NULL, write_counts = NULL`,
         [s.groupId, s.topic, o.partition, target.toString()],
       );
       const start = from !== undefined && from >= low && from <= high ? from : low;

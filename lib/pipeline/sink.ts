@@ -56,6 +56,8 @@ export interface IncomingCancel {
   key?: Uint8Array | null;
 }
 
+/** Dead-letter reason of a message PostgreSQL refused although it parsed as a ticket (isolate.ts). */
+export const DB_REJECTED = "DB_REJECTED";
 /** Reason of the marker dead letter recording offsets deleted before they were read. */
 export const LOST_REASON = "LOST";
 /** Reason of the marker dead letter recording offsets skipped by `--reset-offsets latest`. */
@@ -90,6 +92,13 @@ export interface Batch {
    * behind) would have the offset created past messages it no longer holds. @default {false}
    */
   offsetStored?: boolean;
+  /**
+   * This write's id, the same on each of its tries, recorded with the offset its claim moves: a
+   * try whose claim finds the offset moved, and moved by this write, learns that an earlier try
+   * committed though its reply was lost (a connection cut mid-COMMIT) and does not count the batch
+   * as fenced. Without one such a batch counts as fenced (its messages stored all the same).
+   */
+  writeId?: string;
   rows: IncomingRow[];
   /** Cancellations, applied in offset order with the rows (none: the batch may take COPY). */
   cancels?: IncomingCancel[];
@@ -131,6 +140,11 @@ export function noWriteCounts(): WriteCounts {
   return Object.fromEntries(WRITE_COUNTS.map((k) => [k, 0])) as unknown as WriteCounts;
 }
 
+/** Just the counts of `from` (a result, say), every one of them. */
+function countsOf(from: Partial<WriteCounts>): WriteCounts {
+  return Object.fromEntries(WRITE_COUNTS.map((k) => [k, from[k] ?? 0])) as unknown as WriteCounts;
+}
+
 /** Adds `more`'s counts to `into`'s; returns `into`. */
 export function addWriteCounts<T extends WriteCounts>(into: T, more: WriteCounts): T {
   for (const k of WRITE_COUNTS) into[k] += more[k];
@@ -156,7 +170,7 @@ export function sinkStatements(
   q: QualifiedNames,
   db: Pick<Database, "begin" | "lockTimeoutMs"> = { begin: "BEGIN" },
 ) {
-  const params = ["$1", "$2", "$3", "$4", "$5"];
+  const params = ["$1", "$2", "$3", "$4", "$5", "$6::uuid", "NULL"];
   const createOrMove = claimOffsetSql(q, params), move = claimOffsetSql(q, params, true);
   return {
     /** Starts a batch's transaction: BEGIN and the pool's timeouts. */
@@ -180,6 +194,9 @@ export function sinkStatements(
         String(batch.partition),
         batch.nextOffset.toString(),
         batch.expectedOffset.toString(),
+        batch.writeId === undefined ? "NULL" : `${quoteLiteral(batch.writeId)}::uuid`,
+        // the counts of the fast path are known before it runs: they go with the claim
+        `${quoteLiteral(JSON.stringify(fastCounts(batch)))}::jsonb`,
       ], batch.offsetStored);
       return `DO ${
         quoteLiteral(`DECLARE behind boolean; BEGIN
@@ -234,6 +251,24 @@ export function sinkStatements(
     reassignSeats: `UPDATE ${q.seats} s SET ticket_id = u.id
       FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(show_id, seat, id)
       WHERE (s.show_id, s.seat) = (u.show_id, u.seat)`,
+    /**
+     * The counts the write ($4: write id) recorded with the offset it moved, if it is still
+     * where that write left it (group, topic, partition, next offset): see `landedEarlier`.
+     */
+    landed: `SELECT write_counts AS counts FROM ${q.offsets}
+      WHERE group_id = $1 AND topic = $2 AND partition = $3 AND next_offset = $5
+        AND write_id = $4::uuid`,
+    /**
+     * The careful path's last statement before COMMIT (a literal, sent with it in one Query):
+     * records its counts with the offset it moved.
+     */
+    recordCounts: (batch: Batch, counts: WriteCounts) =>
+      `UPDATE ${q.offsets} SET write_counts = ${
+        quoteLiteral(JSON.stringify(countsOf(counts)))
+      }::jsonb
+      WHERE group_id = ${quoteLiteral(batch.groupId)} AND topic = ${
+        quoteLiteral(batch.topic)
+      } AND partition = ${batch.partition}`,
     knownIds: `SELECT ticket_id, status, kafka_topic AS topic, kafka_partition AS partition,
         kafka_offset::text AS offset FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
     /**
@@ -298,19 +333,23 @@ export function sinkStatements(
  * Moves the offset (no row: it was elsewhere) and says whether a cancellation of the partition
  * after the batch's first offset is stored (`behind`: a replay, whose purchases are judged as of
  * their position by the careful path). The values, as SQL (placeholders or literals): group,
- * topic, partition, the batch's next offset, the offset it expects stored. `stored`: only move
- * an offset that exists (see `Batch.offsetStored`); otherwise create it when there is none.
+ * topic, partition, the batch's next offset, the offset it expects stored, the write's id and
+ * its counts (JSON, or NULL until the careful path's `recordCounts`). `stored`: only move an
+ * offset that exists (see `Batch.offsetStored`); otherwise create it when there is none.
  */
 function claimOffsetSql(q: QualifiedNames, values: readonly string[], stored = false): string {
-  const [group, topic, partition, next, expected] = values;
+  const [group, topic, partition, next, expected, writeId, counts] = values;
   const claim = stored
-    ? `UPDATE ${q.offsets} AS o SET next_offset = ${next}, updated_at = now()
+    ? `UPDATE ${q.offsets} AS o SET next_offset = ${next}, updated_at = now(),
+        write_id = ${writeId}, write_counts = ${counts}
       WHERE o.group_id = ${group} AND o.topic = ${topic} AND o.partition = ${partition}
         AND o.next_offset = ${expected}`
-    : `INSERT INTO ${q.offsets} AS o (group_id, topic, partition, next_offset)
-      VALUES (${group}, ${topic}, ${partition}, ${next})
+    : `INSERT INTO ${q.offsets} AS o (group_id, topic, partition, next_offset, write_id,
+        write_counts)
+      VALUES (${group}, ${topic}, ${partition}, ${next}, ${writeId}, ${counts})
       ON CONFLICT (group_id, topic, partition)
-      DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
+      DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now(),
+        write_id = EXCLUDED.write_id, write_counts = EXCLUDED.write_counts
       WHERE o.next_offset = ${expected}`;
   return `${claim}
       RETURNING EXISTS (SELECT FROM ${q.tickets} t WHERE t.cancel_topic = ${topic}
@@ -698,18 +737,53 @@ export async function writeBatch(
   batch: Batch,
 ): Promise<BatchResult> {
   try {
+    let result: BatchResult | undefined;
     // a batch with cancellations goes the careful way: they change rows already stored
     if (batch.rows.length > 0 && sql.copy.supported && !batch.cancels?.length) {
-      const fast = await writeFast(client, sql, batch);
-      if (fast) return fast;
+      result = await writeFast(client, sql, batch);
     }
-    return await writeCarefully(client, sql, batch);
+    result ??= await writeCarefully(client, sql, batch);
+    return result.committed ? result : await landedEarlier(client, sql, batch) ?? result;
   } catch (error) {
     if ((error as { code?: string }).code === LOCK_NOT_AVAILABLE && sql.lockTimeoutMs) {
       await endStalledCopies(client, sql.lockTimeoutMs);
     }
     throw error;
   }
+}
+
+/**
+ * The counts of a batch that an earlier try of the same write committed, as that try recorded
+ * them with the offset it moved, when the stored offset is still where it left it (see
+ * `Batch.writeId`); undefined when another write moved it.
+ */
+async function landedEarlier(
+  client: PoolClient,
+  sql: SinkStatements,
+  batch: Batch,
+): Promise<BatchResult | undefined> {
+  if (batch.writeId === undefined) return undefined;
+  const found = await client.query<{ counts: WriteCounts | null }>(sql.landed, [
+    batch.groupId,
+    batch.topic,
+    batch.partition,
+    batch.writeId,
+    batch.nextOffset.toString(),
+  ]);
+  const counts = found.rows[0]?.counts;
+  if (!counts) return undefined;
+  log(
+    "info",
+    `partition ${batch.partition}: offsets ${batch.expectedOffset}..${
+      batch.nextOffset - 1n
+    } were committed by an earlier try whose reply was lost; not written again`,
+  );
+  return { committed: true, ...countsOf(counts) };
+}
+
+/** What the fast path's commit did: every row stored, every dead letter recorded. */
+function fastCounts(batch: Batch): WriteCounts {
+  return countsOf({ stored: batch.rows.length, deadLetters: batch.deadLetters.length });
 }
 
 /**
@@ -762,7 +836,6 @@ async function writeFast(
   sql: SinkStatements,
   batch: Batch,
 ): Promise<BatchResult | undefined> {
-  const result = emptyResult();
   const pieces = copyPieces(batch); // its first piece goes out with the Query
   try {
     await copyQuery(client, fastPathText(sql, batch), [
@@ -771,17 +844,15 @@ async function writeFast(
       pieces.payments,
     ]);
     if (!commitsInQuery(batch)) {
-      result.deadLetters = await insertDeadLetters(client, sql, batch, batch.deadLetters);
+      await insertDeadLetters(client, sql, batch, batch.deadLetters);
       await client.query("COMMIT");
     }
-    result.committed = true;
-    result.stored = batch.rows.length;
-    return result;
+    return { committed: true, ...fastCounts(batch) };
   } catch (error) {
     await client.query("ROLLBACK").catch(() => {});
     switch ((error as { code?: string }).code) {
       case FENCED:
-        return result;
+        return emptyResult();
       case BEHIND: // a replay behind a stored cancellation: judged as of its position
       case UNIQUE_VIOLATION:
         return undefined;
@@ -939,6 +1010,7 @@ async function claimOffset(
     batch.partition,
     batch.nextOffset.toString(),
     batch.expectedOffset.toString(),
+    batch.writeId ?? null,
   ]);
   return claim.rowCount === 1 ? claim.rows[0] : undefined;
 }
@@ -1031,7 +1103,7 @@ async function writeCarefullyOnce(
       }
     }
     result.deadLetters = await insertDeadLetters(client, sql, batch, deadLetters);
-    await client.query("COMMIT");
+    await client.query(`${sql.recordCounts(batch, result)}; COMMIT`);
     result.committed = true;
     return result;
   } catch (error) {

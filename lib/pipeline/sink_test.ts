@@ -63,6 +63,52 @@ Deno.test("writeBatch() with a stale offset writes no row and no offset (zombie 
   });
 });
 
+Deno.test("writeBatch() retried under its write id after its commit (the reply lost) reports that commit, counts and all; any other write is fenced", async () => {
+  await withTable(async (table, q, pool) => {
+    const gen = new TicketGenerator({ seed: 5 });
+    const client = await pool.connect();
+    try {
+      for (const copy of [true, false]) {
+        const sql = sinkStatements(q);
+        sql.copy.supported = copy;
+        const topic = copy ? "t" : "u";
+        const at = (from: bigint, writeId?: string) => {
+          const batch = batchOf(table, from, [gen.next(), gen.next()], topic);
+          const letter = { offset: String(from + 2n), key: null, value: null };
+          return {
+            ...batch,
+            nextOffset: from + 3n,
+            deadLetters: [{ ...letter, reason: "BAD_JSON", detail: "not JSON" }],
+            writeId,
+          };
+        };
+        const first = at(0n, crypto.randomUUID());
+        const done = await writeBatch(client, sql, first);
+        assert.deepEqual([done.committed, done.stored, done.deadLetters], [true, 2, 1]);
+        // the same write tried again (its reply was lost): its commit, the same counts
+        assert.deepEqual(await writeBatch(client, sql, first), done, `fast path: ${copy}`);
+        // another write of the same range, with or without an id, met the fence
+        for (const other of [crypto.randomUUID(), undefined]) {
+          const fenced = await writeBatch(client, sql, { ...first, writeId: other });
+          assert.equal(fenced.committed, false);
+        }
+        // once a later write moved the offset on, the first one's retry is fenced too
+        const later = await writeBatch(client, sql, at(3n, crypto.randomUUID()));
+        assert.equal(later.committed, true);
+        assert.equal((await writeBatch(client, sql, first)).committed, false);
+        const { rows } = await client.query(
+          `SELECT count(*)::int AS n FROM ${q.tickets} WHERE ticket_id = ANY($1)`,
+          [first.rows.map((r) => r.ticket.ticket_id)],
+        );
+        assert.equal(rows[0].n, 2, "stored once");
+        assert.equal((await storedOffsets(client, q, `g_${table}`, topic)).get(0), 6n);
+      }
+    } finally {
+      client.release();
+    }
+  });
+});
+
 Deno.test("writeBatch() with offsetStored only moves an offset that exists: where the database lost it, nothing is written, on either path", async () => {
   await withTable(async (table, q, pool) => {
     const sql = sinkStatements(q);

@@ -170,15 +170,15 @@ export class BatchWriter {
         return;
       }
       const started = performance.now();
-      const result = await writeIsolating(
-        batch,
-        (part) =>
-          this.withRetry(
-            "write",
-            (client) => writeBatch(client, this.#o.sql, part),
-            context.heartbeat,
-          ),
-      );
+      const result = await writeIsolating(batch, (part) => {
+        // one id for every try of this part: a try finds an earlier one's lost commit by it
+        const write = { ...part, writeId: crypto.randomUUID() };
+        return this.withRetry(
+          "write",
+          (client) => writeBatch(client, this.#o.sql, write),
+          context.heartbeat,
+        );
+      });
       // a LOST write holds no message: its marker is not one of the run's messages
       this.#enqueued -= count - (lost > 0 ? 0 : result.messages ?? 0);
       if (!result.committed) context.fence();

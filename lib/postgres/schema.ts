@@ -208,8 +208,14 @@ export function schemaStatements(names: TableNames): string[] {
       partition   integer NOT NULL,
       next_offset bigint NOT NULL,
       updated_at  timestamptz NOT NULL DEFAULT now(),
+      -- the batch write that moved it last, and what it did: a retry of that write whose
+      -- reply was lost finds its own commit here
+      write_id    uuid,
+      write_counts jsonb,
       PRIMARY KEY (group_id, topic, partition)
     )`,
+    `ALTER TABLE ${q.offsets} ADD COLUMN IF NOT EXISTS write_id uuid,
+      ADD COLUMN IF NOT EXISTS write_counts jsonb`,
     `CREATE TABLE IF NOT EXISTS ${q.deadLetters} (
       id          bigserial PRIMARY KEY,
       group_id    text NOT NULL,
