@@ -585,6 +585,44 @@ Deno.test("a compacted topic: the offsets compaction emptied are covered, exact 
   });
 });
 
+// Scaling out: more partitions for a topic in use. The consumer finds them by its metadata
+// refresh (KafkaJS's default age is 5 minutes) and the group rebalances to take them.
+Deno.test("partitions added to the topic while the consumer runs: it takes them within a minute, and --idle-timeout waits for them; exact", async () => {
+  await withCase("topo_grow", async (c) => {
+    const before = await produce(c, 1_000, 2);
+    const rows = async () => (await tableIds(c)).length;
+    const run = collect(spawnScript("consumer.ts", consumerArgs(c, "--idle-timeout", "20")));
+    await waitFor("the first 1,000 stored", async () => (await rows()) === 1_000, 30_000);
+    await withAdmin(
+      c.connection,
+      (admin) => admin.createPartitions({ topicPartitions: [{ topic: c.topic, count: 4 }] }),
+    );
+    // a new producer run spreads its tickets over the four partitions
+    const after = await produce(c, 1_000, 4);
+    const bounds = await logBounds(c);
+    assert.equal(bounds.length, 4);
+    assert.ok(
+      bounds.every((b) => b.high > 0),
+      `every partition holds tickets: ${JSON.stringify(bounds)}`,
+    );
+    await waitFor(
+      "the new partitions' tickets stored",
+      async () => (await rows()) === 2_000,
+      60_000,
+    )
+      .catch((error) => {
+        throw new Error(`${error.message}\n${run.stderr()}`);
+      });
+    const status = await run.done;
+    assert.equal(status.code, 0, run.stderr());
+    assert.deepEqual(await tableIds(c), ids([...before, ...after]));
+    await assertDrained(c);
+    await assertExact(c);
+    const s = summaryOf(run.stdout());
+    assert.deepEqual([s.received, s.stored, s.fenced], [2_000, 2_000, 0], s.line);
+  });
+});
+
 Deno.test("--idle-timeout means drained: a member idle while a killed member still holds partitions waits, takes them over, and stores all", async () => {
   await withCase("topo_drained", async (c) => {
     const before = await produce(c, 3_000);

@@ -119,6 +119,9 @@ export interface ConsumerSummary extends WriteCounts {
 /** Where `--reset-offsets` moves the stored offsets: the log's start or its end. */
 export const RESET_TO = ["earliest", "latest"] as const;
 
+/** How old the consumer's view of the topic's partitions may get, in milliseconds. */
+const METADATA_MAX_AGE_MS = 15_000;
+
 /**
  * Defaults of {@linkcode ConsumerOptions}, the one place they are set: the consumer command's
  * flags show and apply these values.
@@ -268,6 +271,10 @@ async function createClients(options: ConsumerOptions, groupId: string, sessionM
     maxWaitTimeInMs: options.maxWaitTimeMs ?? CONSUMER_DEFAULTS.maxWaitTimeMs,
     allowAutoTopicCreation: false,
     retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 5_000 },
+    // partitions added to the topic (scaling out) are found by this refresh, and the group then
+    // rebalances to take them: KafkaJS's default of 5 minutes left them unread that long, and
+    // `--idle-timeout` gave up waiting for them
+    metadataMaxAge: METADATA_MAX_AGE_MS,
   });
   return { db, admin: kafka.admin(), consumer };
 }
