@@ -328,12 +328,13 @@ export function collect(
 /**
  * Produces `[key, value]` messages with kcat, a client independent of this project, to the
  * stack's plaintext listener (keys and values must hold no tab or newline). Partition 0 unless
- * `partition` is given, so tests know the order.
+ * `partition` is given, so tests know the order; record batches compressed with `compression`.
  */
 export async function kcatProduce(
   topic: string,
   messages: [string, string][],
   partition = 0,
+  compression: "none" | "gzip" | "snappy" | "lz4" | "zstd" = "none",
 ): Promise<void> {
   const child = new Deno.Command("kcat", {
     args: [
@@ -346,6 +347,8 @@ export async function kcatProduce(
       "\t",
       "-p",
       String(partition),
+      "-z",
+      compression,
     ],
     stdin: "piped",
     stdout: "piped",

@@ -14,6 +14,7 @@ import {
 import type { KafkaSettings } from "../config/config.ts";
 import { AppError, messageOf } from "../errors.ts";
 import { installFastVarints } from "./kafka_encoder.ts";
+import { registerCodecs } from "./codecs.ts";
 import { log } from "../log.ts";
 import { loadCertFolder } from "../config/tls.ts";
 
@@ -21,13 +22,15 @@ export type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from "kafkajs
 
 /**
  * What `createKafka` changes in the process, once: KafkaJS arms timers with negative delays
- * (harmless: they fire at once) and Deno warns on each, so that one warning is dropped; and
- * KafkaJS's varint writer is replaced by a faster one (see kafka_encoder.ts).
+ * (harmless: they fire at once) and Deno warns on each, so that one warning is dropped;
+ * KafkaJS's varint writer is replaced by a faster one (see kafka_encoder.ts); and batches other
+ * producers compressed with snappy, lz4 or zstd become readable (see codecs.ts).
  */
 function adaptKafkaJs(): void {
   if (adapted) return;
   adapted = true;
   installFastVarints();
+  registerCodecs();
   const emitWarning = process.emitWarning;
   process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
     const type = typeof rest[0] === "string" ? rest[0] : (rest[0] as { type?: string })?.type;
