@@ -1,11 +1,12 @@
 /**
  * Crashes at every step of a batch's write. A trigger put on one of the pipeline's tables holds
- * one of the consumer's transactions in the server (it sleeps there) right after its statement
- * on that table, or at its COMMIT; while it is held, the test
+ * one of the consumer's transactions in the server (it waits for a lock the test holds) right
+ * after its statement on that table, or at its COMMIT; while it is held, the test
  *
  * - kills the consumer (SIGKILL). The server goes on without its client: it rolls the
- *   transaction back when it next needs the client (the rest of a COPY), or commits it when
- *   held at COMMIT, so the batch is stored and the consumer never knew. A new consumer drains.
+ *   transaction back when it next needs the client (the rest of a COPY), or commits it when the
+ *   rest of the batch, COMMIT included, had reached it (held at COMMIT, or after the last COPY),
+ *   so the batch is stored and the consumer never knew. A new consumer drains.
  * - ends the server's session (`pg_terminate_backend`). The consumer retries and drains.
  * - at COMMIT only: keeps the server's replies from the consumer (a proxy between them) until the
  *   commit is done, then cuts its connections. The consumer cannot know whether its batch is
@@ -15,11 +16,12 @@
  * bad data (cancellations: the careful path; dead letters; seats freed and sold again). Each case
  * has its own table and group on the stream's topic, and ends with `verify --manifest` passing,
  * every stored purchase holding exactly its seats and one payment, nothing orphaned, and the
- * stored offsets covering the topic.
+ * stored offsets covering the topic; a run that lived through it counted every message once.
  */
 import assert from "node:assert/strict";
 import { consumerApplicationName, defaultGroupId } from "../lib/pipeline/consumer.ts";
 import { setupDatabase } from "../lib/postgres/setup.ts";
+import { createPool } from "../lib/postgres/postgres.ts";
 import { type QualifiedNames, qualify } from "../lib/postgres/schema.ts";
 import { createKafka, ensureTopic } from "../lib/kafka/kafka.ts";
 import {
@@ -53,9 +55,6 @@ interface Step {
 
 type Fault = "kill" | "terminate" | "lost reply";
 
-/** Seconds a held transaction sleeps in the server. */
-const HOLD_SECONDS = 4;
-
 // 100 messages a batch: each row below is in a batch after the first few committed
 const PURCHASE_STEPS: Step[] = [
   { name: "after its offset claim", table: "offsets", row: 4 },
@@ -70,31 +69,52 @@ const LIFECYCLE_STEPS: Step[] = [
   { name: "after its freed seats", table: "freedSeats", row: 60 },
 ];
 
-/** The trigger of a case: holds the transaction at the step's row, once. */
-async function installHold(schema: string, table: string, step: Step): Promise<void> {
+/**
+ * The trigger of a case: at the step's row (once) the transaction waits for advisory lock `key`,
+ * which the test holds until it has done its harm: no timing to race. An offset row counts only
+ * when its offset moves (the careful path's last statement updates its counts too).
+ */
+async function installHold(schema: string, table: string, step: Step, key: number) {
   const target = qualify({ schema, table })[step.table];
+  const events = step.table === "offsets" ? "INSERT OR UPDATE OF next_offset" : "INSERT OR UPDATE";
   await sql(`CREATE SEQUENCE ${schema}.hold`);
   await sql(`CREATE FUNCTION ${schema}.hold() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-      IF nextval('${schema}.hold') = ${step.row} THEN PERFORM pg_sleep(${HOLD_SECONDS}); END IF;
+      IF nextval('${schema}.hold') = ${step.row} THEN PERFORM pg_advisory_xact_lock(${key}); END IF;
       RETURN NULL;
     END $$`);
   await sql(
     step.commit
-      ? `CREATE CONSTRAINT TRIGGER hold AFTER INSERT OR UPDATE ON ${target}
+      ? `CREATE CONSTRAINT TRIGGER hold AFTER ${events} ON ${target}
           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ${schema}.hold()`
-      : `CREATE TRIGGER hold AFTER INSERT OR UPDATE ON ${target}
+      : `CREATE TRIGGER hold AFTER ${events} ON ${target}
           FOR EACH ROW EXECUTE FUNCTION ${schema}.hold()`,
   );
 }
 
-/** The server sessions of the case's consumer sleeping in the hold. */
+/** The server sessions of the case's consumer waiting in the hold. */
 async function heldSessions(groupId: string): Promise<{ pid: number; state: string }[]> {
   return await sql<{ pid: number; state: string }>(
     `SELECT pid, state FROM pg_stat_activity
-      WHERE application_name = $1 AND wait_event = 'PgSleep'`,
+      WHERE application_name = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory'`,
     [consumerApplicationName(groupId)],
   );
+}
+
+/** A session of the test holding advisory lock `key` until `release`. */
+async function holdLock(key: number) {
+  const info = stackInfo();
+  const db = await createPool({ uri: info.postgresUri, certPath: info.certPath, max: 1 });
+  const client = await db.pool.connect();
+  await client.query("SELECT pg_advisory_lock($1)", [key]);
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    await client.query("SELECT pg_advisory_unlock($1)", [key]).catch(() => {});
+    client.release();
+    await db.pool.end();
+  };
 }
 
 /** Purchases holding other than exactly their seats, tickets without one payment, orphans. */
@@ -137,8 +157,13 @@ async function crashCase(stream: Stream, step: Step, fault: Fault): Promise<void
   const proxy = fault === "lost reply"
     ? await startTcpProxy("127.0.0.1", Number(new URL(stackInfo().postgresUri).port))
     : undefined;
+  const key = Math.floor(Math.random() * 2 ** 31);
+  const release = await holdLock(key);
+  let child: Deno.ChildProcess | undefined;
+  let first: ReturnType<typeof collect> | undefined;
+  let exited = false;
   try {
-    await installHold(schema, table, step);
+    await installHold(schema, table, step, key);
     const target = { creds: stream.creds, topic: stream.topic, table };
     const extra = ["--schema", schema, "--batch-size", "100", "--idle-timeout", "4"];
     if (proxy) {
@@ -146,21 +171,22 @@ async function crashCase(stream: Stream, step: Step, fault: Fault): Promise<void
       uri.port = String(proxy.port);
       extra.push("--postgres-uri", uri.toString());
     }
-    const child = spawnScript("consumer.ts", consumerArgs(target, ...extra));
-    const first = collect(child);
+    child = spawnScript("consumer.ts", consumerArgs(target, ...extra));
+    first = collect(child);
+    first.done.finally(() => exited = true);
+    const output = first;
     let held: { pid: number; state: string }[] = [];
     let live: ConsumerCounts | undefined;
     await waitFor(`${label}: a held transaction`, async () => {
       held = await heldSessions(groupId);
       return held.length > 0;
-    }, 60_000).catch(async (error) => {
-      child.kill("SIGKILL");
-      await first.done;
-      throw new Error(`${error.message}\n${first.stderr()}`);
+    }, 60_000).catch((error) => {
+      throw new Error(`${error.message}\n${output.stderr()}`);
     });
     if (fault === "kill") {
       child.kill("SIGKILL");
       assert.equal((await first.done).signal, "SIGKILL", label);
+      await release();
       // the server finishes the orphaned transaction (rollback, or the held commit) first
       await waitForSessionsGone(groupId);
       const second = await runScript("consumer.ts", consumerArgs(target, ...extra));
@@ -168,8 +194,10 @@ async function crashCase(stream: Stream, step: Step, fault: Fault): Promise<void
     } else {
       if (fault === "terminate") {
         await sql(`SELECT pg_terminate_backend($1)`, [held[0]!.pid]);
+        await release();
       } else {
         proxy!.holdReplies();
+        await release();
         // the commit finishes in the server; its reply waits in the proxy
         await waitFor(`${label}: the held commit done`, async () => {
           const [row] = await sql<{ state: string | null }>(
@@ -207,13 +235,25 @@ async function crashCase(stream: Stream, step: Step, fault: Fault): Promise<void
     assert.equal(stored!.n, report.messages, `${label}: stored offsets cover the topic`);
     if (live) {
       // one run did it all: it accounts for every message once, and no batch of it was fenced
+      const [dead] = await sql<{ n: number }>(
+        `SELECT count(*)::int AS n FROM ${qualify({ schema, table }).deadLetters}`,
+      );
       assert.deepEqual(
-        { received: live.received, stored: live.stored, fenced: live.fenced },
-        { received: report.messages, stored: report.rows, fenced: 0 },
+        {
+          received: live.received,
+          stored: live.stored,
+          deadLetters: live.deadLetters,
+          fenced: live.fenced,
+        },
+        { received: report.messages, stored: report.rows, deadLetters: dead!.n, fenced: 0 },
         `${label}: ${live.line}`,
       );
     }
   } finally {
+    await release();
+    // a case that failed half way leaves no consumer behind to hold locks on the schema
+    if (first && !exited) child!.kill("SIGKILL");
+    await first?.done;
     await proxy?.close();
     await sql(`DROP SCHEMA ${schema} CASCADE`);
   }

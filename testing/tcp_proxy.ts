@@ -38,7 +38,11 @@ function forward(from: Socket, to: Socket, delayMs: number, held: () => boolean)
     timer ??= setTimeout(flush, delayMs);
   });
   from.on("end", () => {
-    const ended = () => queue.length === 0 ? to.end() : setTimeout(ended, delayMs || 10);
+    const ended = () => {
+      if (to.destroyed) return;
+      if (queue.length === 0) to.end();
+      else setTimeout(ended, delayMs || 10);
+    };
     ended();
   });
 }
@@ -67,6 +71,13 @@ export function startTcpProxy(host: string, port: number, delayMs = 0): Promise<
     forward(client, upstream, delayMs, () => false);
     forward(upstream, client, delayMs, () => holding);
   });
+  const cut = () => {
+    for (const [client, upstream] of [...pairs]) {
+      client.destroy();
+      upstream.destroy();
+    }
+    holding = false;
+  };
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => {
@@ -76,19 +87,10 @@ export function startTcpProxy(host: string, port: number, delayMs = 0): Promise<
         holdReplies: () => {
           holding = true;
         },
-        cut: () => {
-          for (const [client, upstream] of [...pairs]) {
-            client.destroy();
-            upstream.destroy();
-          }
-          holding = false;
-        },
+        cut,
         close: () =>
           new Promise<void>((done) => {
-            for (const [client, upstream] of pairs) {
-              client.destroy();
-              upstream.destroy();
-            }
+            cut();
             server.close(() => done());
           }),
       });

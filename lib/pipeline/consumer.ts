@@ -39,6 +39,7 @@ import {
   storedApplicationName,
 } from "../postgres/postgres.ts";
 import { qualify } from "../postgres/schema.ts";
+import { checkTables } from "../postgres/setup.ts";
 import {
   addWriteCounts,
   type Batch,
@@ -506,6 +507,8 @@ async function startConsuming(options: ConsumerOptions, p: ConsumerParts, end: R
       `topic "${topic}" does not exist; run producer.ts first or create it`,
     );
   }
+  // tables of an older version fail here with the way forward, not at the first write
+  await checkTables(store.db.pool, { schema: options.schema ?? "public", table: options.table });
   const reset = options.resetOffsets
     ? await resetStoredOffsets(store, options.resetOffsets)
     : undefined;

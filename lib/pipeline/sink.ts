@@ -153,7 +153,10 @@ export function addWriteCounts<T extends WriteCounts>(into: T, more: WriteCounts
 
 /** What a batch did. */
 export interface BatchResult extends WriteCounts {
-  /** False when another consumer moved the stored offset: nothing was written. */
+  /**
+   * False when another write moved the stored offset (another consumer, or a database that lost
+   * commits): nothing was written. A retry that finds its own earlier try's commit is committed.
+   */
   committed: boolean;
   /** Messages of the batch written (set by writeIsolating). */
   messages?: number;
@@ -178,7 +181,7 @@ export function sinkStatements(
     /** The lock timeout the transactions have, if any (see `endStalledCopies`). */
     lockTimeoutMs: db.lockTimeoutMs,
     /**
-     * Moves the offset (no row: another consumer moved it, or the database lost it) and says
+     * Moves the offset (no row: another write moved it, or the database lost it) and says
      * whether a cancellation of this partition after the batch's first offset is stored
      * (`behind`: a replay, whose purchases are judged as of their position by the careful path).
      */
@@ -259,16 +262,19 @@ export function sinkStatements(
       WHERE group_id = $1 AND topic = $2 AND partition = $3 AND next_offset = $5
         AND write_id = $4::uuid`,
     /**
-     * The careful path's last statement before COMMIT (a literal, sent with it in one Query):
-     * records its counts with the offset it moved.
+     * The careful path's last statement before COMMIT, with its `; ` (literals, sent with COMMIT
+     * in one Query): records its counts with the offset its claim moved; nothing for a write
+     * without an id.
      */
     recordCounts: (batch: Batch, counts: WriteCounts) =>
-      `UPDATE ${q.offsets} SET write_counts = ${
-        quoteLiteral(JSON.stringify(countsOf(counts)))
-      }::jsonb
+      batch.writeId === undefined
+        ? ""
+        : `UPDATE ${q.offsets} SET write_counts = ${
+          quoteLiteral(JSON.stringify(countsOf(counts)))
+        }::jsonb
       WHERE group_id = ${quoteLiteral(batch.groupId)} AND topic = ${
-        quoteLiteral(batch.topic)
-      } AND partition = ${batch.partition}`,
+          quoteLiteral(batch.topic)
+        } AND partition = ${batch.partition} AND write_id = ${quoteLiteral(batch.writeId)}::uuid; `,
     knownIds: `SELECT ticket_id, status, kafka_topic AS topic, kafka_partition AS partition,
         kafka_offset::text AS offset FROM ${q.tickets} WHERE ticket_id = ANY($1::text[])`,
     /**
@@ -356,7 +362,10 @@ function claimOffsetSql(q: QualifiedNames, values: readonly string[], stored = f
         AND t.cancel_partition = ${partition} AND t.cancel_offset > ${expected}) AS behind`;
 }
 
-/** SQLSTATE the fast path's claim raises when the stored offset moved (another member wrote). */
+/**
+ * SQLSTATE the fast path's claim raises when the stored offset moved (another member wrote, or an
+ * earlier try of this write whose reply was lost: see `landedEarlier`).
+ */
 const FENCED = "TK001";
 /** SQLSTATE the fast path's claim raises for a replay behind a stored cancellation. */
 const BEHIND = "TK002";
@@ -722,7 +731,8 @@ function emptyResult(): BatchResult {
  * Writes one batch in one transaction: claims the offset range (fails, writing nothing, if the
  * stored offset is not `expectedOffset`), refuses tickets whose seat is sold (as SEAT_TAKEN dead
  * letters), inserts the others with their seats and transactions (skipping known ids), records
- * conflicts and dead letters, then commits.
+ * conflicts and dead letters, then commits. A claim that fails because an earlier try of the same
+ * write (`Batch.writeId`) committed, its reply lost, reports that commit's recorded counts.
  *
  * The common case, where every ticket is new and every seat free, takes a fast path: the rows go
  * in with `COPY FROM STDIN`, which has no conflict handling and is PostgreSQL's cheapest way in
@@ -1103,7 +1113,7 @@ async function writeCarefullyOnce(
       }
     }
     result.deadLetters = await insertDeadLetters(client, sql, batch, deadLetters);
-    await client.query(`${sql.recordCounts(batch, result)}; COMMIT`);
+    await client.query(`${sql.recordCounts(batch, result)}COMMIT`);
     result.committed = true;
     return result;
   } catch (error) {

@@ -114,6 +114,26 @@ export const STATE_COLUMNS_DDL: readonly string[] = [
   "cancel_offset bigint",
 ];
 
+/**
+ * Statements that read no row but name every table and column the pipeline's writes use: they
+ * fail (42P01, 42703) on tables an older version made, before `db_setup` ran again.
+ */
+export function schemaProbe(names: TableNames): string {
+  const q = qualify(names);
+  const uses: [string, readonly string[]][] = [
+    [q.tickets, [...TICKET_WRITE_COLUMNS, ...STATE_COLUMNS_DDL.map((d) => d.split(" ")[0]!)]],
+    [q.seats, SEAT_WRITE_COLUMNS],
+    [q.freedSeats, SEAT_WRITE_COLUMNS],
+    [q.transactions, [...PAYMENT_WRITE_COLUMNS, "status", "refunded_at"]],
+    [q.offsets, ["group_id", "topic", "partition", "next_offset", "write_id", "write_counts"]],
+    [q.deadLetters, ["group_id", "offset", "reason", "replayed_at"]],
+    [q.conflicts, ["target_table", "offset", "message_value"]],
+  ];
+  return uses.map(([table, columns]) =>
+    `SELECT ${columns.map(quoteIdent).join(", ")} FROM ${table} LIMIT 0`
+  ).join(";\n");
+}
+
 /** Payment status of a ticket's transaction while it stands. */
 export const PAID = "PAID";
 /** Payment status once its ticket is cancelled: the refund (time in `refunded_at`). */

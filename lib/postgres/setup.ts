@@ -3,9 +3,9 @@
  * @module
  */
 import type { Connection } from "../config/config.ts";
-import { createPool } from "./postgres.ts";
-import { describePgError } from "./postgres.ts";
-import { qualify, schemaStatements, type TableNames } from "./schema.ts";
+import { AppError, messageOf } from "../errors.ts";
+import { createPool, describePgError, sqlStateOf } from "./postgres.ts";
+import { qualify, schemaProbe, schemaStatements, type TableNames } from "./schema.ts";
 
 /** Creates the schema and tables if missing (idempotent). Returns the qualified ticket table. */
 export async function setupDatabase(connection: Connection, names: TableNames): Promise<string> {
@@ -35,4 +35,32 @@ export async function setupDatabase(connection: Connection, names: TableNames): 
     await db.pool.end();
   }
   return qualify(names).tickets;
+}
+
+/** SQLSTATEs of a table or column that does not exist. */
+const MISSING = ["42P01", "42703"];
+
+/**
+ * Fails with the way forward when the pipeline's tables lack a table or column this version
+ * writes: they were made by an older version, and `db_setup` brings them up to date.
+ */
+export async function checkTables(
+  pool: { query(text: string): Promise<unknown> },
+  names: TableNames,
+): Promise<void> {
+  try {
+    await pool.query(schemaProbe(names));
+  } catch (error) {
+    if (!MISSING.includes(sqlStateOf(error) ?? "")) throw error;
+    const flags = `--table-name ${names.table}${
+      names.schema === "public" ? "" : ` --schema ${names.schema}`
+    }`;
+    throw new AppError(
+      "DB",
+      `the tables of ${names.schema}.${names.table} are not this version's (${
+        messageOf(error)
+      }): run db_setup.ts ${flags} to create or bring them up to date`,
+      { cause: error, sqlState: sqlStateOf(error) },
+    );
+  }
 }

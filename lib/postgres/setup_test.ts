@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import { showId } from "../model/columns.ts";
 import { sinkStatements, writeBatch } from "../pipeline/sink.ts";
 import { createPool } from "./postgres.ts";
-import { setupDatabase } from "./setup.ts";
-import { ticketBatch, withPipeline } from "../../testing/testing.ts";
+import { checkTables, setupDatabase } from "./setup.ts";
+import { qualify, quoteIdent } from "./schema.ts";
+import { AppError } from "../errors.ts";
+import { stackConnection, ticketBatch, uniqueSuffix, withPipeline } from "../../testing/testing.ts";
 import { TicketGenerator } from "../model/generator.ts";
 
 Deno.test("db_setup moves a seats table of the old layout (theater, movie, showtime, seat) to the show key, keeping every sale", async () => {
@@ -74,4 +76,38 @@ Deno.test("db_setup moves a seats table of the old layout (theater, movie, showt
       await db.pool.end();
     }
   });
+});
+
+Deno.test("checkTables() refuses missing tables and the tables of an older version with the way forward; db_setup brings them up to date", async () => {
+  const connection = await stackConnection();
+  const names = { schema: `probe_${uniqueSuffix()}`, table: "tickets" };
+  const q = qualify(names);
+  const db = await createPool({
+    uri: connection.postgresUri,
+    certPath: connection.kafka.certPath,
+    max: 1,
+  });
+  const refusal = (error: unknown) => {
+    assert.ok(error instanceof AppError, String(error));
+    assert.match(
+      error.message,
+      new RegExp(`run db_setup\\.ts --table-name tickets --schema ${names.schema} to create`),
+    );
+    return true;
+  };
+  try {
+    await assert.rejects(() => checkTables(db.pool, names), refusal);
+    await setupDatabase(connection, names);
+    await checkTables(db.pool, names);
+    // what an older version made: no write id and counts with the offsets, no refund time
+    for (const [table, column] of [[q.offsets, "write_counts"], [q.transactions, "refunded_at"]]) {
+      await db.pool.query(`ALTER TABLE ${table} DROP COLUMN ${column}`);
+      await assert.rejects(() => checkTables(db.pool, names), refusal);
+      await setupDatabase(connection, names);
+      await checkTables(db.pool, names);
+    }
+  } finally {
+    await db.pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(names.schema)} CASCADE`);
+    await db.pool.end();
+  }
 });
