@@ -219,6 +219,41 @@ Deno.test("db_setup creates the tables and is harmless when run twice", async ()
   }
 });
 
+Deno.test("a consumer started on tables of an older version stops at once, naming db_setup; after db_setup it stores every ticket", async () => {
+  const connection = await stackConnection();
+  const creds = await writeStackCreds();
+  const schema = `e2e_old_${uniqueSuffix()}`, table = "tickets";
+  const q = qualify({ schema, table });
+  try {
+    await setupDatabase(connection, { schema, table });
+    await runProducer({ kafka: connection.kafka, topic: schema, num: 300 });
+    // what the version before the write ids made
+    await sql(`ALTER TABLE ${q.offsets} DROP COLUMN write_id, DROP COLUMN write_counts`);
+    const args = ["--creds", creds, "--schema", schema, "--table-name", table];
+    const consumer = [...args, "--topic-name", schema, "--idle-timeout", "2", "--no-metrics-log"];
+    const old = await runScript("consumer.ts", consumer);
+    assert.equal(old.code, 1, old.stderr);
+    assert.match(
+      old.stderr,
+      new RegExp(
+        `^error: the tables of ${schema}\\.tickets are not this version's \\(.*write_id.*\\): ` +
+          `run db_setup\\.ts --table-name tickets --schema ${schema} to create or bring them up ` +
+          `to date$`,
+        "m",
+      ),
+    );
+    assert.equal(await sql(`SELECT 1 FROM ${q.tickets}`).then((r) => r.length), 0);
+    const setup = await runScript("db_setup.ts", args);
+    assert.equal(setup.code, 0, setup.stderr);
+    const run = await runScript("consumer.ts", consumer);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(consumerCounts(run.stdout).stored, 300);
+  } finally {
+    await sql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await deleteTopics(connection, [schema]).catch(() => {});
+  }
+});
+
 Deno.test("SIGINT and SIGTERM stop producer and consumer gracefully: batch committed, exit 0, summary", async () => {
   const connection = await stackConnection();
   const creds = await writeStackCreds();
