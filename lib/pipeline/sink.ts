@@ -137,7 +137,7 @@ const WRITE_COUNTS: readonly (keyof WriteCounts)[] = [
 
 /** Counts all zero. */
 export function noWriteCounts(): WriteCounts {
-  return Object.fromEntries(WRITE_COUNTS.map((k) => [k, 0])) as unknown as WriteCounts;
+  return countsOf({});
 }
 
 /** Just the counts of `from` (a result, say), every one of them. */

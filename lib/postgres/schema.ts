@@ -71,10 +71,11 @@ const SOURCE_COLUMNS_DDL = [
   "stored_at timestamptz NOT NULL DEFAULT clock_timestamp()",
 ];
 
+/** The names of the columns some column definitions (`name type ...`) define. */
+const namesOf = (ddl: readonly string[]): string[] => ddl.map((d) => d.split(" ")[0]!);
+
 /** The source columns the sink writes, in its order: topic, partition, offset, publish time. */
-const SOURCE_COLUMN_NAMES: readonly string[] = SOURCE_COLUMNS_DDL.slice(0, 4).map((d) =>
-  d.split(" ")[0]!
-);
+const SOURCE_COLUMN_NAMES: readonly string[] = namesOf(SOURCE_COLUMNS_DDL.slice(0, 4));
 
 /** The ticket table's columns the sink writes, in its order: the model's, then the source's. */
 export const TICKET_WRITE_COLUMNS: readonly string[] = [
@@ -121,7 +122,7 @@ export const STATE_COLUMNS_DDL: readonly string[] = [
 export function schemaProbe(names: TableNames): string {
   const q = qualify(names);
   const uses: [string, readonly string[]][] = [
-    [q.tickets, [...TICKET_WRITE_COLUMNS, ...STATE_COLUMNS_DDL.map((d) => d.split(" ")[0]!)]],
+    [q.tickets, [...TICKET_WRITE_COLUMNS, ...namesOf(STATE_COLUMNS_DDL)]],
     [q.seats, SEAT_WRITE_COLUMNS],
     [q.freedSeats, SEAT_WRITE_COLUMNS],
     [q.transactions, [...PAYMENT_WRITE_COLUMNS, "status", "refunded_at"]],
